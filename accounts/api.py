@@ -1,0 +1,50 @@
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.views import APIView
+
+from accounts import services
+from accounts.serializers import LoginSerializer, RegisterSerializer
+from flashsale.ratelimit import rate_limit
+from flashsale.responses import success
+
+
+def _login_email_key(group, request):
+    # Throttles guessing against one account from many addresses.
+    email = request.data.get("email") if isinstance(request.data, dict) else None
+    return str(email).strip().lower() if email else ""
+
+
+class RegisterView(APIView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @rate_limit(group="register", key="ip", rate_setting="RATELIMIT_REGISTER")
+    def post(self, request):
+        form = RegisterSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        user = services.register(**form.validated_data)
+        return success(
+            {"userId": user.pk, "name": user.name, "email": user.email},
+            "Registration successful",
+            status=201,
+        )
+
+
+class LoginView(APIView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @rate_limit(group="login", key="ip", rate_setting="RATELIMIT_LOGIN")
+    @rate_limit(group="login-email", key=_login_email_key, rate_setting="RATELIMIT_LOGIN_EMAIL")
+    def post(self, request):
+        form = LoginSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        user, token = services.login(request=request._request, **form.validated_data)
+        return success({"userId": user.pk, "token": token.key}, "Login successful")
+
+
+class LogoutView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    def post(self, request):
+        services.logout(user=request.user)
+        return success({}, "Logged out")

@@ -1,0 +1,44 @@
+from django.contrib.auth import authenticate
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
+from rest_framework.authtoken.models import Token
+
+from accounts.exceptions import EmailTaken, InvalidCredentials, WeakPassword
+from accounts.models import User, normalize_email
+
+
+def register(*, name: str, email: str, password: str) -> User:
+    """Create a buyer account, or raise EmailTaken / WeakPassword."""
+    email = normalize_email(email)
+    candidate = User(name=name, email=email)
+    try:
+        validate_password(password, user=candidate)
+    except DjangoValidationError as error:
+        raise WeakPassword(list(error.messages)) from None
+    if User.objects.filter(email=email).exists():
+        raise EmailTaken()
+    try:
+        # The unique index is the authority when two registrations race past the check above.
+        with transaction.atomic():
+            return User.objects.create_user(email=email, name=name, password=password)
+    except IntegrityError:
+        raise EmailTaken() from None
+
+
+def login(*, email: str, password: str, request=None) -> tuple[User, Token]:
+    """Check the credentials and return the user with their API token.
+
+    Unknown email and wrong password fail identically (Django's backend also spends the hashing
+    time for unknown users), so the answer does not reveal which accounts exist.
+    """
+    user = authenticate(request, email=normalize_email(email), password=password)
+    if user is None:
+        raise InvalidCredentials()
+    token, _ = Token.objects.get_or_create(user=user)
+    return user, token
+
+
+def logout(*, user: User) -> None:
+    """Invalidate the user's API token."""
+    Token.objects.filter(user=user).delete()

@@ -1,0 +1,57 @@
+import logging
+import time
+
+from django.conf import settings
+
+from flashsale.errors import json_error
+from flashsale.ratelimit import RateLimited, check_rate
+
+request_logger = logging.getLogger("flashsale.request")
+
+# Probes from load balancers and orchestrators must never be throttled.
+_UNLIMITED_PATHS = ("/api/v1/health",)
+
+
+class RequestLogMiddleware:
+    """One structured line per request: method, path, status, duration, user id."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        started = time.perf_counter()
+        response = self.get_response(request)
+        if settings.REQUEST_LOG:
+            user = getattr(request, "user", None)
+            request_logger.info(
+                "request",
+                extra={
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status_code,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "user_id": user.pk if user is not None and user.is_authenticated else None,
+                },
+            )
+        return response
+
+
+class GlobalRateLimitMiddleware:
+    """A per-client-IP ceiling on every API request, before any view work is done."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path.startswith("/api/") and not request.path.startswith(_UNLIMITED_PATHS):
+            try:
+                check_rate(request, group="global", key="ip", rate_setting="RATELIMIT_GLOBAL")
+            except RateLimited as limited:
+                return json_error(
+                    429,
+                    "rate_limited",
+                    "Too many requests. Please slow down.",
+                    {"retryAfter": limited.retry_after},
+                    headers={"Retry-After": str(limited.retry_after)},
+                )
+        return self.get_response(request)

@@ -1,0 +1,20 @@
+from django.contrib import admin
+from django.urls import include, path, re_path
+
+from flashsale.views import ApiNotFound, health
+
+api_v1 = [
+    path("health", health, name="health"),
+    path("auth/", include("accounts.urls")),
+    path("", include("sales.urls")),
+    path("", include("leaderboard.urls")),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
+    re_path(r"^api/", ApiNotFound.as_view()),
+]
+
+handler404 = "flashsale.views.page_not_found"
+handler500 = "flashsale.views.server_error"

@@ -1,0 +1,107 @@
+from rest_framework import mixins, viewsets
+from rest_framework.decorators import action
+from rest_framework.permissions import IsAdminUser, IsAuthenticated
+from rest_framework.views import APIView
+
+from flashsale.pagination import PageQuerySerializer, paginate
+from flashsale.ratelimit import rate_limit
+from flashsale.responses import success
+from sales import services
+from sales.models import FlashSale
+from sales.serializers import (
+    AddUnitsSerializer,
+    FlashSaleSerializer,
+    FlashSaleUpdateSerializer,
+    PurchaseRequestSerializer,
+)
+
+
+class ActiveSaleView(APIView):
+    def get(self, request):
+        sale = services.active_sale()
+        return success(FlashSaleSerializer(sale).data, "Active flash sale")
+
+
+class PurchaseView(APIView):
+    @rate_limit(group="purchase", key="user", rate_setting="RATELIMIT_PURCHASE")
+    def post(self, request):
+        form = PurchaseRequestSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        order = services.purchase(
+            user=request.user, sale_id=form.validated_data["saleId"], quantity=form.validated_data["quantity"]
+        )
+        return success(
+            {
+                "purchaseId": order.pk,
+                "saleId": order.sale_id,
+                "quantity": order.quantity,
+                "remainingStock": order.remaining_stock,
+                "timestamp": order.created_at,
+            },
+            "Purchase successful",
+            status=201,
+        )
+
+
+class FlashSaleViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Sales: anyone signed in reads them; staff create and edit them."""
+
+    queryset = FlashSale.objects.order_by("start_time", "id")
+    serializer_class = FlashSaleSerializer
+    lookup_value_regex = r"[0-9]+"
+
+    def get_permissions(self):
+        if self.action in {"list", "retrieve"}:
+            return [IsAuthenticated()]
+        return [IsAdminUser()]
+
+    def get_object(self):
+        return services.get_sale(int(self.kwargs["pk"]))
+
+    def list(self, request):
+        query = PageQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        page, limit = query.validated_data["page"], query.validated_data["limit"]
+        count, sales = paginate(self.get_queryset(), page=page, limit=limit)
+        return success(
+            {"sales": FlashSaleSerializer(sales, many=True).data},
+            "Flash sales",
+            count=count,
+            page=page,
+            limit=limit,
+        )
+
+    def retrieve(self, request, pk=None):
+        return success(FlashSaleSerializer(self.get_object()).data, "Flash sale")
+
+    def create(self, request):
+        form = FlashSaleSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        sale = services.create_sale(**form.validated_data)
+        return success(FlashSaleSerializer(sale).data, "Flash sale created", status=201)
+
+    def update(self, request, pk=None, partial=False):
+        form = FlashSaleUpdateSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        changes = dict(form.validated_data)
+        version = changes.pop("version")
+        sale = services.update_sale(sale_id=int(pk), expected_version=version, changes=changes)
+        return success(FlashSaleSerializer(sale).data, "Flash sale updated")
+
+    @action(detail=True, methods=["post"], url_path="add-units")
+    def add_units(self, request, pk=None):
+        form = AddUnitsSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        sale = services.add_units(sale_id=int(pk), units=form.validated_data["units"])
+        return success(FlashSaleSerializer(sale).data, "Units added")
+
+    @action(detail=True, methods=["post"], url_path="end")
+    def end(self, request, pk=None):
+        sale = services.end_sale_now(sale_id=int(pk))
+        return success(FlashSaleSerializer(sale).data, "Flash sale ended")

@@ -1,0 +1,108 @@
+from datetime import datetime
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+
+class SaleStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    ACTIVE = "active", "Active"
+    COMPLETED = "completed", "Completed"
+
+
+class FlashSaleQuerySet(models.QuerySet):
+    def live(self, moment: datetime):
+        """Sales whose window contains `moment`, whatever their stock."""
+        return self.filter(start_time__lte=moment, end_time__gt=moment)
+
+    def active(self, moment: datetime):
+        """Sales a buyer can buy from at `moment`: live and not sold out."""
+        return self.live(moment).filter(current_stock__gt=0)
+
+    def pending(self, moment: datetime):
+        return self.filter(start_time__gt=moment)
+
+    def completed(self, moment: datetime):
+        return self.filter(Q(end_time__lte=moment) | Q(start_time__lte=moment, current_stock=0))
+
+
+class FlashSale(models.Model):
+    """A limited stock offered during a time window.
+
+    `current_stock` is only ever changed by conditional F() updates (see sales.services);
+    `version` grows on every write so that edits made from a stale copy can be detected.
+    """
+
+    name = models.CharField(max_length=200)
+    start_time = models.DateTimeField(db_index=True)
+    end_time = models.DateTimeField(db_index=True)
+    original_stock = models.PositiveIntegerField(default=200)
+    current_stock = models.PositiveIntegerField()
+    version = models.PositiveBigIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = FlashSaleQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["start_time", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(current_stock__gte=0), name="sale_stock_not_negative"),
+            models.CheckConstraint(
+                condition=Q(current_stock__lte=F("original_stock")), name="sale_stock_within_original"
+            ),
+            models.CheckConstraint(condition=Q(end_time__gt=F("start_time")), name="sale_ends_after_start"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    def save(self, *args, **kwargs):
+        if self.current_stock is None:
+            self.current_stock = self.original_stock
+        super().save(*args, **kwargs)
+
+    def status_at(self, moment: datetime) -> str:
+        if moment < self.start_time:
+            return SaleStatus.PENDING
+        if moment >= self.end_time or self.current_stock <= 0:
+            return SaleStatus.COMPLETED
+        return SaleStatus.ACTIVE
+
+    @property
+    def status(self) -> str:
+        """Derived from the clock and the stock every time it is read, never stored."""
+        return self.status_at(timezone.now())
+
+    def is_live_at(self, moment: datetime) -> bool:
+        return self.start_time <= moment < self.end_time
+
+    @property
+    def units_sold(self) -> int:
+        return self.original_stock - self.current_stock
+
+
+class Purchase(models.Model):
+    """One successful purchase. Rows are only inserted, in the transaction that took the stock."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="purchases")
+    sale = models.ForeignKey(FlashSale, on_delete=models.PROTECT, related_name="purchases")
+    quantity = models.PositiveIntegerField()
+    # Taken by the ORM at insert, after the stock row lock is held, so purchases of one sale get
+    # timestamps in the order they took stock (microsecond precision on every backend).
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(quantity__gte=1), name="purchase_quantity_positive"),
+        ]
+        indexes = [
+            models.Index(fields=["created_at", "id"], name="purchase_chrono_idx"),
+            models.Index(fields=["sale", "created_at", "id"], name="purchase_sale_chrono_idx"),
+            models.Index(fields=["sale", "user"], name="purchase_sale_user_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.quantity} x {self.sale_id} for {self.user_id}"

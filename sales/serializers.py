@@ -1,0 +1,60 @@
+from django.conf import settings
+from rest_framework import serializers
+
+from sales.models import FlashSale
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """An integer that must arrive as a JSON integer: no "5", no 5.0, no true."""
+
+    default_error_messages = {"invalid": "A JSON integer is required."}
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class PurchaseRequestSerializer(serializers.Serializer):
+    saleId = StrictIntegerField(min_value=1, max_value=2**63 - 1)
+
+    def get_fields(self):
+        fields = super().get_fields()
+        # Built per request so the limit follows the settings in force.
+        fields["quantity"] = StrictIntegerField(min_value=1, max_value=settings.MAX_PURCHASE_QUANTITY)
+        return fields
+
+
+class FlashSaleSerializer(serializers.ModelSerializer):
+    saleId = serializers.IntegerField(source="pk", read_only=True)
+    startTime = serializers.DateTimeField(source="start_time")
+    endTime = serializers.DateTimeField(source="end_time")
+    originalStock = StrictIntegerField(source="original_stock", min_value=1, max_value=10_000_000, default=200)
+    currentStock = serializers.IntegerField(source="current_stock", read_only=True)
+    status = serializers.CharField(read_only=True)
+    version = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = FlashSale
+        fields = ["saleId", "name", "startTime", "endTime", "originalStock", "currentStock", "status", "version"]
+
+    def validate(self, attrs):
+        start = attrs.get("start_time", getattr(self.instance, "start_time", None))
+        end = attrs.get("end_time", getattr(self.instance, "end_time", None))
+        if start and end and end <= start:
+            raise serializers.ValidationError({"endTime": ["Must be after startTime."]})
+        return attrs
+
+
+class FlashSaleUpdateSerializer(serializers.Serializer):
+    """An edit names the version it was made from (optimistic concurrency); other fields are optional."""
+
+    version = StrictIntegerField(min_value=1)
+    name = serializers.CharField(max_length=200, required=False)
+    startTime = serializers.DateTimeField(source="start_time", required=False)
+    endTime = serializers.DateTimeField(source="end_time", required=False)
+    originalStock = StrictIntegerField(source="original_stock", min_value=1, max_value=10_000_000, required=False)
+
+
+class AddUnitsSerializer(serializers.Serializer):
+    units = StrictIntegerField(min_value=1, max_value=10_000_000)
