@@ -129,17 +129,16 @@ def create_sale(*, name: str, start_time: datetime, end_time: datetime, original
     return sale
 
 
-def update_sale(*, sale_id: int, expected_version: int, changes: dict) -> FlashSale:
-    """Apply `changes` (a subset of EDITABLE_FIELDS) only if the sale is still at `expected_version`.
+def check_sale_update(*, sale: FlashSale, expected_version: int, changes: dict) -> dict:
+    """The column updates `update_sale` would write for `changes` to `sale` (as read), or the
+    VersionConflict/InvalidSaleChange it would raise. Writes nothing.
 
-    Any purchase bumps the version too, so an edit made from a copy read before it is refused
-    (VersionConflict) instead of silently overwriting it. Stock never comes from the caller's copy:
-    a new `original_stock` moves `current_stock` by the same delta in the database.
+    The admin calls it while validating a form, so a refused edit is shown next to its fields;
+    `update_sale` runs it again and still writes only if the version matches.
     """
     unknown = set(changes) - set(EDITABLE_FIELDS)
     if unknown:
         raise ValueError(f"not editable: {sorted(unknown)}")
-    sale = get_sale(sale_id)
     if sale.version != expected_version:
         raise _conflict(sale)
     now = timezone.now()
@@ -168,6 +167,18 @@ def update_sale(*, sale_id: int, expected_version: int, changes: dict) -> FlashS
         delta = new_original - sale.original_stock
         updates["original_stock"] = new_original
         updates["current_stock"] = F("current_stock") + delta
+    return updates
+
+
+def update_sale(*, sale_id: int, expected_version: int, changes: dict) -> FlashSale:
+    """Apply `changes` (a subset of EDITABLE_FIELDS) only if the sale is still at `expected_version`.
+
+    Any purchase bumps the version too, so an edit made from a copy read before it is refused
+    (VersionConflict) instead of silently overwriting it. Stock never comes from the caller's copy:
+    a new `original_stock` moves `current_stock` by the same delta in the database.
+    """
+    sale = get_sale(sale_id)
+    updates = check_sale_update(sale=sale, expected_version=expected_version, changes=changes)
     with transaction.atomic():
         written = FlashSale.objects.filter(pk=sale_id, version=expected_version).update(
             **updates, version=F("version") + 1
