@@ -12,6 +12,7 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+from corsheaders.defaults import default_headers as corsheaders_default_headers
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -89,6 +90,7 @@ INSTALLED_APPS = [
     "accounts",
     "sales",
     "leaderboard",
+    "idempotency",
 ]
 
 MIDDLEWARE = [
@@ -208,6 +210,11 @@ MAX_UNITS_PER_USER = env_int("MAX_UNITS_PER_USER", MAX_PURCHASE_QUANTITY)
 if MAX_PURCHASE_QUANTITY < 1 or MAX_UNITS_PER_USER < 1:
     raise ImproperlyConfigured("MAX_PURCHASE_QUANTITY and MAX_UNITS_PER_USER must be at least 1")
 
+# Idempotency-Key on purchases (idempotency app): results are replayed for this long, and a key
+# whose request died without finishing can be retried after IDEMPOTENCY_LOCK_SECONDS.
+IDEMPOTENCY_KEY_TTL_HOURS = env_int("IDEMPOTENCY_KEY_TTL_HOURS", 24)
+IDEMPOTENCY_LOCK_SECONDS = env_int("IDEMPOTENCY_LOCK_SECONDS", 30)
+
 # --- Rate limiting (django-ratelimit) -------------------------------------------------------
 
 RATELIMIT_ENABLE = env_bool("RATELIMIT_ENABLE", True)
@@ -245,7 +252,8 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", [])
 CORS_URLS_REGEX = r"^/api/.*$"
-CORS_EXPOSE_HEADERS = ["Retry-After"]
+CORS_EXPOSE_HEADERS = ["Retry-After", "Idempotent-Replayed"]
+CORS_ALLOW_HEADERS = (*corsheaders_default_headers, "idempotency-key")
 
 # Bodies above 1 MiB are refused before parsing.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024

@@ -6,6 +6,7 @@ from rest_framework.views import APIView
 from flashsale.pagination import PageQuerySerializer, paginate
 from flashsale.ratelimit import rate_limit
 from flashsale.responses import success
+from idempotency.decorators import idempotent
 from sales import services
 from sales.models import FlashSale
 from sales.serializers import (
@@ -24,6 +25,7 @@ class ActiveSaleView(APIView):
 
 class PurchaseView(APIView):
     @rate_limit(group="purchase", key="user", rate_setting="RATELIMIT_PURCHASE")
+    @idempotent(scope="purchase", purchase_id_field="purchaseId")
     def post(self, request):
         form = PurchaseRequestSerializer(data=request.data)
         form.is_valid(raise_exception=True)
