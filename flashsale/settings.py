@@ -96,6 +96,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "flashsale.middleware.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Serves /static/ from Daphne itself: from the apps' folders in DEBUG, from STATIC_ROOT
+    # (filled by `collectstatic`, which ./scripts/serve runs) when DEBUG is off.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "flashsale.middleware.GlobalRateLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -266,7 +269,12 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+
+# --- Real-time (sales.consumers) ------------------------------------------------------------
+
+# Each socket gets at most one stock message per interval, always the newest version (README "Real-time").
+STOCK_PUSH_INTERVAL_MS = env_int("STOCK_PUSH_INTERVAL_MS", 75)
 
 # --- Logging --------------------------------------------------------------------------------
 

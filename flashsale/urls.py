@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 
 from flashsale.views import ApiNotFound, health
+from sales.pages import live_sale
 
 api_v1 = [
     path("health", health, name="health"),
@@ -14,6 +15,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     re_path(r"^api/", ApiNotFound.as_view()),
+    # The live sale page (HTML); its data comes over ws/sales/... (sales.routing).
+    path("", live_sale, name="live-sale"),
+    path("sales/<int:sale_id>/", live_sale, name="live-sale-detail"),
 ]
 
 handler404 = "flashsale.views.page_not_found"

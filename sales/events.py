@@ -1,19 +1,68 @@
 """What the rest of the system is told after a sale's state is committed.
 
 Services call these from `transaction.on_commit`, so nothing here runs for a rolled-back write or
-while a stock row lock is held. The real-time layer (WebSocket pushes) plugs in here.
+while a stock row lock is held. Each committed write becomes exactly one channel-layer message to
+the sale's group (see sales.realtime), carrying the stock and version that the write read under the
+row lock: a push never comes from a later, separate read that could interleave with other writes.
 """
 
-from sales.models import Purchase
+from datetime import datetime
+
+from django.utils import timezone
+
+from sales import realtime
+from sales.models import FlashSale, Purchase, SaleStatus
 
 
 def stock_changed(*, sale_id: int, current_stock: int, version: int) -> None:
-    """The sale's stock is now `current_stock` as of `version`."""
+    """The sale's stock is now `current_stock` as of `version` (a staff edit or restock)."""
+    sale = FlashSale.objects.filter(pk=sale_id).first()
+    payload = {"stock": realtime.stock_message(sale_id=sale_id, current_stock=current_stock, version=version)}
+    if sale is not None:
+        # A restock can bring a sold-out sale back to life; staff writes are rare, so the extra read
+        # (for the window only, never for the stock) is cheap.
+        payload["status"] = realtime.status_message(sale_id=sale_id, status=_status(sale, current_stock))
+    realtime.broadcast(realtime.sale_group(sale_id), realtime.SALE_EVENT, payload)
+    if sale is not None:
+        realtime.announce_featured()
 
 
 def sale_changed(*, sale_id: int) -> None:
-    """The sale's window or other settings were edited."""
+    """The sale's window or other settings were edited (or it was created or ended)."""
+    sale = FlashSale.objects.filter(pk=sale_id).first()
+    if sale is None:
+        return
+    snapshot = realtime.snapshot_message(sale)
+    payload = {"snapshot": snapshot, "status": realtime.status_message(sale_id=sale_id, status=snapshot["status"])}
+    realtime.broadcast(realtime.sale_group(sale_id), realtime.SALE_EVENT, payload)
+    realtime.announce_featured()
 
 
 def purchase_made(*, purchase: Purchase, current_stock: int, version: int) -> None:
     """A purchase was committed, leaving `current_stock` at `version`."""
+    payload = {
+        "stock": realtime.stock_message(sale_id=purchase.sale_id, current_stock=current_stock, version=version),
+        "purchase": realtime.purchase_message(purchase),
+    }
+    sold_out = current_stock == 0
+    if sold_out:
+        payload["status"] = realtime.status_message(sale_id=purchase.sale_id, status=SaleStatus.COMPLETED)
+    realtime.broadcast(realtime.sale_group(purchase.sale_id), realtime.SALE_EVENT, payload)
+    if sold_out:
+        realtime.announce_featured()
+
+
+def sale_window_passed(*, sale: FlashSale, moment: datetime) -> None:
+    """The clock reached a sale's start or end at `moment` (called by `manage.py runsaleclock`)."""
+    status = sale.status_at(moment)
+    realtime.broadcast(
+        realtime.sale_group(sale.pk),
+        realtime.SALE_EVENT,
+        {"status": realtime.status_message(sale_id=sale.pk, status=status)},
+    )
+
+
+def _status(sale: FlashSale, current_stock: int) -> str:
+    sale.current_stock = current_stock
+    return sale.status_at(timezone.now())
+

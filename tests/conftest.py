@@ -17,7 +17,14 @@ def _on_postgres() -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked `postgres` skip on SQLite locally; in CI they never skip."""
+    """Tests marked `postgres` skip on SQLite locally, tests marked `redis` without REDIS_URL;
+    in CI they never skip: a missing service is an error."""
+    if not os.environ.get("REDIS_URL"):
+        if IN_CI:
+            raise pytest.UsageError("CI must run the suite with Redis: set REDIS_URL")
+        for item in items:
+            if "redis" in item.keywords:
+                item.add_marker(pytest.mark.skip(reason="needs REDIS_URL (the channel layer shared by processes)"))
     if _on_postgres():
         return
     if IN_CI:

@@ -1,0 +1,69 @@
+import os
+import signal
+import time
+from datetime import timedelta
+
+from django.core.cache import cache
+from django.core.management.base import BaseCommand
+from django.db import close_old_connections
+from django.utils import timezone
+
+from sales import events, realtime
+from sales.models import FlashSale
+
+# Where the clock stopped, so a restarted clock still announces what passed while it was down.
+SINCE_KEY = "saleclock:since"
+# Transitions older than this when the clock (re)starts are not announced: pages re-read a
+# snapshot on reconnect anyway, and a flood of stale "started" messages would only confuse them.
+MAX_CATCH_UP = timedelta(minutes=5)
+
+
+class Command(BaseCommand):
+    help = (
+        "Announce sale starts and ends over the channel layer (status messages on ws/sales/...). "
+        "Run one beside the Daphne processes; it needs REDIS_URL to reach them."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--interval", type=float, default=0.5, help="seconds between ticks (default 0.5)")
+        parser.add_argument("--ticks", type=int, default=0, help="stop after this many ticks (0: run until stopped)")
+        parser.add_argument(
+            "--parent", type=int, default=0, help="exit when this process id is no longer our parent (scripts/serve)"
+        )
+
+    def handle(self, *args, interval, ticks, parent, **options):
+        self._running = True
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        now = timezone.now()
+        since = cache.get(SINCE_KEY)
+        if since is None or now - since > MAX_CATCH_UP:
+            since = now
+        self.stdout.write(f"sale clock: ticking every {interval}s")
+        done = 0
+        while self._running and (not ticks or done < ticks):
+            if parent and os.getppid() != parent:
+                break
+            since = self.tick(since)
+            done += 1
+            if self._running and (not ticks or done < ticks):
+                time.sleep(interval)
+        self.stdout.write("sale clock: stopped")
+
+    def tick(self, since):
+        """Announce every start and end in (since, now]; return now."""
+        close_old_connections()
+        now = timezone.now()
+        passed = list(
+            FlashSale.objects.filter(start_time__gt=since, start_time__lte=now)
+            | FlashSale.objects.filter(end_time__gt=since, end_time__lte=now)
+        )
+        for sale in passed:
+            events.sale_window_passed(sale=sale, moment=now)
+        if passed:
+            realtime.announce_featured()
+        cache.set(SINCE_KEY, now, timeout=None)
+        return now
+
+    def _stop(self, *_):
+        self._running = False

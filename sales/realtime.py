@@ -1,0 +1,121 @@
+"""Everything the real-time layer says, to whom, and through which pipe, in one place.
+
+Group names, message shapes and the single `broadcast` call live here so that swapping the channel
+layer (channels_redis core vs pubsub) or the fan-out strategy is a change to this module only.
+
+Groups:
+- `sale.<id>`: every message about one sale (stock, status, purchase, snapshot after an edit).
+- `sales.lifecycle`: only the rare messages that can change which sale is "the" sale of the home
+  page (status changes, edits, new sales). `ws/sales/active/` listens here and re-resolves.
+"""
+
+import logging
+from datetime import datetime
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.utils import timezone
+from rest_framework.fields import DateTimeField
+
+from sales.models import FlashSale, Purchase
+
+logger = logging.getLogger("flashsale.realtime")
+
+LIFECYCLE_GROUP = "sales.lifecycle"
+
+# Consumer handler names (channels maps "sale.event" to the method `sale_event`). One committed
+# write is one "sale.event" carrying any of the keys snapshot, stock, purchase, status: one
+# channel-layer message per commit, however many socket messages it becomes.
+SALE_EVENT = "sale.event"
+FEATURED = "sales.featured"
+
+_timestamp = DateTimeField()
+
+
+def sale_group(sale_id: int) -> str:
+    return f"sale.{sale_id}"
+
+
+def iso(moment: datetime) -> str:
+    """The same ISO 8601 text the REST API uses, so clients parse one format."""
+    return _timestamp.to_representation(moment)
+
+
+# --- message shapes (the WebSocket contract) -----------------------------------------------
+
+
+def snapshot_message(sale: FlashSale | None, moment: datetime | None = None) -> dict:
+    if sale is None:
+        # Only on ws/sales/active/ when no sale exists at all: the page waits for one.
+        return {"type": "snapshot", "saleId": None, "status": None}
+    return {
+        "type": "snapshot",
+        "saleId": sale.pk,
+        "name": sale.name,
+        "status": sale.status_at(moment or timezone.now()),
+        "startTime": iso(sale.start_time),
+        "endTime": iso(sale.end_time),
+        "originalStock": sale.original_stock,
+        "currentStock": sale.current_stock,
+        "version": sale.version,
+    }
+
+
+def stock_message(*, sale_id: int, current_stock: int, version: int) -> dict:
+    return {"type": "stock", "saleId": sale_id, "currentStock": current_stock, "version": version}
+
+
+def status_message(*, sale_id: int, status: str) -> dict:
+    return {"type": "status", "saleId": sale_id, "status": str(status)}
+
+
+def purchase_message(purchase: Purchase) -> dict:
+    return {
+        "type": "purchase",
+        "saleId": purchase.sale_id,
+        "userName": purchase.user.name,
+        "quantity": purchase.quantity,
+        "timestamp": iso(purchase.created_at),
+    }
+
+
+# --- reads the consumers need ----------------------------------------------------------------
+
+
+def featured_sale(moment: datetime | None = None) -> FlashSale | None:
+    """The sale the home page shows: the live one ending first, else the next to start, else the
+    one that started last (so a sold-out or ended sale still shows its result)."""
+    moment = moment or timezone.now()
+    return (
+        FlashSale.objects.active(moment).order_by("end_time", "id").first()
+        or FlashSale.objects.pending(moment).order_by("start_time", "id").first()
+        or FlashSale.objects.order_by("-start_time", "-id").first()
+    )
+
+
+def announce_featured() -> None:
+    """Tell `ws/sales/active/` sockets which sale the home page shows now, with its snapshot.
+
+    Computed once by the writer rather than by every socket, so a sale starting in front of
+    thousands of open home pages costs one query, not thousands.
+    """
+    broadcast(LIFECYCLE_GROUP, FEATURED, {"snapshot": snapshot_message(featured_sale())})
+
+
+# --- the one place that sends ----------------------------------------------------------------
+
+
+def broadcast(group: str, handler: str, message: dict) -> None:
+    """Send `message` to every socket in `group` through the channel layer.
+
+    Called after commit from sync code. The write it reports is already committed, so a channel
+    layer failure must not turn a successful purchase into an error: it is logged, and clients
+    catch up from the snapshot they get when they reconnect.
+    """
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(group, {"type": handler, "message": message})
+    except Exception:
+        logger.exception("broadcast to %s failed", group)

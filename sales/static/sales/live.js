@@ -1,0 +1,330 @@
+// flashsale live page: one WebSocket for live stock, the REST API for login and purchases.
+// No build step, no framework. User-provided text (sale and buyer names) only ever goes through
+// textContent, never innerHTML.
+(function () {
+  "use strict";
+
+  var app = document.getElementById("app");
+  var socketPath = app.dataset.socketPath;
+  var maxQuantity = parseInt(app.dataset.maxQuantity, 10) || 1;
+  var TOKEN_KEY = "flashsale.token";
+  var EMAIL_KEY = "flashsale.email";
+  var RECENT = 10;
+
+  var $ = function (id) { return document.getElementById(id); };
+  var el = {
+    connection: $("connection"), name: $("sale-name"), status: $("status"), countdown: $("countdown"),
+    stock: $("stock"), stockOf: $("stock-of"), bar: $("bar"), barFill: $("bar-fill"),
+    loginForm: $("login-form"), email: $("email"), password: $("password"), loginButton: $("login-button"),
+    signedIn: $("signed-in"), signedInEmail: $("signed-in-email"), logout: $("logout-button"),
+    buyForm: $("buy-form"), quantity: $("quantity"), buyButton: $("buy-button"),
+    message: $("message"), purchases: $("purchases"), noPurchases: $("no-purchases")
+  };
+
+  // The sale as last told by the server. `version` only moves forward within one sale.
+  var sale = null;
+
+  // --- error codes (README "Error codes") -> what a buyer should read ------------------------
+  var MESSAGES = {
+    validation_error: "Please check the form.",
+    not_authenticated: "Please sign in first.",
+    authentication_failed: "Your session has expired. Please sign in again.",
+    invalid_credentials: "Wrong email or password.",
+    permission_denied: "You are not allowed to do that.",
+    not_found: "That page of the API does not exist.",
+    sale_not_found: "This sale does not exist (any more).",
+    no_active_sale: "No sale is running right now.",
+    method_not_allowed: "That action is not allowed.",
+    email_taken: "An account with this email already exists.",
+    sale_not_active: "This sale is not open right now.",
+    sold_out: "Sold out — every unit is gone.",
+    insufficient_stock: "Not enough units left for that quantity.",
+    user_limit_reached: "You have reached the maximum number of units per buyer for this sale.",
+    version_conflict: "The sale changed meanwhile. Please reload and try again.",
+    payload_too_large: "That request is too large.",
+    unsupported_media_type: "The request was not sent as JSON.",
+    rate_limited: "Too many attempts. Please wait a moment.",
+    internal_error: "Something went wrong on our side. Please try again.",
+    service_unavailable: "The shop is overloaded right now. Please try again in a moment."
+  };
+
+  function describeError(error) {
+    var details = error.details || {};
+    var text = MESSAGES[error.code] || error.message || "Something went wrong.";
+    if (error.code === "insufficient_stock" && details.currentStock !== undefined) {
+      text = "Only " + details.currentStock + " left — lower the quantity.";
+    } else if (error.code === "rate_limited" && details.retryAfter !== undefined) {
+      text += " Try again in " + details.retryAfter + " s.";
+    } else if (error.code === "sale_not_active" && details.startTime) {
+      var start = new Date(details.startTime);
+      text = start > new Date() ? "The sale has not started yet. It opens at " + start.toLocaleTimeString() + "."
+                                : "This sale has ended.";
+    } else if (error.code === "user_limit_reached" && details.maxUnitsPerUser !== undefined) {
+      text = "Each buyer may hold at most " + details.maxUnitsPerUser + " units of this sale.";
+    } else if (error.code === "validation_error") {
+      var fields = Object.keys(details).map(function (field) {
+        var problems = details[field];
+        return field + ": " + (Array.isArray(problems) ? problems.join(" ") : String(problems));
+      });
+      if (fields.length) { text = "Please check the form — " + fields.join("; "); }
+    }
+    return text;
+  }
+
+  function say(text, kind) {
+    el.message.textContent = text;
+    el.message.dataset.kind = kind || "info";
+    el.message.hidden = !text;
+  }
+
+  // --- REST ---------------------------------------------------------------------------------
+  function api(method, path, body) {
+    var headers = { "Accept": "application/json" };
+    var token = localStorage.getItem(TOKEN_KEY);
+    if (token) { headers["Authorization"] = "Token " + token; }
+    if (body !== undefined) { headers["Content-Type"] = "application/json"; }
+    return fetch(path, { method: method, headers: headers, body: body === undefined ? undefined : JSON.stringify(body) })
+      .then(function (response) {
+        return response.json().catch(function () { return null; }).then(function (payload) {
+          if (payload && payload.success) { return payload; }
+          var error = (payload && payload.error) || { code: response.status >= 500 ? "internal_error" : "", message: "HTTP " + response.status };
+          if (error.code === "authentication_failed") { forgetLogin(); }
+          throw error;
+        });
+      }, function () {
+        throw { code: "", message: "Could not reach the server. Check your connection and try again." };
+      });
+  }
+
+  // --- rendering ----------------------------------------------------------------------------
+  function derivedStatus(now) {
+    if (!sale || sale.saleId === null) { return null; }
+    if (now < sale.start) { return "pending"; }
+    if (now >= sale.end || sale.currentStock <= 0) { return "completed"; }
+    // The server's word wins over a local clock that may be a little off.
+    return sale.status === "completed" ? "completed" : "active";
+  }
+
+  function two(n) { return (n < 10 ? "0" : "") + n; }
+
+  function duration(ms) {
+    var s = Math.max(0, Math.ceil(ms / 1000));
+    var d = Math.floor(s / 86400), h = Math.floor(s % 86400 / 3600), m = Math.floor(s % 3600 / 60);
+    return (d ? d + "d " : "") + (d || h ? two(h) + ":" : "") + two(m) + ":" + two(s % 60);
+  }
+
+  function renderClock() {
+    var now = Date.now();
+    var status = derivedStatus(now);
+    var labels = { pending: "Starts soon", active: "Live", completed: sale && sale.currentStock <= 0 ? "Sold out" : "Ended" };
+    el.status.textContent = status ? labels[status] : "No sale";
+    el.status.dataset.status = status || "";
+    if (!status) {
+      el.countdown.textContent = "No sale is scheduled yet. This page updates by itself.";
+    } else if (status === "pending") {
+      el.countdown.textContent = "Starts in " + duration(sale.start - now);
+    } else if (status === "active") {
+      el.countdown.textContent = "Ends in " + duration(sale.end - now);
+    } else {
+      el.countdown.textContent = sale.currentStock <= 0 ? "Every unit has been sold." : "This sale has ended.";
+    }
+    el.buyButton.disabled = status !== "active";
+  }
+
+  function renderStock() {
+    if (!sale || sale.saleId === null) {
+      el.stock.textContent = "–"; el.stockOf.textContent = ""; el.barFill.style.width = "0";
+      return;
+    }
+    el.stock.textContent = String(sale.currentStock);
+    el.stockOf.textContent = "of " + sale.originalStock;
+    var share = sale.originalStock > 0 ? sale.currentStock / sale.originalStock : 0;
+    el.barFill.style.width = (Math.max(0, Math.min(1, share)) * 100).toFixed(1) + "%";
+    el.barFill.dataset.low = share <= 0.1 ? "true" : "false";
+    el.bar.setAttribute("aria-valuemax", String(sale.originalStock));
+    el.bar.setAttribute("aria-valuenow", String(sale.currentStock));
+    renderClock();
+  }
+
+  function addPurchase(purchase, atTop) {
+    var item = document.createElement("li");
+    var who = document.createElement("span");
+    who.className = "who";
+    who.textContent = purchase.userName;
+    var what = document.createElement("span");
+    what.className = "what";
+    what.textContent = "× " + purchase.quantity;
+    var when = document.createElement("time");
+    when.dateTime = purchase.timestamp;
+    when.textContent = new Date(purchase.timestamp).toLocaleTimeString();
+    item.appendChild(who); item.appendChild(what); item.appendChild(when);
+    if (atTop) { el.purchases.insertBefore(item, el.purchases.firstChild); } else { el.purchases.appendChild(item); }
+    while (el.purchases.children.length > RECENT) { el.purchases.removeChild(el.purchases.lastChild); }
+    el.noPurchases.hidden = el.purchases.children.length > 0;
+  }
+
+  // The leaderboard lists oldest first: read its last page(s) for the latest purchases.
+  function loadRecentPurchases(saleId) {
+    var base = "/api/v1/leaderboard?saleId=" + encodeURIComponent(saleId) + "&limit=" + RECENT;
+    return api("GET", base + "&page=1").then(function (first) {
+      var last = Math.max(1, Math.ceil(first.count / RECENT));
+      var pages = last === 1 ? [Promise.resolve(first)] : [api("GET", base + "&page=" + (last - 1)), api("GET", base + "&page=" + last)];
+      return Promise.all(pages);
+    }).then(function (pages) {
+      if (!sale || sale.saleId !== saleId) { return; }
+      var rows = [];
+      pages.forEach(function (page) { rows = rows.concat(page.data.purchases); });
+      el.purchases.textContent = "";
+      rows.slice(-RECENT).forEach(function (purchase) { addPurchase(purchase, true); });
+      el.noPurchases.hidden = rows.length > 0;
+    }).catch(function () { /* the live feed still fills the list */ });
+  }
+
+  // --- socket messages ----------------------------------------------------------------------
+  function onSnapshot(snapshot) {
+    if (snapshot.saleId === null) {
+      sale = { saleId: null };
+      el.name.textContent = "No sale yet";
+      document.title = "flashsale";
+      el.purchases.textContent = "";
+      el.noPurchases.hidden = false;
+      renderStock(); renderClock();
+      return;
+    }
+    var sameSale = sale && sale.saleId === snapshot.saleId;
+    if (sameSale && snapshot.version < sale.version) { return; }
+    sale = {
+      saleId: snapshot.saleId, name: snapshot.name, status: snapshot.status,
+      start: Date.parse(snapshot.startTime), end: Date.parse(snapshot.endTime),
+      originalStock: snapshot.originalStock, currentStock: snapshot.currentStock, version: snapshot.version
+    };
+    el.name.textContent = snapshot.name;
+    document.title = snapshot.name + " · flashsale";
+    renderStock();
+    loadRecentPurchases(snapshot.saleId);
+  }
+
+  function onStock(message) {
+    // Late messages carry older versions: never let the number go back in time.
+    if (!sale || sale.saleId !== message.saleId || message.version <= sale.version) { return; }
+    sale.currentStock = message.currentStock;
+    sale.version = message.version;
+    renderStock();
+  }
+
+  function onStatus(message) {
+    if (!sale || sale.saleId !== message.saleId) { return; }
+    sale.status = message.status;
+    renderClock();
+  }
+
+  function onPurchase(message) {
+    if (!sale || sale.saleId !== message.saleId) { return; }
+    addPurchase(message, true);
+  }
+
+  // --- the socket, with reconnect and backoff -----------------------------------------------
+  var socket = null, attempts = 0, pingTimer = null;
+  var FATAL = { 4404: "This sale does not exist.", 4400: "This page address is not valid." };
+
+  function setConnection(state, text) {
+    el.connection.dataset.state = state;
+    el.connection.textContent = text;
+  }
+
+  function connect() {
+    var scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    socket = new WebSocket(scheme + location.host + socketPath);
+    socket.onopen = function () {
+      attempts = 0;
+      setConnection("live", "Live");
+      clearInterval(pingTimer);
+      // Keeps idle connections open through proxies that drop silent sockets.
+      pingTimer = setInterval(function () {
+        if (socket.readyState === WebSocket.OPEN) { socket.send(JSON.stringify({ type: "ping" })); }
+      }, 25000);
+    };
+    socket.onmessage = function (event) {
+      var message;
+      try { message = JSON.parse(event.data); } catch (e) { return; }
+      if (message.type === "snapshot") { onSnapshot(message); }
+      else if (message.type === "stock") { onStock(message); }
+      else if (message.type === "status") { onStatus(message); }
+      else if (message.type === "purchase") { onPurchase(message); }
+    };
+    socket.onclose = function (event) {
+      clearInterval(pingTimer);
+      if (FATAL[event.code]) {
+        setConnection("closed", "Offline");
+        say(FATAL[event.code], "error");
+        return;
+      }
+      // Exponential backoff with jitter, so a restarted server is not hit by every page at once.
+      var delay = Math.min(15000, 500 * Math.pow(2, attempts)) * (0.5 + Math.random() / 2);
+      attempts += 1;
+      setConnection("reconnecting", "Reconnecting…");
+      setTimeout(connect, delay);
+    };
+  }
+
+  // --- account and buying -------------------------------------------------------------------
+  function showLogin() {
+    var token = localStorage.getItem(TOKEN_KEY);
+    el.loginForm.hidden = !!token;
+    el.signedIn.hidden = !token;
+    el.buyForm.hidden = !token;
+    el.signedInEmail.textContent = token && localStorage.getItem(EMAIL_KEY) ? " as " + localStorage.getItem(EMAIL_KEY) : "";
+  }
+
+  function forgetLogin() {
+    localStorage.removeItem(TOKEN_KEY);
+    localStorage.removeItem(EMAIL_KEY);
+    showLogin();
+  }
+
+  el.loginForm.addEventListener("submit", function (event) {
+    event.preventDefault();
+    el.loginButton.disabled = true;
+    var email = el.email.value.trim();
+    api("POST", "/api/v1/auth/login", { email: email, password: el.password.value })
+      .then(function (payload) {
+        localStorage.setItem(TOKEN_KEY, payload.data.token);
+        localStorage.setItem(EMAIL_KEY, email);
+        el.password.value = "";
+        say("Signed in. Good luck!", "success");
+        showLogin();
+      }, function (error) { say(describeError(error), "error"); })
+      .then(function () { el.loginButton.disabled = false; });
+  });
+
+  el.logout.addEventListener("click", function () {
+    api("POST", "/api/v1/auth/logout").catch(function () {}).then(function () {
+      forgetLogin();
+      say("Signed out.", "info");
+    });
+  });
+
+  el.buyForm.addEventListener("submit", function (event) {
+    event.preventDefault();
+    if (!sale || !sale.saleId) { say(MESSAGES.no_active_sale, "error"); return; }
+    var quantity = parseInt(el.quantity.value, 10);
+    if (!(quantity >= 1 && quantity <= maxQuantity)) {
+      say("Choose a quantity from 1 to " + maxQuantity + ".", "error");
+      return;
+    }
+    el.buyButton.disabled = true;
+    api("POST", "/api/v1/flashsales/purchase", { saleId: sale.saleId, quantity: quantity })
+      .then(function (payload) {
+        say("You bought " + payload.data.quantity + ". " + payload.data.remainingStock + " left.", "success");
+      }, function (error) {
+        if (error.code === "not_authenticated" || error.code === "authentication_failed") { forgetLogin(); }
+        say(describeError(error), "error");
+      })
+      .then(renderClock);
+  });
+
+  showLogin();
+  renderClock();
+  setInterval(renderClock, 1000);
+  connect();
+})();
