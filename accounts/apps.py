@@ -4,3 +4,7 @@ from django.apps import AppConfig
 class AccountsConfig(AppConfig):
     default_auto_field = 'django.db.models.BigAutoField'
     name = 'accounts'
+
+    def ready(self):
+        # Connects the signals that drop cached tokens on logout and user changes.
+        from accounts import authentication  # noqa: F401

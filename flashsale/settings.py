@@ -198,7 +198,8 @@ AUTH_PASSWORD_VALIDATORS = [
 # --- REST framework -------------------------------------------------------------------------
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.TokenAuthentication"],
+    # DRF token auth with the token's user cached (invalidated on logout / token delete).
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.CachedTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
@@ -212,6 +213,14 @@ MAX_PURCHASE_QUANTITY = env_int("MAX_PURCHASE_QUANTITY", 5)
 MAX_UNITS_PER_USER = env_int("MAX_UNITS_PER_USER", MAX_PURCHASE_QUANTITY)
 if MAX_PURCHASE_QUANTITY < 1 or MAX_UNITS_PER_USER < 1:
     raise ImproperlyConfigured("MAX_PURCHASE_QUANTITY and MAX_UNITS_PER_USER must be at least 1")
+
+# --- Hot-path caches (README "Performance") -------------------------------------------------
+
+# How long a token's user is served from the cache; deleting the token drops it at once.
+AUTH_TOKEN_CACHE_SECONDS = env_int("AUTH_TOKEN_CACHE_SECONDS", 60)
+# How long a sold-out / not-live refusal is replayed from the cache (sales.gate) at most; restocks
+# and edits invalidate it at once.
+SALE_GATE_SECONDS = env_int("SALE_GATE_SECONDS", 10)
 
 # Idempotency-Key on purchases (idempotency app): results are replayed for this long, and a key
 # whose request died without finishing can be retried after IDEMPOTENCY_LOCK_SECONDS.

@@ -11,7 +11,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import User
-from sales import events
+from sales import events, gate
 from sales.exceptions import (
     InsufficientStock,
     InvalidSaleChange,
@@ -60,6 +60,8 @@ def purchase(*, user: User, sale_id: int, quantity: int) -> Purchase:
     if quantity > cap:
         raise UserLimitReached(details={"maxUnitsPerUser": cap, "held": None, "requested": quantity})
     moment = timezone.now()
+    # A sale known to be sold out or outside its window is refused from the cache, with no DB access.
+    generation = gate.check(sale_id=sale_id, moment=moment)
     with transaction.atomic():
         taken = (
             FlashSale.objects.live(moment)
@@ -67,7 +69,7 @@ def purchase(*, user: User, sale_id: int, quantity: int) -> Purchase:
             .update(current_stock=F("current_stock") - quantity, version=F("version") + 1)
         )
         if not taken:
-            raise _why_not_taken(sale_id, quantity, moment)
+            raise _why_not_taken(sale_id, quantity, moment, generation)
         current_stock, version, held = _stock_and_holding(sale_id, user)
         if held + quantity > cap:
             # Raising rolls the decrement back.
@@ -96,17 +98,24 @@ def _stock_and_holding(sale_id: int, user: User) -> tuple[int, int, int]:
     )
 
 
-def _why_not_taken(sale_id: int, quantity: int, moment: datetime) -> Exception:
-    """Explain a refused decrement with one read; the read decides nothing about stock."""
+def _why_not_taken(sale_id: int, quantity: int, moment: datetime, generation: int | None = None) -> Exception:
+    """Explain a refused decrement with one read; the read decides nothing about stock.
+
+    Refusals that hold for everyone (sold out, outside the window) are handed to the gate so the
+    rest of the herd is answered from the cache. The refused UPDATE matched no row, so no row lock
+    is held while the cache is written.
+    """
     sale = FlashSale.objects.filter(pk=sale_id).only("start_time", "end_time", "current_stock").first()
     if sale is None:
         return SaleNotFound(details={"saleId": sale_id})
+    remember = partial(gate.remember, sale_id=sale_id, generation=generation,
+                       start_time=sale.start_time, end_time=sale.end_time)
     if not sale.is_live_at(moment):
-        return SaleNotActive(
+        return remember(refusal=SaleNotActive(
             details={"saleId": sale_id, "startTime": sale.start_time, "endTime": sale.end_time}
-        )
+        ))
     if sale.current_stock == 0:
-        return SoldOut(details={"saleId": sale_id, "currentStock": 0})
+        return remember(refusal=SoldOut(details={"saleId": sale_id, "currentStock": 0}))
     return InsufficientStock(
         details={"saleId": sale_id, "currentStock": sale.current_stock, "requested": quantity}
     )
@@ -186,6 +195,8 @@ def update_sale(*, sale_id: int, expected_version: int, changes: dict) -> FlashS
         if not written:
             raise _conflict(get_sale(sale_id))
         sale.refresh_from_db()
+        # First, so the gate reopens before anyone is told the sale changed.
+        transaction.on_commit(partial(gate.forget, sale_id))
         transaction.on_commit(partial(events.sale_changed, sale_id=sale_id))
         transaction.on_commit(
             partial(events.stock_changed, sale_id=sale_id, current_stock=sale.current_stock, version=sale.version)
@@ -206,6 +217,8 @@ def add_units(*, sale_id: int, units: int) -> FlashSale:
         if not written:
             raise SaleNotFound(details={"saleId": sale_id})
         sale = FlashSale.objects.get(pk=sale_id)
+        # A restock must sell again at once: the gate forgets "sold out" as soon as this commits.
+        transaction.on_commit(partial(gate.forget, sale_id))
         transaction.on_commit(
             partial(events.stock_changed, sale_id=sale_id, current_stock=sale.current_stock, version=sale.version)
         )
@@ -226,6 +239,7 @@ def end_sale_now(*, sale_id: int) -> FlashSale:
                 "Only a live sale can be ended.",
                 details={"saleId": sale_id, "startTime": sale.start_time, "endTime": sale.end_time},
             )
+        transaction.on_commit(partial(gate.forget, sale_id))
         transaction.on_commit(partial(events.sale_changed, sale_id=sale_id))
     return sale
 

@@ -1,0 +1,82 @@
+"""Token authentication that does not cost a database query per request.
+
+DRF's TokenAuthentication reads the token and its user on every request; under a purchase herd that
+is one of the four queries of a purchase and the only one of a refused one. Here the user behind a
+token is cached (`AUTH_TOKEN_CACHE_SECONDS`) as a handful of plain fields, never the password hash.
+
+Invalidation: deleting a token (logout, the admin, a user's deletion cascading to it) removes its
+entry at once and again after commit; saving a user (deactivation, staff change) removes the
+entries of all their tokens. The expiry bounds the one remaining race: a request that read the
+token from the database just before a logout committed and writes the cache just after it.
+"""
+
+import logging
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+from rest_framework.authentication import TokenAuthentication
+from rest_framework.authtoken.models import Token
+
+from accounts.models import User
+
+logger = logging.getLogger("flashsale.auth")
+
+# The user fields a request can need without a query; any other field loads lazily (deferred).
+CACHED_USER_FIELDS = ("id", "email", "name", "is_active", "is_staff", "is_superuser")
+
+
+def token_cache_key(key: str) -> str:
+    return f"auth:token:{key}"
+
+
+class CachedTokenAuthentication(TokenAuthentication):
+    """`Authorization: Token <key>`, as DRF's, with the token's user served from the cache."""
+
+    def authenticate_credentials(self, key):
+        cache_key = token_cache_key(key)
+        try:
+            cached = cache.get(cache_key)
+        except Exception:  # the cache is an optimisation: the database still answers
+            logger.warning("token cache unreachable", exc_info=True)
+            cached = None
+        if cached is not None:
+            user = User.from_db("default", CACHED_USER_FIELDS, cached)
+            return user, Token(key=key, user=user)
+        user, token = super().authenticate_credentials(key)  # raises for unknown keys, inactive users
+        try:
+            cache.set(cache_key, tuple(getattr(user, f) for f in CACHED_USER_FIELDS),
+                      timeout=settings.AUTH_TOKEN_CACHE_SECONDS)
+        except Exception:
+            logger.warning("token cache unreachable", exc_info=True)
+        return user, token
+
+
+def forget_tokens(keys) -> None:
+    keys = [token_cache_key(key) for key in keys]
+    if not keys:
+        return
+    try:
+        cache.delete_many(keys)
+    except Exception:
+        logger.error("could not drop cached tokens; they stay valid for at most %ss",
+                     settings.AUTH_TOKEN_CACHE_SECONDS, exc_info=True)
+
+
+@receiver(post_delete, sender=Token, dispatch_uid="accounts.forget_deleted_token")
+def _token_deleted(sender, instance, **kwargs):
+    # Now, so this process stops accepting it at once, and after commit, so a request that read
+    # the token before the delete committed cannot leave it cached.
+    forget_tokens([instance.key])
+    transaction.on_commit(lambda: forget_tokens([instance.key]))
+
+
+@receiver(post_save, sender=User, dispatch_uid="accounts.forget_tokens_of_changed_user")
+def _user_saved(sender, instance, created, update_fields=None, **kwargs):
+    if created or (update_fields is not None and set(update_fields) <= {"last_login", "password"}):
+        return
+    keys = list(Token.objects.filter(user_id=instance.pk).values_list("key", flat=True))
+    forget_tokens(keys)
+    transaction.on_commit(lambda: forget_tokens(keys))
