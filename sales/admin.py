@@ -1,3 +1,434 @@
-from django.contrib import admin
+"""The Django admin for running flash sales: safe to use while a sale sells thousands of units a second.
 
-# Register your models here.
+Every write goes through `sales.services`, never through `ModelAdmin.save_model`'s `obj.save()`:
+the admin's copy of a sale is stale as soon as a purchase lands, and saving it would overwrite the
+stock. Edits are version-checked (see `admin_forms`); restocking and ending a sale are explicit
+actions that change the database with F() updates and need no version.
+"""
+
+from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.utils import quote, unquote
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, F, IntegerField, OuterRef, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.forms.models import BaseInlineFormSet
+from django.http import HttpResponseRedirect
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from sales import services
+from sales.admin_csv import purchases_csv_response
+from sales.admin_forms import STALE_EDIT_MESSAGE, AddUnitsForm, FlashSaleAddForm, FlashSaleChangeForm
+from sales.exceptions import SalesError, VersionConflict
+from sales.models import FlashSale, Purchase, SaleStatus
+
+admin.site.site_header = "flashsale admin"
+admin.site.site_title = "flashsale admin"
+admin.site.index_title = "Flash sales"
+
+STATUS_COLOURS = {
+    SaleStatus.PENDING: "#8a6d00",
+    SaleStatus.ACTIVE: "#1e7e34",
+    SaleStatus.COMPLETED: "#5a6268",
+}
+NEWEST_PURCHASES_SHOWN = 20
+
+
+class StaffRunsSales:
+    """Any active staff member runs sales: the same rule as the API's staff endpoints (IsAdminUser),
+    with no per-model permission grants to manage."""
+
+    def _is_staff(self, request) -> bool:
+        return request.user.is_active and request.user.is_staff
+
+    def has_module_permission(self, request):
+        return self._is_staff(request)
+
+    def has_view_permission(self, request, obj=None):
+        return self._is_staff(request)
+
+    def has_add_permission(self, request, *args):
+        return self._is_staff(request)
+
+    def has_change_permission(self, request, obj=None):
+        return self._is_staff(request)
+
+    def has_delete_permission(self, request, obj=None):
+        return self._is_staff(request)
+
+
+class ReadOnly:
+    """Purchases are a record: rows are only ever inserted by `services.purchase`."""
+
+    def has_add_permission(self, request, *args):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class SaleStatusFilter(admin.SimpleListFilter):
+    """Status is derived from the clock and the stock, so it is filtered with the same querysets
+    that decide it everywhere else, evaluated at the moment of the request."""
+
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return SaleStatus.choices
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        match self.value():
+            case SaleStatus.PENDING:
+                return queryset.pending(now)
+            case SaleStatus.ACTIVE:
+                return queryset.active(now)
+            case SaleStatus.COMPLETED:
+                return queryset.completed(now)
+        return queryset
+
+
+class _EditRefused(Exception):
+    """A service refused the write in `save_model`, after the form had validated (a purchase landed
+    in between). Raised through the admin's transaction so that nothing of the save is kept."""
+
+    def __init__(self, error: SalesError):
+        super().__init__(error.message)
+        self.error = error
+
+
+class NewestPurchasesFormSet(BaseInlineFormSet):
+    def get_queryset(self):
+        # The inline shows a window onto the newest purchases, not all of them (a sale can have
+        # millions); the full list is the Purchase admin, filtered by sale.
+        if not hasattr(self, "_newest"):
+            self._newest = super().get_queryset()[:NEWEST_PURCHASES_SHOWN]
+        return self._newest
+
+
+class PurchaseInline(ReadOnly, StaffRunsSales, admin.TabularInline):
+    model = Purchase
+    formset = NewestPurchasesFormSet
+    fields = ("id", "created_at", "buyer", "quantity")
+    readonly_fields = fields
+    ordering = ("-created_at", "-id")
+    extra = 0
+    can_delete = False
+    verbose_name_plural = f"Newest purchases (up to {NEWEST_PURCHASES_SHOWN})"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("user")
+
+    @admin.display(description="buyer")
+    def buyer(self, purchase):
+        return format_html("{} <small>({})</small>", purchase.user.email, purchase.user.name)
+
+
+@admin.register(FlashSale)
+class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
+    form = FlashSaleChangeForm
+    add_form = FlashSaleAddForm
+    list_display = ("name", "start_time", "end_time", "status_badge", "stock_bar", "units_sold", "purchases")
+    list_display_links = ("name",)
+    list_filter = (SaleStatusFilter,)
+    search_fields = ("name",)
+    date_hierarchy = "start_time"
+    ordering = ("-start_time", "-id")
+    list_per_page = 50
+    actions = ["end_now"]
+    inlines = [PurchaseInline]
+    readonly_fields = ("status_badge", "stock_summary", "purchases_link", "version", "created_at")
+    add_fieldsets = ((None, {"fields": ("name", "start_time", "end_time", "original_stock")}),)
+    change_fieldsets = (
+        (None, {"fields": ("name", "start_time", "end_time", "expected_version")}),
+        ("Stock", {"fields": ("original_stock", "stock_summary", "purchases_link")}),
+        ("State", {"fields": ("status_badge", "version", "created_at")}),
+    )
+
+    # --- queries ---------------------------------------------------------------------------
+
+    def get_queryset(self, request):
+        # Counted per listed row by a correlated subquery (one query for the whole page, no N+1,
+        # and no GROUP BY over every purchase of every sale).
+        purchases = (
+            Purchase.objects.filter(sale=OuterRef("pk"))
+            .order_by()
+            .values("sale")
+            .annotate(count=Count("*"))
+            .values("count")
+        )
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                purchase_count=Coalesce(Subquery(purchases, output_field=IntegerField()), Value(0)),
+                sold=F("original_stock") - F("current_stock"),
+            )
+        )
+
+    # --- columns ---------------------------------------------------------------------------
+
+    @admin.display(description="status")
+    def status_badge(self, sale):
+        status = sale.status_at(timezone.now())
+        return format_html(
+            '<span style="display:inline-block;padding:1px 8px;border-radius:8px;color:#fff;'
+            'background:{};font-weight:600;font-size:11px;text-transform:uppercase">{}</span>',
+            STATUS_COLOURS[status],
+            SaleStatus(status).label,
+        )
+
+    @admin.display(description="stock (current / original)", ordering="current_stock")
+    def stock_bar(self, sale):
+        left = round(100 * sale.current_stock / sale.original_stock) if sale.original_stock else 0
+        colour = "#1e7e34" if left > 25 else "#d39e00" if left > 0 else "#bd2130"
+        return format_html(
+            '<div title="{}% left" style="min-width:8em">{} / {}'
+            '<div style="height:5px;background:#e1e1e1;border-radius:3px;margin-top:2px">'
+            '<div style="width:{}%;height:5px;background:{};border-radius:3px"></div></div></div>',
+            left,
+            sale.current_stock,
+            sale.original_stock,
+            left,
+            colour,
+        )
+
+    @admin.display(description="units sold", ordering="sold")
+    def units_sold(self, sale):
+        return sale.units_sold
+
+    @admin.display(description="purchases", ordering="purchase_count")
+    def purchases(self, sale):
+        return sale.purchase_count
+
+    @admin.display(description="stock")
+    def stock_summary(self, sale):
+        return format_html(
+            "{}<br><small>{} units sold. This is the stock when the page was loaded; purchases keep "
+            "changing it.</small>",
+            self.stock_bar(sale),
+            sale.units_sold,
+        )
+
+    @admin.display(description="purchases")
+    def purchases_link(self, sale):
+        url = reverse("admin:sales_purchase_changelist") + f"?sale__id__exact={sale.pk}"
+        return format_html('<a href="{}">{} purchases: see them all, export CSV</a>', url, sale.purchase_count)
+
+    def has_delete_permission(self, request, obj=None):
+        # Deleting bypasses the services (and the viewers' live updates): never for a live sale.
+        # Sales with purchases are protected by the database (on_delete=PROTECT) anyway.
+        return super().has_delete_permission(request, obj) and (
+            obj is None or not obj.is_live_at(timezone.now())
+        )
+
+    def get_actions(self, request):
+        # The bulk delete would not ask has_delete_permission about each sale.
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    # --- forms -----------------------------------------------------------------------------
+
+    def get_fieldsets(self, request, obj=None):
+        return self.add_fieldsets if obj is None else self.change_fieldsets
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = self.add_form
+        return super().get_form(request, obj, **kwargs)
+
+    def get_inlines(self, request, obj):
+        return self.inlines if obj is not None else []
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            sale = services.create_sale(**{field: form.cleaned_data[field] for field in services.EDITABLE_FIELDS})
+        elif form.sale_changes:
+            try:
+                sale = services.update_sale(
+                    sale_id=obj.pk,
+                    expected_version=form.cleaned_data["expected_version"],
+                    changes=form.sale_changes,
+                )
+            except SalesError as refused:
+                raise _EditRefused(refused) from refused
+        else:
+            sale = obj
+        # The form wrote its (partly stale) values into obj; the admin's messages and log must
+        # show what the database now holds.
+        obj.pk = sale.pk
+        obj.refresh_from_db()
+        obj._state.adding = False
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        context["sale_is_live"] = obj is not None and obj.is_live_at(timezone.now())
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except _EditRefused as refused:
+            # The admin's transaction has rolled back; show why and the sale as it now is.
+            error = refused.error
+            messages.error(request, STALE_EDIT_MESSAGE if isinstance(error, VersionConflict) else error.message)
+            return HttpResponseRedirect(request.get_full_path())
+
+    # --- stock actions: add units, end now ------------------------------------------------
+
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        # Before the default URLs: their "<path:object_id>/" would swallow these.
+        return [
+            path(
+                "<path:object_id>/add-units/",
+                self.admin_site.admin_view(self.add_units_view),
+                name="%s_%s_add_units" % info,
+            ),
+            path(
+                "<path:object_id>/end/",
+                self.admin_site.admin_view(self.end_sale_view),
+                name="%s_%s_end" % info,
+            ),
+        ] + super().get_urls()
+
+    def _sale_for_action(self, request, object_id):
+        sale = self.get_object(request, unquote(object_id))
+        if sale is not None and not self.has_change_permission(request, sale):
+            raise PermissionDenied
+        return sale
+
+    def _change_url(self, sale) -> str:
+        return reverse("admin:sales_flashsale_change", args=[quote(sale.pk)], current_app=self.admin_site.name)
+
+    def _action_page(self, request, sale, template: str, title: str, **context):
+        return TemplateResponse(
+            request,
+            template,
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "original": sale,
+                "title": title,
+                "change_url": self._change_url(sale),
+                "stock": self.stock_bar(sale),
+                **context,
+            },
+        )
+
+    def add_units_view(self, request, object_id):
+        sale = self._sale_for_action(request, object_id)
+        if sale is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        form = AddUnitsForm(request.POST if request.method == "POST" else None)
+        if form.is_valid():
+            units = form.cleaned_data["units"]
+            try:
+                sale = services.add_units(sale_id=sale.pk, units=units)
+            except SalesError as refused:
+                messages.error(request, refused.message)
+            else:
+                self.log_change(request, sale, f"Added {units} units.")
+                messages.success(
+                    request,
+                    f"Added {units} units to “{sale}”: stock is now {sale.current_stock} / {sale.original_stock}.",
+                )
+                return redirect(self._change_url(sale))
+        return self._action_page(
+            request, sale, "admin/sales/flashsale/add_units.html", f"Add units to “{sale}”", form=form
+        )
+
+    def end_sale_view(self, request, object_id):
+        sale = self._sale_for_action(request, object_id)
+        if sale is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if request.method == "POST":
+            try:
+                sale = services.end_sale_now(sale_id=sale.pk)
+            except SalesError as refused:
+                messages.error(request, refused.message)
+            else:
+                self.log_change(request, sale, "Ended the sale now.")
+                messages.success(request, f"“{sale}” has ended: {sale.current_stock} units were left unsold.")
+            return redirect(self._change_url(sale))
+        return self._action_page(
+            request,
+            sale,
+            "admin/sales/flashsale/end_sale.html",
+            f"End “{sale}” now?",
+            is_live=sale.is_live_at(timezone.now()),
+        )
+
+    @admin.action(description="End selected sales now", permissions=["change"])
+    def end_now(self, request, queryset):
+        ended, refused = [], []
+        for sale in queryset:
+            try:
+                services.end_sale_now(sale_id=sale.pk)
+            except SalesError:
+                refused.append(sale.name)
+            else:
+                self.log_change(request, sale, "Ended the sale now.")
+                ended.append(sale.name)
+        if ended:
+            messages.success(request, f"Ended {len(ended)} sale(s): {', '.join(ended)}.")
+        if refused:
+            messages.warning(request, f"Not live, left alone: {', '.join(refused)}.")
+
+
+@admin.register(Purchase)
+class PurchaseAdmin(ReadOnly, StaffRunsSales, admin.ModelAdmin):
+    list_display = ("id", "created_at", "sale_link", "buyer_email", "buyer_name", "quantity")
+    list_filter = ("sale",)
+    search_fields = ("user__email",)
+    search_help_text = "Search by buyer email."
+    list_select_related = ("user", "sale")
+    ordering = ("-created_at", "-id")
+    list_per_page = 100
+    # A count of the whole table on every page load is slow on a big sale; filtered counts stay.
+    show_full_result_count = False
+    actions = ["export_selected"]
+
+    @admin.display(description="sale", ordering="sale__name")
+    def sale_link(self, purchase):
+        url = reverse("admin:sales_flashsale_change", args=[quote(purchase.sale_id)])
+        return format_html('<a href="{}">{}</a>', url, purchase.sale.name)
+
+    @admin.display(description="buyer email", ordering="user__email")
+    def buyer_email(self, purchase):
+        return purchase.user.email
+
+    @admin.display(description="buyer name", ordering="user__name")
+    def buyer_name(self, purchase):
+        return purchase.user.name
+
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path("export.csv", self.admin_site.admin_view(self.export_view), name="%s_%s_export" % info),
+        ] + super().get_urls()
+
+    def export_view(self, request):
+        """Every purchase the changelist shows with the same filters and search, as CSV."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        try:
+            changelist = self.get_changelist_instance(request)
+        except IncorrectLookupParameters:
+            return redirect(reverse("admin:sales_purchase_changelist") + "?e=1")
+        return purchases_csv_response(request, changelist.queryset, self._export_filename())
+
+    @admin.action(description="Export selected purchases as CSV", permissions=["view"])
+    def export_selected(self, request, queryset):
+        return purchases_csv_response(request, queryset.order_by("-created_at", "-id"), self._export_filename())
+
+    def _export_filename(self) -> str:
+        return f"purchases-{timezone.now():%Y%m%dT%H%M%SZ}.csv"
