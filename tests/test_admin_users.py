@@ -3,6 +3,7 @@
 import pytest
 from django.urls import reverse
 from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
 
 from accounts.models import User
 from tests.admin_pages import form_data
@@ -158,3 +159,30 @@ def test_the_token_user_picker_searches_users_by_email(superuser_browser):
 
     assert response.status_code == 200
     assert [item["id"] for item in response.json()["results"]] == [str(ada.pk)]
+
+
+def test_a_token_deleted_in_the_admin_stops_authenticating_at_once(superuser_browser):
+    token = TokenFactory()
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    assert api.get("/api/v1/flashsales/").status_code == 200  # now cached by the token auth
+
+    superuser_browser.post(reverse("admin:authtoken_tokenproxy_delete", args=[token.user_id]), {"post": "yes"})
+
+    assert not Token.objects.filter(key=token.key).exists()
+    assert api.get("/api/v1/flashsales/").status_code == 401
+
+
+def test_a_user_deactivated_in_the_admin_stops_authenticating_at_once(superuser_browser):
+    token = TokenFactory()
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    assert api.get("/api/v1/flashsales/").status_code == 200
+    url = reverse("admin:accounts_user_change", args=[token.user_id])
+    data = form_data(superuser_browser.get(url).content.decode(), "user_form")
+    data.pop("is_active")
+    data["_save"] = "Save"
+
+    assert superuser_browser.post(url, data).status_code == 302
+
+    assert api.get("/api/v1/flashsales/").status_code == 401
