@@ -145,6 +145,8 @@ if DATABASE_URL:
             "timeout": env_int("DB_POOL_TIMEOUT", 10),
         }
         _db["OPTIONS"].setdefault("connect_timeout", env_int("DB_CONNECT_TIMEOUT", 3))
+        # The stock backend plus fail-fast while the server is unreachable (README "Reliability").
+        _db["ENGINE"] = "flashsale.postgresql"
 else:
     _db = {
         "ENGINE": "django.db.backends.sqlite3",
@@ -167,12 +169,14 @@ REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # RedisCache that answers like an empty cache while Redis is down (README "Reliability").
+            "BACKEND": "flashsale.cache.ResilientRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "flashsale"),
             "OPTIONS": {
                 "socket_connect_timeout": 1,
                 "socket_timeout": 1,
+                "RETRY_SECONDS": env_int("CACHE_RETRY_SECONDS", 2),
             },
         }
     }

@@ -1,11 +1,13 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 
+from flashsale.health import ready
 from flashsale.views import ApiNotFound, health
 from sales.pages import live_sale
 
 api_v1 = [
     path("health", health, name="health"),
+    re_path(r"^health/ready/?$", ready, name="health-ready"),
     path("auth/", include("accounts.urls")),
     path("", include("sales.urls")),
     path("", include("leaderboard.urls")),
