@@ -23,11 +23,17 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--force", action="store_true", help="run even when DEBUG is off")
+        parser.add_argument(
+            "--only-if-debug", action="store_true", help="when DEBUG is off, do nothing and succeed (scripts/serve)"
+        )
         parser.add_argument("--starts-in", type=int, default=60, help="seconds until the demo sale starts")
         parser.add_argument("--duration", type=int, default=30 * 60, help="seconds the demo sale stays open")
         parser.add_argument("--stock", type=int, default=100)
 
-    def handle(self, *args, force, starts_in, duration, stock, **options):
+    def handle(self, *args, force, only_if_debug, starts_in, duration, stock, **options):
+        if not settings.DEBUG and only_if_debug and not force:
+            self.stdout.write("demo: DEBUG is off, no demo data created.")
+            return
         if not settings.DEBUG and not force:
             raise CommandError("DEBUG is off: demo accounts have published passwords. Use --force to run anyway.")
         with transaction.atomic():

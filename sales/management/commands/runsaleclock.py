@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from django.core.cache import cache
 from django.core.management.base import BaseCommand
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from sales import events, realtime
@@ -33,8 +33,14 @@ class Command(BaseCommand):
 
     def handle(self, *args, interval, ticks, parent, **options):
         self._running = True
-        signal.signal(signal.SIGTERM, self._stop)
-        signal.signal(signal.SIGINT, self._stop)
+        previous = {sig: signal.signal(sig, self._stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            self._run(interval, ticks, parent)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _run(self, interval, ticks, parent):
         now = timezone.now()
         since = cache.get(SINCE_KEY)
         if since is None or now - since > MAX_CATCH_UP:
@@ -52,7 +58,9 @@ class Command(BaseCommand):
 
     def tick(self, since):
         """Announce every start and end in (since, now]; return now."""
-        close_old_connections()
+        if not connection.in_atomic_block:
+            # A long-running process: drop a connection the database or pool has closed meanwhile.
+            close_old_connections()
         now = timezone.now()
         passed = list(
             FlashSale.objects.filter(start_time__gt=since, start_time__lte=now)

@@ -237,7 +237,7 @@
     socket = new WebSocket(scheme + location.host + socketPath);
     socket.onopen = function () {
       attempts = 0;
-      setConnection("live", "Live");
+      setConnection("live", "Connected");
       clearInterval(pingTimer);
       // Keeps idle connections open through proxies that drop silent sockets.
       pingTimer = setInterval(function () {

@@ -1,0 +1,151 @@
+"""The live page in a real headless Chromium (Debian's, driven by Playwright), against two real
+Daphne processes sharing Redis: what a buyer sees, without reloading, when others buy elsewhere."""
+
+import re
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from uuid import uuid4
+
+import httpx
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from sales.models import FlashSale, Purchase
+from tests.factories import PASSWORD, SaleFactory, TokenFactory, UserFactory
+from tests.servers import PROJECT_DIR, daphne_server, server_env
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+WAIT_MS = 15_000  # upper bound for the page to catch up; passing runs take milliseconds
+
+
+@pytest.fixture(scope="module")
+def servers(django_db_setup, tmp_path_factory):
+    """Two Daphne processes (DEBUG off, static files from WhiteNoise) on one Redis channel layer."""
+    static_root = tmp_path_factory.mktemp("static")
+    shared = {"CHANNEL_PREFIX": f"test-browser-{uuid4().hex[:8]}", "STATIC_ROOT": str(static_root)}
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
+        cwd=PROJECT_DIR,
+        env=server_env(**shared),
+        check=True,
+    )
+    with daphne_server(**shared) as server_a, daphne_server(**shared) as server_b:
+        yield server_a, server_b
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with pytest.MonkeyPatch.context() as patch, sync_playwright() as playwright:
+        # Playwright's sync API keeps an asyncio loop on this thread, and Django refuses ORM calls
+        # next to a running loop. The test's ORM calls are plain blocking calls, so allow them.
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@contextmanager
+def page_in(browser, request, **context_options):
+    """A fresh page; on failure its screenshot goes to tests/artifacts/<test>.png."""
+    context = browser.new_context(**context_options)
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        yield page
+        assert errors == [], f"JavaScript errors: {errors}"
+    except BaseException:
+        ARTIFACTS.mkdir(exist_ok=True)
+        name = re.sub(r"[^\w.-]", "_", request.node.name)
+        page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+        raise
+    finally:
+        context.close()
+
+
+def buy_through_api(server: str, token: str, sale_id: int, quantity: int) -> httpx.Response:
+    return httpx.post(
+        f"{server}/api/v1/flashsales/purchase",
+        json={"saleId": sale_id, "quantity": quantity},
+        headers={"Authorization": f"Token {token}"},
+        timeout=10,
+    )
+
+
+def test_the_page_shows_stock_bought_through_another_server_without_reloading(servers, browser, request):
+    server_a, server_b = servers
+    sale = SaleFactory(name="Trail shoes", original_stock=20)
+    # A name that would run script if it ever reached innerHTML.
+    buyer = UserFactory(name='<img src=x onerror="window.__pwned=1">Eve')
+    token = TokenFactory(user=buyer)
+
+    with page_in(browser, request) as page:
+        page.goto(f"{server_a}/sales/{sale.pk}/")
+        expect(page.locator("#connection")).to_have_text("Connected", timeout=WAIT_MS)
+        expect(page.get_by_test_id("stock")).to_have_text("20", timeout=WAIT_MS)
+        expect(page.locator("#sale-name")).to_have_text("Trail shoes")
+        page.evaluate("window.__sameDocument = true")
+
+        response = buy_through_api(server_b, token.key, sale.pk, 3)
+
+        expect(page.get_by_test_id("stock")).to_have_text("17", timeout=WAIT_MS)
+        expect(page.locator("#purchases li").first.locator(".who")).to_have_text(buyer.name, timeout=WAIT_MS)
+        assert page.evaluate("window.__sameDocument") is True, "the page reloaded"
+        assert page.evaluate("window.__pwned") is None
+        assert page.locator("#purchases img").count() == 0
+
+    assert response.status_code == 201, response.text
+    assert FlashSale.objects.get(pk=sale.pk).current_stock == 17
+
+
+def test_a_buyer_signs_in_and_buys_on_a_phone_sized_home_page(servers, browser, request):
+    server_a, _ = servers
+    sale = SaleFactory(name="Phone case", original_stock=10)
+    buyer = UserFactory(email="ada@example.com", name="Ada")
+
+    with page_in(browser, request, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True) as page:
+        page.goto(f"{server_a}/")
+        expect(page.locator("#sale-name")).to_have_text("Phone case", timeout=WAIT_MS)
+        expect(page.get_by_test_id("stock")).to_have_text("10", timeout=WAIT_MS)
+        # Nothing sticks out sideways on a phone.
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+        page.fill("#email", "wrong@example.com")
+        page.fill("#password", "not-the-password")
+        page.click("#login-button")
+        expect(page.locator("#message")).to_have_text("Wrong email or password.", timeout=WAIT_MS)
+
+        page.fill("#email", buyer.email)
+        page.fill("#password", PASSWORD)
+        page.click("#login-button")
+        expect(page.locator("#buy-form")).to_be_visible(timeout=WAIT_MS)
+
+        page.fill("#quantity", "2")
+        page.click("#buy-button")
+        expect(page.locator("#message")).to_have_text("You bought 2. 8 left.", timeout=WAIT_MS)
+        expect(page.get_by_test_id("stock")).to_have_text("8", timeout=WAIT_MS)
+
+        # The per-buyer cap (5) refuses a further 4: the page explains, and nothing is taken.
+        page.fill("#quantity", "4")
+        page.click("#buy-button")
+        expect(page.locator("#message")).to_have_text(
+            "Each buyer may hold at most 5 units of this sale.", timeout=WAIT_MS
+        )
+        expect(page.get_by_test_id("stock")).to_have_text("8")
+
+    assert list(Purchase.objects.filter(sale=sale).values_list("user__name", "quantity")) == [("Ada", 2)]
+    assert FlashSale.objects.get(pk=sale.pk).current_stock == 8
