@@ -1,0 +1,537 @@
+#!/usr/bin/env python3
+"""The thundering-herd benchmark: one command, one table of ratios measured in the same run.
+
+    .venv/bin/python bench/herd.py                   # the production topology (deploy/run)
+    .venv/bin/python bench/herd.py --topology daphne # ./scripts/serve's single Daphne, to compare
+
+It needs PostgreSQL and Redis on loopback (as CI has them), wrk and haproxy (Debian packages;
+installed with apt-get when missing and running as root) and pgbench. It recreates its own database
+(`flashsale_bench` by default), flushes its own Redis database (db 5 by default), starts the
+service the way README "Performance" deploys it on free loopback ports, seeds users, tokens and
+sales, drives load from wrk (a separate process), runs pgbench with the purchase's transaction
+shape, checks the stock invariants and prints one table. Results also go to bench/results/.
+Everything is bounded: about 6 x --duration seconds of load plus setup, then it stops by itself.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+BENCH_DIR = PROJECT_DIR / "bench"
+RESULTS_DIR = BENCH_DIR / "results"
+VENV_BIN = PROJECT_DIR / ".venv" / "bin"
+PURCHASE_PATH = "/api/v1/flashsales/purchase"
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--topology", choices=["haproxy", "daphne", "gunicorn"], default="haproxy",
+                        help="haproxy: deploy/run (HAProxy -> gunicorn + Daphne), the default deployment; "
+                        "daphne: one Daphne process (./scripts/serve); gunicorn: gunicorn alone, no proxy")
+    parser.add_argument("--duration", type=int, default=8, help="seconds of load per measured phase")
+    parser.add_argument("--connections", type=int, default=500)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--users", type=int, default=2000)
+    parser.add_argument("--herd-stock", type=int, default=0,
+                        help="units of the measured herd sale; default users x cap, so it lasts the window")
+    parser.add_argument("--sellout-stock", type=int, default=1000, help="units of the sale sold out before phase 3")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
+    parser.add_argument("--gunicorn-threads", type=int, default=1, help="> 1: gthread workers with this many threads")
+    parser.add_argument("--pgbench-clients", type=int, default=20)
+    parser.add_argument("--request-log", choices=["true", "false"], default="true",
+                        help="REQUEST_LOG of the servers (one JSON line per request, to /dev/null)")
+    parser.add_argument("--database", default="flashsale_bench")
+    parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432",
+                        help="PostgreSQL server URL (no database); the bench owns --database on it")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/5", help="flushed at the start: use a spare db")
+    parser.add_argument("--label", default="", help="free text stored in the JSON result")
+    return parser.parse_args()
+
+
+# --- environment ---------------------------------------------------------------------------
+
+
+def need_tool(name: str, package: str) -> str:
+    path = shutil.which(name)
+    if path:
+        return path
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print(f"installing {package} (apt-get)...", flush=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", package], check=False,
+                       stdout=subprocess.DEVNULL, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        path = shutil.which(name)
+    if not path:
+        sys.exit(f"bench/herd.py needs `{name}`: apt-get install {package}")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def free_port_run(count: int) -> int:
+    """The first of `count` consecutive free loopback ports."""
+    for _ in range(50):
+        base = free_port()
+        ports = range(base, base + count)
+        try:
+            for port in ports:
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no run of free ports")
+
+
+def run(cmd, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, check=True, **kwargs)
+
+
+def prepare_database(args) -> str:
+    host = re.sub(r"^postgres(ql)?://", "", args.pg)
+    user_host, _, port = host.rpartition(":")
+    user, _, hostname = user_host.rpartition("@")
+    pg = ["-h", hostname, "-p", port or "5432", "-U", user or "postgres"]
+    if subprocess.run(["pg_isready", "-q", *pg[:4]]).returncode != 0:
+        sys.exit("PostgreSQL is not reachable; start it as .ci/run does")
+    if subprocess.run(["redis-cli", "-u", args.redis, "ping"], capture_output=True).returncode != 0:
+        sys.exit("Redis is not reachable; start it as .ci/run does")
+    # Only the bench's own database and Redis db are reset.
+    run(["dropdb", "--if-exists", "--force", *pg, args.database])
+    run(["createdb", *pg, args.database])
+    run(["redis-cli", "-u", args.redis, "flushdb"], stdout=subprocess.DEVNULL)
+    args.pg_cli = pg
+    return f"{args.pg}/{args.database}"
+
+
+def server_env(args, database_url: str) -> dict:
+    env = dict(os.environ)
+    env.update({
+        "DATABASE_URL": database_url,
+        "REDIS_URL": args.redis,
+        "DEBUG": "false",
+        "SECRET_KEY": "bench-secret-key-not-for-production",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        # Every wrk connection comes from 127.0.0.1: per-IP limits would measure the limiter.
+        "RATELIMIT_ENABLE": "false",
+        "REQUEST_LOG": args.request_log,
+        "WEB_CONCURRENCY": str(args.workers),
+        "GUNICORN_THREADS": str(args.gunicorn_threads),
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.pop("TEST_DATABASE_NAME", None)
+    env.pop("CI", None)
+    return env
+
+
+def start_servers(args, env: dict) -> tuple[subprocess.Popen, str]:
+    """Start the chosen topology in its own process group; return it and the base URL."""
+    log = open(RESULTS_DIR / "server.log", "w")
+    if args.topology == "haproxy":
+        port = free_port_run(4)
+        env = {**env, "PORT": str(port), "BACKEND_PORT_BASE": str(port + 1)}
+        cmd = [str(PROJECT_DIR / "deploy" / "run")]
+    elif args.topology == "gunicorn":
+        port = free_port()
+        cmd = [str(VENV_BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
+               "flashsale.wsgi:application"]
+    else:
+        port = free_port()
+        cmd = [str(VENV_BIN / "daphne"), "-e", f"tcp:port={port}:interface=127.0.0.1:backlog=1024",
+               "flashsale.asgi:application"]
+    # The request log goes nowhere: its cost is the formatting, not a terminal.
+    process = subprocess.Popen(cmd, cwd=PROJECT_DIR, env=env, stdout=subprocess.DEVNULL, stderr=log,
+                               start_new_session=True)
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"server exited with {process.returncode}; see {log.name}")
+        try:
+            with urllib.request.urlopen(f"{base_url}/api/v1/health", timeout=1) as answer:
+                if answer.status == 200:
+                    return process, base_url
+        except OSError:
+            pass
+        time.sleep(0.2)
+    stop_servers(process)
+    sys.exit(f"server did not become healthy; see {log.name}")
+
+
+def drain(base_url: str) -> float:
+    """Wait until the server has worked off what the last phase left queued; return the seconds.
+
+    When wrk stops, requests it had sent are still queued in the server (accept backlog, worker
+    queues) and would be served during the next phase. One health request queues behind them.
+    """
+    started = time.monotonic()
+    try:
+        urllib.request.urlopen(f"{base_url}/api/v1/health", timeout=120).read()
+    except OSError:
+        pass
+    return time.monotonic() - started
+
+
+def sell_out_rest(sale_id: int, tokens_file: Path) -> int:
+    """Buy what a too-short sell-out herd left, through the same purchase rule, user after user."""
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    from sales import services
+    from sales.exceptions import SalesError
+    from sales.models import FlashSale
+
+    bought = 0
+    keys = tokens_file.read_text().split()
+    users = {t.key: t.user for t in Token.objects.select_related("user").filter(key__in=keys)}
+    for key in keys:
+        if FlashSale.objects.get(pk=sale_id).current_stock == 0:
+            break
+        try:
+            services.purchase(user=users[key], sale_id=sale_id, quantity=1)
+            bought += 1
+        except SalesError:
+            pass
+    return bought
+
+
+def stop_servers(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def server_pids(process: subprocess.Popen) -> list[int]:
+    """Our server processes: the process group we started (deploy/run's children included)."""
+    pgid = process.pid
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getpgid(int(entry.name)) == pgid:
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total / ticks
+
+
+# --- Django side: seeding and checks (this process talks to the bench database directly) ----
+
+
+def setup_django(database_url: str, redis_url: str) -> None:
+    os.environ.update({"DATABASE_URL": database_url, "REDIS_URL": redis_url, "DEBUG": "false",
+                       "SECRET_KEY": "bench-secret-key-not-for-production", "REQUEST_LOG": "false",
+                       "DJANGO_SETTINGS_MODULE": "flashsale.settings"})
+    os.environ.pop("TEST_DATABASE_NAME", None)
+    sys.path.insert(0, str(PROJECT_DIR))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+
+
+def seed(args, tokens_file: Path) -> dict:
+    from django.contrib.auth.hashers import make_password
+    from rest_framework.authtoken.models import Token
+
+    from accounts.models import User
+    from sales.models import FlashSale
+
+    password = make_password("bench-password-123")
+    users = User.objects.bulk_create(
+        User(email=f"buyer{i}@bench.example", name=f"Buyer {i}", password=password) for i in range(args.users)
+    )
+    tokens = Token.objects.bulk_create(Token(user=user, key=Token.generate_key()) for user in users)
+    tokens_file.write_text("\n".join(token.key for token in tokens) + "\n")
+    now = datetime.now(timezone.utc)
+    live = {"start_time": now - timedelta(minutes=1), "end_time": now + timedelta(hours=1)}
+
+    def sale(name, stock, **window):
+        return FlashSale.objects.create(name=name, original_stock=stock, current_stock=stock, **(window or live))
+
+    from django.conf import settings
+
+    cap = settings.MAX_UNITS_PER_USER
+    herd_stock = args.herd_stock or args.users * cap
+    return {
+        "cap": cap,
+        "user_ids": (users[0].pk, users[-1].pk),
+        "herd": sale("herd", herd_stock).pk,
+        "sellout": sale("sell-out", args.sellout_stock).pk,
+        "pending": sale("pending", 1000, start_time=now + timedelta(hours=1), end_time=now + timedelta(hours=2)).pk,
+        "pgbench": sale("pgbench", 1_000_000_000).pk,
+        # The bucket run takes stock from bench_stock_bucket rows; this sale only owns its purchase rows.
+        "pgbench_buckets": sale("pgbench-buckets", 1).pk,
+    }
+
+
+def sale_report(sale_id: int, cap: int | None) -> dict:
+    from django.db.models import Max, Min, Sum
+
+    from sales.models import FlashSale, Purchase
+
+    sale = FlashSale.objects.get(pk=sale_id)
+    purchases = Purchase.objects.filter(sale_id=sale_id)
+    agg = purchases.aggregate(units=Sum("quantity"), first=Min("created_at"), last=Max("created_at"))
+    units = agg["units"] or 0
+    top_user = purchases.values("user_id").annotate(units=Sum("quantity")).order_by("-units").first()
+    report = {
+        "original": sale.original_stock,
+        "current": sale.current_stock,
+        "sold_units": units,
+        "purchases": purchases.count(),
+        "stock_invariant_ok": sale.original_stock - sale.current_stock == units,
+        "max_units_one_user": top_user["units"] if top_user else 0,
+    }
+    if cap is not None:
+        report["cap_ok"] = report["max_units_one_user"] <= cap
+    if agg["first"] and agg["last"] and agg["last"] > agg["first"]:
+        report["selling_seconds"] = (agg["last"] - agg["first"]).total_seconds()
+    return report
+
+
+# --- load ----------------------------------------------------------------------------------
+
+
+def wrk(args, url: str, *script_args: str, duration: int | None = None, connections: int | None = None) -> dict:
+    cmd = ["wrk", "-t", str(args.threads), "-c", str(connections or args.connections),
+           "-d", f"{duration or args.duration}s", "--timeout", "10s", "--latency",
+           "-s", str(BENCH_DIR / "herd.lua"), url, "--", *script_args]
+    output = subprocess.run(cmd, capture_output=True, text=True, timeout=(duration or args.duration) + 30).stdout
+    line = next((l for l in output.splitlines() if l.startswith("WRKJSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no result:\n{output}")
+    result = json.loads(line[len("WRKJSON "):])
+    seconds = result["duration_us"] / 1e6
+    result["rps"] = result["requests"] / seconds
+    result["p50_ms"], result["p99_ms"] = result["p50_us"] / 1000, result["p99_us"] / 1000
+    result["successes"] = result["counts"].get("201", 0)
+    result["success_rps"] = result["successes"] / seconds
+    result["errors_5xx"] = sum(v for k, v in result["counts"].items() if k.startswith("5"))
+    return result
+
+
+PGBENCH_ONE_ROW = """\
+\\set uid random({umin}, {umax})
+BEGIN;
+UPDATE sales_flashsale SET current_stock = current_stock - 1, version = version + 1
+  WHERE id = {sale} AND start_time <= now() AND end_time > now() AND current_stock >= 1;
+SELECT current_stock, version, COALESCE((SELECT SUM(quantity) FROM sales_purchase
+  WHERE sale_id = {sale} AND user_id = :uid), 0) FROM sales_flashsale WHERE id = {sale};
+INSERT INTO sales_purchase (user_id, sale_id, quantity, created_at) VALUES (:uid, {sale}, 1, now());
+END;
+"""
+
+PGBENCH_BUCKETS = """\
+\\set uid random({umin}, {umax})
+\\set bucket random(1, 8)
+BEGIN;
+UPDATE bench_stock_bucket SET stock = stock - 1 WHERE id = :bucket AND stock >= 1;
+SELECT stock, COALESCE((SELECT SUM(quantity) FROM sales_purchase
+  WHERE sale_id = {sale} AND user_id = :uid), 0) FROM bench_stock_bucket WHERE id = :bucket;
+INSERT INTO sales_purchase (user_id, sale_id, quantity, created_at) VALUES (:uid, {sale}, 1, now());
+END;
+"""
+
+
+def pgbench(args, script: str, seeded: dict, workdir: Path, sale: str) -> dict:
+    path = workdir / "pgbench.sql"
+    umin, umax = seeded["user_ids"]
+    path.write_text(script.format(umin=umin, umax=umax, sale=seeded[sale]))
+    cmd = ["pgbench", *args.pg_cli, "-n", "-c", str(args.pgbench_clients), "-j", "2",
+           "-T", str(args.duration), "-f", str(path), args.database]
+    output = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration + 60).stdout
+    tps = re.search(r"tps = ([0-9.]+)", output)
+    latency = re.search(r"latency average = ([0-9.]+) ms", output)
+    if not tps:
+        raise RuntimeError(f"pgbench failed:\n{output}")
+    return {"tps": float(tps.group(1)), "latency_avg_ms": float(latency.group(1)) if latency else None}
+
+
+# --- the run -------------------------------------------------------------------------------
+
+
+def main() -> int:
+    args = parse_args()
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    need_tool("wrk", "wrk")
+    need_tool("pgbench", "postgresql-client")
+    if args.topology == "haproxy":
+        need_tool("haproxy", "haproxy")
+    started = time.monotonic()
+    database_url = prepare_database(args)
+    setup_django(database_url, args.redis)
+    workdir = Path(tempfile.mkdtemp(prefix="flashsale-bench-"))
+    tokens_file = workdir / "tokens.txt"
+    seeded = seed(args, tokens_file)
+    cap = seeded["cap"]
+
+    process, base_url = start_servers(args, server_env(args, database_url))
+    pids = server_pids(process)
+    purchase_url = base_url + PURCHASE_PATH
+    phases = {}
+    try:
+        print(f"topology {args.topology} at {base_url}, {len(pids)} server processes; "
+              f"{args.connections} connections, {args.duration}s per phase", flush=True)
+        # A short warm-up so every worker has imported, connected and cached before measuring.
+        wrk(args, base_url + "/api/v1/health", "get", duration=2, connections=50)
+
+        def measure(name, url, *script_args, **kw):
+            cpu_before = cpu_seconds(pids)
+            result = wrk(args, url, *script_args, **kw)
+            result["server_cpu_s"] = cpu_seconds(pids) - cpu_before
+            result["drain_s"] = drain(base_url)
+            phases[name] = result
+            print(f"  {name}: {result['rps']:.0f} req/s, p99 {result['p99_ms']:.1f} ms, {result['counts']}", flush=True)
+            return result
+
+        measure("trivial", base_url + "/api/v1/health", "get")
+        measure("herd", purchase_url, "purchase", str(tokens_file), str(seeded["herd"]))
+        # The real herd: a 1000-unit sale bought by every connection at once, for a bounded time.
+        sellout_herd = wrk(args, purchase_url, "purchase", str(tokens_file), str(seeded["sellout"]),
+                           duration=args.duration)
+        sellout_herd["drain_s"] = drain(base_url)
+        phases["sellout_herd"] = sellout_herd
+        left = sale_report(seeded["sellout"], cap)["current"]
+        sellout_herd["left_after_herd"] = left
+        if left:
+            print(f"  sell-out herd left {left} units; buying them through services.purchase", flush=True)
+            sell_out_rest(seeded["sellout"], tokens_file)
+        measure("after_sellout", purchase_url, "purchase", str(tokens_file), str(seeded["sellout"]))
+        measure("before_start", purchase_url, "purchase", str(tokens_file), str(seeded["pending"]))
+    finally:
+        stop_servers(process)
+
+    print("  pgbench (same UPDATE + SELECT + INSERT, one hot row, then 8 bucket rows)...", flush=True)
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE bench_stock_bucket (id int PRIMARY KEY, stock bigint NOT NULL CHECK (stock >= 0))")
+        cursor.execute("INSERT INTO bench_stock_bucket SELECT g, 1000000000 FROM generate_series(1, 8) g")
+    pg_one = pgbench(args, PGBENCH_ONE_ROW, seeded, workdir, "pgbench")
+    pg_buckets = pgbench(args, PGBENCH_BUCKETS, seeded, workdir, "pgbench_buckets")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 8000000000::bigint - SUM(stock) FROM bench_stock_bucket")
+        bucket_units_taken = cursor.fetchone()[0]
+
+    checks = {name: sale_report(seeded[name], cap) for name in ("herd", "sellout", "pending")}
+    checks["pgbench"] = sale_report(seeded["pgbench"], None)
+    bucket_rows = sale_report(seeded["pgbench_buckets"], None)
+    checks["pgbench_buckets"] = {**bucket_rows, "original": 8 * 1_000_000_000,
+                                 "current": 8 * 1_000_000_000 - bucket_units_taken,
+                                 "stock_invariant_ok": bucket_units_taken == bucket_rows["sold_units"]}
+    shutil.rmtree(workdir, ignore_errors=True)
+
+    trivial = phases["trivial"]
+    herd = phases["herd"]
+
+    def ratio(a, b):
+        return a / b if b else float("nan")
+
+    rows = [
+        ("trivial GET /api/v1/health", trivial["rps"], None, trivial, 1.0, 1.0),
+        ("purchase herd, stock lasting", herd["rps"], herd["success_rps"], herd,
+         ratio(herd["rps"], trivial["rps"]), ratio(herd["p99_ms"], trivial["p99_ms"])),
+        ("purchase after sell-out", phases["after_sellout"]["rps"], None, phases["after_sellout"],
+         ratio(phases["after_sellout"]["rps"], trivial["rps"]),
+         ratio(phases["after_sellout"]["p99_ms"], trivial["p99_ms"])),
+        ("purchase before start", phases["before_start"]["rps"], None, phases["before_start"],
+         ratio(phases["before_start"]["rps"], trivial["rps"]),
+         ratio(phases["before_start"]["p99_ms"], trivial["p99_ms"])),
+    ]
+    targets = {
+        "herd_success_vs_pgbench >= 0.5": ratio(herd["success_rps"], pg_one["tps"]) >= 0.5,
+        "herd_attempts_vs_trivial >= 0.5": ratio(herd["rps"], trivial["rps"]) >= 0.5,
+        "herd_p99_vs_trivial_p99 <= 3": ratio(herd["p99_ms"], trivial["p99_ms"]) <= 3,
+        "after_sellout_vs_trivial >= 0.9": ratio(phases["after_sellout"]["rps"], trivial["rps"]) >= 0.9,
+        "before_start_vs_trivial >= 0.9": ratio(phases["before_start"]["rps"], trivial["rps"]) >= 0.9,
+    }
+    invariants_ok = all(c["stock_invariant_ok"] for c in checks.values()) and all(
+        c.get("cap_ok", True) for c in checks.values()
+    )
+    no_5xx = all(p["errors_5xx"] == 0 for p in phases.values())
+
+    print()
+    print(f"flashsale herd benchmark - topology {args.topology}, {args.connections} connections, "
+          f"{args.users} users, {args.duration}s per phase, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    print(f"{'phase':32} {'req/s':>8} {'ok/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'x trivial':>10} {'p99 x':>7}  responses")
+    for name, rps, ok, res, r, p99r in rows:
+        ok_text = f"{ok:8.0f}" if ok is not None else f"{'':8}"
+        print(f"{name:32} {rps:8.0f} {ok_text} {res['p50_ms']:8.1f} {res['p99_ms']:8.1f} {r:10.2f} {p99r:7.2f}  "
+              f"{res['counts']}")
+    sh = phases["sellout_herd"]
+    sold_in_herd = args.sellout_stock - sh["left_after_herd"]
+    print(f"{'sell-out herd (' + str(args.sellout_stock) + ' units)':32} {sh['rps']:8.0f} {sh['success_rps']:8.0f} "
+          f"{sh['p50_ms']:8.1f} {sh['p99_ms']:8.1f} {ratio(sh['rps'], trivial['rps']):10.2f} "
+          f"{ratio(sh['p99_ms'], trivial['p99_ms']):7.2f}  "
+          + (f"sold out within the {args.duration}s window" if not sh["left_after_herd"]
+             else f"{sold_in_herd} sold in {args.duration}s, {sh['left_after_herd']} left (then bought directly)"))
+    print(f"{'pgbench one hot row':32} {pg_one['tps']:8.0f} tx/s   herd ok/s vs it: "
+          f"{ratio(herd['success_rps'], pg_one['tps']):.2f}")
+    print(f"{'pgbench 8 bucket rows':32} {pg_buckets['tps']:8.0f} tx/s   herd ok/s vs it: "
+          f"{ratio(herd['success_rps'], pg_buckets['tps']):.2f}")
+    print()
+    for name, check in checks.items():
+        cap_text = f", max units of one user {check['max_units_one_user']} (cap {cap}: {'ok' if check['cap_ok'] else 'VIOLATED'})" if "cap_ok" in check else ""
+        print(f"sale {name:8}: original {check['original']} - current {check['current']} = "
+              f"{check['original'] - check['current']} == sum of quantities {check['sold_units']}: "
+              f"{'ok' if check['stock_invariant_ok'] else 'VIOLATED'}{cap_text}")
+    print(f"5xx responses: {sum(p['errors_5xx'] for p in phases.values())}")
+    for name, met in targets.items():
+        print(f"target {name}: {'met' if met else 'NOT met'}")
+
+    result = {
+        "when": datetime.now(timezone.utc).isoformat(),
+        "label": args.label,
+        "args": {k: v for k, v in vars(args).items() if k != "pg_cli"},
+        "load_average_1m": os.getloadavg()[0],
+        "phases": phases,
+        "pgbench": {"one_row": pg_one, "buckets_8": pg_buckets},
+        "checks": checks,
+        "targets": targets,
+        "invariants_ok": invariants_ok,
+        "no_5xx": no_5xx,
+        "elapsed_s": time.monotonic() - started,
+    }
+    out = RESULTS_DIR / f"herd-{args.topology}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
+    out.write_text(json.dumps(result, indent=2, default=str))
+    print(f"\nresults: {out.relative_to(PROJECT_DIR)} ({result['elapsed_s']:.0f}s)")
+    return 0 if invariants_ok and no_5xx else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
