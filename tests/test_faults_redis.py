@@ -1,0 +1,147 @@
+"""Redis dies while purchases flow: purchases stay correct, limits fail open, it all comes back.
+
+Each test runs a real Daphne process whose cache and channel layer use a redis-server the test
+owns (and kills with SIGKILL), against the PostgreSQL test database.
+"""
+
+import asyncio
+import threading
+from collections import Counter
+
+import httpx
+import pytest
+from django.db.models import Sum
+
+from sales.models import FlashSale, Purchase
+from tests.factories import SaleFactory, TokenFactory
+from tests.faults import redis_server, server_process, wait_for
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+PURCHASE = "/api/v1/flashsales/purchase"
+
+
+def assert_invariant(sale_id: int, cap: int = 5) -> int:
+    sale = FlashSale.objects.get(pk=sale_id)
+    sold = Purchase.objects.filter(sale_id=sale_id).aggregate(units=Sum("quantity"))["units"] or 0
+    assert sale.current_stock >= 0
+    assert sale.original_stock - sale.current_stock == sold
+    per_user = Purchase.objects.filter(sale_id=sale_id).values("user").annotate(units=Sum("quantity"))
+    assert all(row["units"] <= cap for row in per_user)
+    return sold
+
+
+def readiness(base_url: str) -> tuple[int, dict]:
+    response = httpx.get(f"{base_url}/api/v1/health/ready", timeout=10)
+    body = response.json()
+    checks = body["data"]["checks"] if response.status_code == 200 else body["error"]["details"]["checks"]
+    return response.status_code, checks
+
+
+def buy(base_url: str, token: str, sale_id: int, quantity: int = 1) -> httpx.Response:
+    return httpx.post(
+        f"{base_url}{PURCHASE}",
+        json={"saleId": sale_id, "quantity": quantity},
+        headers={"Authorization": f"Token {token}"},
+        timeout=30,
+    )
+
+
+def test_purchases_stay_correct_while_redis_dies_mid_herd_and_comes_back():
+    sale = SaleFactory(original_stock=70)
+    tokens = [TokenFactory().key for _ in range(30)]
+    attempts = 120  # 4 per user, within the cap of 5
+
+    with redis_server() as redis, server_process(REDIS_URL=redis.url, CACHE_RETRY_SECONDS="1") as server:
+        assert readiness(server.base_url)[0] == 200
+        answered = 0
+        killed = threading.Event()
+
+        async def herd(indices):
+            nonlocal answered
+            limits = httpx.Limits(max_connections=20)
+            async with httpx.AsyncClient(base_url=server.base_url, limits=limits, timeout=30) as client:
+                gate = asyncio.Semaphore(10)
+
+                async def one(i):
+                    nonlocal answered
+                    async with gate:
+                        response = await client.post(
+                            PURCHASE, json={"saleId": sale.pk, "quantity": 1},
+                            headers={"Authorization": f"Token {tokens[i % len(tokens)]}"},
+                        )
+                    answered += 1
+                    if answered == 30 and not killed.is_set():
+                        killed.set()
+                        await asyncio.to_thread(redis.stop)  # Redis dies with purchases in flight
+                    return response.status_code, response.json()
+
+                return await asyncio.gather(*(one(i) for i in indices))
+
+        during = asyncio.run(herd(range(0, 80)))
+        assert killed.is_set() and not redis.answers()
+        status, checks = readiness(server.base_url)
+        assert status == 503
+        assert (checks["database"]["status"], checks["redis"]["status"]) == ("up", "down")
+
+        redis.start()
+        wait_for(lambda: readiness(server.base_url)[0] == 200, 20, "readiness after Redis returned")
+        after = asyncio.run(herd(range(80, attempts)))
+        assert server.alive
+
+    results = during + after
+    statuses = Counter(status for status, _ in results)
+    assert set(statuses) <= {201, 409}, statuses  # no 5xx, no 429: limits failed open
+    sold = assert_invariant(sale.pk)
+    created = [body["data"] for status, body in results if status == 201]
+    assert sold == sum(order["quantity"] for order in created) == 70
+    assert sorted(order["purchaseId"] for order in created) == sorted(
+        Purchase.objects.filter(sale_id=sale.pk).values_list("pk", flat=True)
+    )
+    refusals = Counter(body["error"]["code"] for status, body in results if status == 409)
+    assert set(refusals) <= {"sold_out", "insufficient_stock"}, refusals
+
+
+def test_rate_limits_fail_open_while_redis_is_down_and_apply_again_when_it_returns():
+    sale = SaleFactory(original_stock=50)
+    first, second = TokenFactory().key, TokenFactory().key
+
+    with redis_server() as redis, server_process(
+        REDIS_URL=redis.url, RATELIMIT_ENABLE="true", RATELIMIT_PURCHASE="1/m", CACHE_RETRY_SECONDS="1"
+    ) as server:
+        assert buy(server.base_url, first, sale.pk).status_code == 201
+        assert buy(server.base_url, first, sale.pk).status_code == 429  # counted in Redis
+
+        redis.stop()
+        unlimited = [buy(server.base_url, first, sale.pk) for _ in range(2)]
+        assert [r.status_code for r in unlimited] == [201, 201]  # fail open: the limiter cannot count
+
+        redis.start()
+        wait_for(lambda: readiness(server.base_url)[0] == 200, 20, "readiness after Redis returned")
+        assert buy(server.base_url, second, sale.pk).status_code == 201
+        limited = buy(server.base_url, second, sale.pk)
+        assert limited.status_code == 429
+        assert limited.json()["error"]["code"] == "rate_limited"
+
+    assert Purchase.objects.filter(sale_id=sale.pk).count() == 4
+    assert assert_invariant(sale.pk) == 4
+
+
+def test_with_fail_closed_a_redis_outage_refuses_purchases_with_429_not_500():
+    sale = SaleFactory(original_stock=50)
+    token = TokenFactory().key
+
+    with redis_server() as redis, server_process(
+        REDIS_URL=redis.url, RATELIMIT_ENABLE="true", RATELIMIT_FAIL_OPEN="false", CACHE_RETRY_SECONDS="1"
+    ) as server:
+        assert buy(server.base_url, token, sale.pk).status_code == 201
+        redis.stop()
+
+        refused = buy(server.base_url, token, sale.pk)
+
+        assert refused.status_code == 429
+        assert refused.json()["error"]["code"] == "rate_limited"
+        assert "Retry-After" in refused.headers
+
+    assert Purchase.objects.filter(sale_id=sale.pk).count() == 1
+    assert assert_invariant(sale.pk) == 1
