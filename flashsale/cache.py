@@ -19,6 +19,8 @@ from django.core.cache.backends.redis import RedisCache
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from flashsale.redis_client import ReusingRedisCacheClient
+
 logger = logging.getLogger("flashsale.cache")
 
 UNAVAILABLE = (RedisConnectionError, RedisTimeoutError)
@@ -87,6 +89,8 @@ class ResilientRedisCache(RedisCache):
         options = dict(params.get("OPTIONS") or {})
         retry_seconds = float(options.pop("RETRY_SECONDS", 2))
         super().__init__(server, {**params, "OPTIONS": options})
+        # One redis.Redis per pool instead of one per call (flashsale/redis_client.py).
+        self._class = ReusingRedisCacheClient
         self.breaker = breaker_for(str(server), retry_seconds)
 
     def _guarded(self, call, *args, **kwargs):
