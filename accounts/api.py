@@ -1,10 +1,13 @@
+from drf_spectacular.utils import extend_schema
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.views import APIView
 
 from accounts import services
-from accounts.serializers import LoginSerializer, RegisterSerializer
+from accounts.exceptions import EmailTaken, InvalidCredentials
+from accounts.serializers import LoginResultSerializer, LoginSerializer, RegisteredUserSerializer, RegisterSerializer
 from flashsale.ratelimit import rate_limit
 from flashsale.responses import success
+from flashsale.schema import BODY, RATE_LIMITED, TOKEN, errors, ok
 
 
 def _login_email_key(group, request):
@@ -17,6 +20,12 @@ class RegisterView(APIView):
     authentication_classes = []
     permission_classes = [AllowAny]
 
+    @extend_schema(
+        tags=["auth"],
+        summary="Create a buyer account",
+        request=RegisterSerializer,
+        responses={**ok(201, "RegisterResponse", RegisteredUserSerializer), **errors(BODY, EmailTaken, RATE_LIMITED)},
+    )
     @rate_limit(group="register", key="ip", rate_setting="RATELIMIT_REGISTER")
     def post(self, request):
         form = RegisterSerializer(data=request.data)
@@ -33,6 +42,13 @@ class LoginView(APIView):
     authentication_classes = []
     permission_classes = [AllowAny]
 
+    @extend_schema(
+        tags=["auth"],
+        summary="Exchange email and password for an API token",
+        description="Rate limited per client IP and per email. Wrong email and wrong password get the same 401.",
+        request=LoginSerializer,
+        responses={**ok(200, "LoginResponse", LoginResultSerializer), **errors(BODY, InvalidCredentials, RATE_LIMITED)},
+    )
     @rate_limit(group="login", key="ip", rate_setting="RATELIMIT_LOGIN")
     @rate_limit(group="login-email", key=_login_email_key, rate_setting="RATELIMIT_LOGIN_EMAIL")
     def post(self, request):
@@ -45,6 +61,12 @@ class LoginView(APIView):
 class LogoutView(APIView):
     permission_classes = [IsAuthenticated]
 
+    @extend_schema(
+        tags=["auth"],
+        summary="Delete the caller's API token",
+        request=None,
+        responses={**ok(200, "LogoutResponse", None), **errors(TOKEN)},
+    )
     def post(self, request):
         services.logout(user=request.user)
         return success({}, "Logged out")

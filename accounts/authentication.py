@@ -11,6 +11,7 @@ token from the database just before a logout committed and writes the cache just
 """
 
 import logging
+import re
 
 from django.conf import settings
 from django.core.cache import cache
@@ -18,6 +19,7 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from rest_framework.authentication import TokenAuthentication
+from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.authtoken.models import Token
 
 from accounts.models import User
@@ -28,6 +30,10 @@ logger = logging.getLogger("flashsale.auth")
 CACHED_USER_FIELDS = ("id", "email", "name", "is_active", "is_staff", "is_superuser")
 
 
+# What a stored key can look like: DRF generates 40 hex digits; the column holds at most 40 characters.
+_PLAUSIBLE_KEY = re.compile(r"[!-~]{1,40}")
+
+
 def token_cache_key(key: str) -> str:
     return f"auth:token:{key}"
 
@@ -35,7 +41,18 @@ def token_cache_key(key: str) -> str:
 class CachedTokenAuthentication(TokenAuthentication):
     """`Authorization: Token <key>`, as DRF's, with the token's user served from the cache."""
 
+    def authenticate(self, request):
+        try:
+            return super().authenticate(request)
+        except UnicodeError:
+            # DRF encodes the header as latin-1 before its own checks; other characters were a 500.
+            raise AuthenticationFailed("Invalid token header. Token string should not contain invalid characters.") from None
+
     def authenticate_credentials(self, key):
+        if not _PLAUSIBLE_KEY.fullmatch(key):
+            # Refused before the cache and the database: a NUL byte made PostgreSQL raise (a 500),
+            # and garbage of any length should not cost a query or a cache key.
+            raise AuthenticationFailed("Invalid token.")
         cache_key = token_cache_key(key)
         try:
             cached = cache.get(cache_key)

@@ -87,6 +87,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "channels",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "accounts",
     "sales",
     "leaderboard",
@@ -206,9 +208,32 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.CachedTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["flashsale.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "flashsale.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# OpenAPI schema at /api/schema/, Swagger UI at /api/docs/ (assets from drf-spectacular-sidecar, no CDN).
+# The envelope, error shapes and non-DRF endpoints are added by flashsale/schema.py.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "flashsale API",
+    "DESCRIPTION": "Limited-stock flash sales. Every success is wrapped in {success, message, data}; "
+    "every failure is {success: false, error: {code, message, details}} with a stable code.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # The schema is public and must not fail on a stale token a browser or client still sends.
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # Request and response shapes differ (read-only ids, counters), so they get separate components.
+    "COMPONENT_SPLIT_REQUEST": True,
+    # PATCH bodies require `version` like PUT: no auto-generated all-optional "Patched" components.
+    "COMPONENT_SPLIT_PATCH": False,
+    "ENUM_GENERATE_CHOICE_DESCRIPTION": False,
+    "PREPROCESSING_HOOKS": ["flashsale.schema.preprocess_endpoints"],
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "flashsale.schema.postprocess_schema"],
 }
 
 # --- Business limits ------------------------------------------------------------------------

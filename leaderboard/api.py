@@ -1,9 +1,11 @@
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.views import APIView
 
 from flashsale.pagination import PageQuerySerializer, paginate
 from flashsale.responses import success
+from flashsale.schema import VALIDATION, errors, ok, page_of
 from leaderboard.selectors import chronological_purchases
 
 
@@ -25,6 +27,20 @@ class LeaderboardView(APIView):
     authentication_classes = []
     permission_classes = [AllowAny]
 
+    @extend_schema(
+        tags=["leaderboard"],
+        summary="Successful purchases, oldest first (public: names, never emails)",
+        parameters=[LeaderboardQuerySerializer],
+        responses={
+            **ok(
+                200,
+                "LeaderboardResponse",
+                page_of("LeaderboardPage", "purchases", LeaderboardEntrySerializer),
+                paginated=True,
+            ),
+            **errors(VALIDATION),
+        },
+    )
     def get(self, request):
         query = LeaderboardQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)

@@ -1,3 +1,4 @@
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import IsAdminUser, IsAuthenticated
@@ -6,24 +7,85 @@ from rest_framework.views import APIView
 from flashsale.pagination import PageQuerySerializer, paginate
 from flashsale.ratelimit import rate_limit
 from flashsale.responses import success
+from flashsale.schema import BODY, RATE_LIMITED, STAFF, TOKEN, VALIDATION, errors, ok, page_of
 from idempotency.decorators import idempotent
+from idempotency.exceptions import IdempotencyKeyInUse, IdempotencyKeyReused
 from sales import services
+from sales.exceptions import (
+    InsufficientStock,
+    InvalidSaleChange,
+    NoActiveSale,
+    SaleNotActive,
+    SaleNotFound,
+    SoldOut,
+    UserLimitReached,
+    VersionConflict,
+)
 from sales.models import FlashSale
 from sales.serializers import (
     AddUnitsSerializer,
     FlashSaleSerializer,
     FlashSaleUpdateSerializer,
     PurchaseRequestSerializer,
+    PurchaseResultSerializer,
 )
 
 
 class ActiveSaleView(APIView):
+    @extend_schema(
+        tags=["flashsales"],
+        summary="The sale buyers can buy from now (the one ending first when several are live)",
+        responses={**ok(200, "ActiveSaleResponse", FlashSaleSerializer), **errors(TOKEN, NoActiveSale)},
+    )
     def get(self, request):
         sale = services.active_sale()
         return success(FlashSaleSerializer(sale).data, "Active flash sale")
 
 
 class PurchaseView(APIView):
+    @extend_schema(
+        tags=["flashsales"],
+        summary="Buy units of a live sale",
+        description=(
+            "Send an `Idempotency-Key` to make retries safe: the same user with the same key and body gets "
+            "the first completed attempt's status and body again, with `Idempotent-Replayed: true`, and never "
+            "a second purchase. Keys expire after 24 h. Validation, auth and rate-limit refusals are not stored."
+        ),
+        request=PurchaseRequestSerializer,
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                required=False,
+                description="1 to 255 printable ASCII characters, unique per attempt (e.g. a UUID).",
+                pattern=r"^[!-~]([ -~]{0,253}[!-~])?$",
+            ),
+            OpenApiParameter(
+                "Idempotent-Replayed",
+                str,
+                OpenApiParameter.HEADER,
+                enum=["true"],
+                description="Present when the answer is the stored result of an earlier request with this key.",
+                response=[201, 404, 409, 422],
+            ),
+        ],
+        responses={
+            **ok(201, "PurchaseResponse", PurchaseResultSerializer),
+            **errors(
+                BODY,
+                TOKEN,
+                SaleNotFound,
+                SaleNotActive,
+                SoldOut,
+                InsufficientStock,
+                UserLimitReached,
+                IdempotencyKeyInUse,
+                IdempotencyKeyReused,
+                RATE_LIMITED,
+            ),
+        },
+    )
     @rate_limit(group="purchase", key="user", rate_setting="RATELIMIT_PURCHASE")
     @idempotent(scope="purchase", purchase_id_field="purchaseId")
     def post(self, request):
@@ -45,6 +107,55 @@ class PurchaseView(APIView):
         )
 
 
+_SALE_ERRORS = (SaleNotFound, InvalidSaleChange)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="All sales, by start time",
+        parameters=[PageQuerySerializer],
+        responses={
+            **ok(200, "FlashSaleListResponse", page_of("FlashSalePage", "sales", FlashSaleSerializer), paginated=True),
+            **errors(TOKEN, VALIDATION),
+        },
+    ),
+    retrieve=extend_schema(
+        summary="One sale",
+        responses={**ok(200, "FlashSaleResponse", FlashSaleSerializer), **errors(TOKEN, SaleNotFound)},
+    ),
+    create=extend_schema(
+        summary="Create a sale (staff)",
+        request=FlashSaleSerializer,
+        responses={**ok(201, "FlashSaleResponse", FlashSaleSerializer), **errors(BODY, STAFF, InvalidSaleChange)},
+    ),
+    update=extend_schema(
+        summary="Edit a sale from the version it was read at (staff)",
+        request=FlashSaleUpdateSerializer,
+        responses={
+            **ok(200, "FlashSaleResponse", FlashSaleSerializer),
+            **errors(BODY, STAFF, *_SALE_ERRORS, VersionConflict),
+        },
+    ),
+    partial_update=extend_schema(
+        summary="Edit a sale from the version it was read at (staff)",
+        request=FlashSaleUpdateSerializer,
+        responses={
+            **ok(200, "FlashSaleResponse", FlashSaleSerializer),
+            **errors(BODY, STAFF, *_SALE_ERRORS, VersionConflict),
+        },
+    ),
+    add_units=extend_schema(
+        summary="Restock: original and current stock grow together (staff)",
+        request=AddUnitsSerializer,
+        responses={**ok(200, "FlashSaleResponse", FlashSaleSerializer), **errors(BODY, STAFF, *_SALE_ERRORS)},
+    ),
+    end=extend_schema(
+        summary="End a live sale now (staff)",
+        request=None,
+        responses={**ok(200, "FlashSaleResponse", FlashSaleSerializer), **errors(STAFF, SaleNotFound, SaleNotActive)},
+    ),
+)
+@extend_schema(tags=["flashsales"])
 class FlashSaleViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,

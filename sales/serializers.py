@@ -58,3 +58,13 @@ class FlashSaleUpdateSerializer(serializers.Serializer):
 
 class AddUnitsSerializer(serializers.Serializer):
     units = StrictIntegerField(min_value=1, max_value=10_000_000)
+
+
+class PurchaseResultSerializer(serializers.Serializer):
+    """`data` of a successful purchase (documents the response in the OpenAPI schema)."""
+
+    purchaseId = serializers.IntegerField()
+    saleId = serializers.IntegerField()
+    quantity = serializers.IntegerField(min_value=1)
+    remainingStock = serializers.IntegerField(min_value=0)
+    timestamp = serializers.DateTimeField()

@@ -1,0 +1,291 @@
+"""The OpenAPI description of the API's envelope and error shape, for drf-spectacular.
+
+Views describe themselves with `@extend_schema(request=..., responses={**ok(...), **errors(...)})`:
+
+    responses={**ok(201, "Purchase", PurchaseResultSerializer), **errors(SaleNotFound, SoldOut, VALIDATION)}
+
+`ok` wraps the payload in the success envelope {success: true, message, data}; `errors` documents the
+error shape {success: false, error: {code, message, details}} once per status, with the codes that
+endpoint can answer as an enum. The hooks below strip the optional trailing slash from paths, add the
+answers every API request can get (429 from the global per-IP limit, 503 when the database is
+down) and describe the endpoints that are plain Django views rather than DRF views (health checks).
+"""
+
+from collections import defaultdict
+from typing import Any
+
+from django.urls import NoReverseMatch, reverse
+from drf_spectacular.utils import OpenApiResponse, extend_schema_field, extend_schema_serializer, inline_serializer
+from rest_framework import serializers
+
+from flashsale.errors import ServiceError
+
+
+class FrameworkError:
+    """An error code raised by DRF, middleware or the exception handler rather than by a service."""
+
+    def __init__(self, status_code: int, code: str, message: str):
+        self.status_code, self.code, self.default_message = status_code, code, message
+
+
+VALIDATION = FrameworkError(400, "validation_error", "Missing or invalid fields, a body that is not a JSON object, or malformed JSON.")
+NOT_AUTHENTICATED = FrameworkError(401, "not_authenticated", "No Authorization header.")
+AUTHENTICATION_FAILED = FrameworkError(401, "authentication_failed", "A malformed, unknown or deleted token.")
+PERMISSION_DENIED = FrameworkError(403, "permission_denied", "The user is not staff.")
+NOT_FOUND = FrameworkError(404, "not_found", "No such path, e.g. an id that is not a decimal number.")
+PAYLOAD_TOO_LARGE = FrameworkError(413, "payload_too_large", "The body is over 1 MiB.")
+UNSUPPORTED_MEDIA_TYPE = FrameworkError(415, "unsupported_media_type", "The body is not application/json.")
+RATE_LIMITED = FrameworkError(429, "rate_limited", "Over a rate limit; wait Retry-After seconds.")
+SERVICE_UNAVAILABLE = FrameworkError(503, "service_unavailable", "The database cannot be reached.")
+
+# The failures any endpoint that reads a JSON body can answer with.
+BODY = (VALIDATION, PAYLOAD_TOO_LARGE, UNSUPPORTED_MEDIA_TYPE)
+# Any endpoint behind token authentication.
+TOKEN = (NOT_AUTHENTICATED, AUTHENTICATION_FAILED)
+# Staff-only endpoints.
+STAFF = (*TOKEN, PERMISSION_DENIED)
+# Every /api/ request, added to each operation by `postprocess_schema`.
+EVERYWHERE = (RATE_LIMITED, SERVICE_UNAVAILABLE)
+
+RETRY_AFTER = {
+    "Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer", "minimum": 1}}
+}
+
+
+def error_schema(codes: list[str]) -> dict[str, Any]:
+    """The one error shape, with `code` restricted to `codes`."""
+    return {
+        "type": "object",
+        "required": ["success", "error"],
+        "properties": {
+            "success": {"type": "boolean", "enum": [False]},
+            "error": {
+                "type": "object",
+                "required": ["code", "message", "details"],
+                "properties": {
+                    "code": {"type": "string", "enum": sorted(codes)},
+                    "message": {"type": "string"},
+                    "details": {
+                        "type": "object",
+                        "additionalProperties": True,
+                        "description": "Context for the error; for validation_error, each field mapped to its messages.",
+                    },
+                },
+            },
+        },
+    }
+
+
+def _described(error) -> tuple[int, str, str]:
+    if isinstance(error, FrameworkError) or (isinstance(error, type) and issubclass(error, ServiceError)):
+        return error.status_code, error.code, error.default_message
+    raise TypeError(f"not an error: {error!r}")
+
+
+def errors(*errors_) -> dict[int, OpenApiResponse]:
+    """Error responses for `errors_` (ServiceError subclasses or FrameworkErrors), one per status."""
+    by_status: dict[int, dict[str, str]] = defaultdict(dict)
+    for error in errors_:
+        if isinstance(error, (tuple, list)):
+            for inner in error:
+                status, code, message = _described(inner)
+                by_status[status][code] = message
+            continue
+        status, code, message = _described(error)
+        by_status[status][code] = message
+    return {
+        status: OpenApiResponse(
+            response=error_schema(list(codes)),
+            description="\n".join(f"- `{code}`: {message}" for code, message in sorted(codes.items())),
+        )
+        for status, codes in sorted(by_status.items())
+    }
+
+
+@extend_schema_field({"type": "boolean", "enum": [True]})
+class _TrueField(serializers.BooleanField):
+    """`success` of the success envelope: always true."""
+
+
+@extend_schema_field({"type": "object", "maxProperties": 0})
+class _EmptyObject(serializers.DictField):
+    """`data` when there is nothing to return: {}."""
+
+
+def ok(status: int, name: str, data, *, message: str = "", paginated: bool = False) -> dict[int, OpenApiResponse]:
+    """The success envelope {success: true, message, data} around `data` (a serializer, or None for {})."""
+    fields: dict[str, serializers.Field] = {
+        "success": _TrueField(),
+        "message": serializers.CharField(),
+    }
+    if paginated:
+        fields["count"] = serializers.IntegerField(min_value=0, help_text="Items across all pages.")
+        fields["page"] = serializers.IntegerField(min_value=1)
+        fields["limit"] = serializers.IntegerField(min_value=1)
+    fields["data"] = data() if isinstance(data, type) else (data if data is not None else _EmptyObject())
+    # One component per name: several operations answering with the same envelope share it.
+    if name not in _ENVELOPES:
+        envelope = inline_serializer(name=name, fields=fields)
+        # An envelope is one object even on list actions, where drf-spectacular would wrap it in an array.
+        extend_schema_serializer(many=False)(type(envelope))
+        _ENVELOPES[name] = envelope
+    return {status: OpenApiResponse(response=_ENVELOPES[name], description=message)}
+
+
+_ENVELOPES: dict[str, serializers.Serializer] = {}
+
+
+def page_of(name: str, key: str, item) -> serializers.Serializer:
+    """`data` of a paginated list: {<key>: [item, ...]}."""
+    return inline_serializer(name=name, fields={key: item(many=True)})
+
+
+# --- hooks ----------------------------------------------------------------------------------
+
+
+def preprocess_endpoints(endpoints):
+    """Document paths without the optional trailing slash, as clients of the old API call them."""
+    cleaned = []
+    for path, path_regex, method, callback in endpoints:
+        if path.startswith("/api/v1/") and path.endswith("/"):
+            path = path.rstrip("/")
+        cleaned.append((path, path_regex, method, callback))
+    return cleaned
+
+
+def _plain_json_operation(*, operation_id: str, summary: str, description: str, ok_schema: dict, extra: dict) -> dict:
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "description": description,
+        "tags": ["health"],
+        "security": [{}],
+        "responses": {
+            "200": {"description": "", "content": {"application/json": {"schema": ok_schema}}},
+            **extra,
+        },
+    }
+
+
+def _health_paths() -> dict[str, Any]:
+    """The health checks are plain Django views (no DRF, not rate limited): described by hand."""
+    paths = {
+        "/api/v1/health": {
+            "get": _plain_json_operation(
+                operation_id="health_live",
+                summary="Liveness",
+                description="The process answers. No database, no cache, no auth, never rate limited.",
+                ok_schema=_success_envelope_schema(
+                    {
+                        "type": "object",
+                        "required": ["status"],
+                        "properties": {"status": {"type": "string", "enum": ["ok"]}},
+                    }
+                ),
+                extra={},
+            )
+        }
+    }
+    try:
+        reverse("health-ready")
+    except NoReverseMatch:
+        return paths
+    check = {
+        "type": "object",
+        "required": ["status"],
+        "properties": {
+            "status": {"type": "string", "enum": ["up", "down", "not_configured"]},
+            "latencyMs": {"type": "number", "minimum": 0},
+            "error": {"type": "string", "description": "The failure's type, when down."},
+        },
+    }
+    checks = {
+        "type": "object",
+        "required": ["database", "redis"],
+        "properties": {"database": check, "redis": check},
+    }
+    unavailable = error_schema([SERVICE_UNAVAILABLE.code])
+    unavailable["properties"]["error"]["properties"]["details"] = {
+        "type": "object",
+        "required": ["checks"],
+        "properties": {"checks": checks},
+    }
+    paths["/api/v1/health/ready"] = {
+        "get": _plain_json_operation(
+            operation_id="health_ready",
+            summary="Readiness",
+            description="The database and Redis (when configured) answer; each is reported with its latency. "
+            "No auth, never rate limited.",
+            ok_schema=_success_envelope_schema(
+                {
+                    "type": "object",
+                    "required": ["status", "checks"],
+                    "properties": {"status": {"type": "string", "enum": ["ready"]}, "checks": checks},
+                }
+            ),
+            extra={
+                "503": {
+                    "description": "A dependency is down: `service_unavailable`, with every check in details.",
+                    "content": {"application/json": {"schema": unavailable}},
+                }
+            },
+        )
+    }
+    return paths
+
+
+def _success_envelope_schema(data: dict) -> dict:
+    return {
+        "type": "object",
+        "required": ["success", "message", "data"],
+        "properties": {"success": {"type": "boolean", "enum": [True]}, "message": {"type": "string"}, "data": data},
+    }
+
+
+def _add_error(responses: dict, error: FrameworkError) -> None:
+    """Merge `error` into an operation's documented responses, creating the status if needed."""
+    status = str(error.status_code)
+    line = f"- `{error.code}`: {error.default_message}"
+    if status not in responses:
+        responses[status] = {
+            "description": line,
+            "content": {"application/json": {"schema": error_schema([error.code])}},
+        }
+        return
+    code = responses[status]["content"]["application/json"]["schema"]["properties"]["error"]["properties"]["code"]
+    if error.code not in code["enum"]:
+        code["enum"] = sorted([*code["enum"], error.code])
+        responses[status]["description"] = "\n".join(sorted([*responses[status]["description"].split("\n"), line]))
+
+
+_METHODS = {"get", "post", "put", "patch", "delete"}
+
+
+def postprocess_schema(result, generator, request, public):
+    """Add what every API operation shares, and the endpoints that are not DRF views."""
+    for path, item in result.get("paths", {}).items():
+        operations = [operation for method, operation in item.items() if method in _METHODS]
+        for operation in operations:
+            responses = operation.setdefault("responses", {})
+            for error in EVERYWHERE:
+                _add_error(responses, error)
+            responses["429"].setdefault("headers", RETRY_AFTER)
+            for parameter in operation.get("parameters", []):
+                # Router lookups match [0-9]+: integer ids. One that matches no sale is 404
+                # sale_not_found; a value that is not a decimal number matches no URL: 404 not_found.
+                if parameter.get("in") == "path" and parameter.get("schema", {}).get("pattern") == "^[0-9]+$":
+                    parameter["schema"] = {"type": "integer", "minimum": 0}
+                    _add_error(responses, NOT_FOUND)
+
+    paths = result.setdefault("paths", {})
+    for path, item in _health_paths().items():
+        paths.setdefault(path, item)
+    result["paths"] = dict(sorted(paths.items()))
+
+    schemes = result.setdefault("components", {}).setdefault("securitySchemes", {})
+    if "tokenAuth" in schemes:
+        schemes["tokenAuth"]["description"] = (
+            'Send "Authorization: Token <key>" with the token from POST /api/v1/auth/login. '
+            "Logout deletes it."
+        )
+    return result
