@@ -185,7 +185,13 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("CHANNEL_PREFIX", "flashsale")},
+            "CONFIG": {
+                # redis-py 8 defaults socket_timeout to 5 s, the same as channels_redis' blocking
+                # BZPOPMIN (brpop_timeout = 5): every idle socket's receive then dies with a
+                # TimeoutError after ~5 s (channels_redis#422). Reads must outlast the pop.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+                "prefix": env_str("CHANNEL_PREFIX", "flashsale"),
+            },
         }
     }
 else:
