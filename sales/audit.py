@@ -1,0 +1,117 @@
+"""Read-only checks of the sales invariants, for `manage.py auditsales`.
+
+Each check returns human-readable violations; none writes anything. They are plain aggregate
+queries, so the audit can run against a live database (it sees one consistent snapshot per query;
+run it when no purchase herd is in flight for an exact cross-check between queries).
+"""
+
+import json
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db.models import Count, IntegerField, OuterRef, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
+
+from idempotency.models import IdempotencyKey
+from sales.models import FlashSale, Purchase
+
+
+@dataclass
+class AuditReport:
+    sales: int = 0
+    purchases: int = 0
+    idempotency_keys: int = 0
+    violations: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+def run_audit(*, max_units_per_user: int | None = None) -> AuditReport:
+    cap = max_units_per_user if max_units_per_user is not None else settings.MAX_UNITS_PER_USER
+    report = AuditReport(
+        sales=FlashSale.objects.count(),
+        purchases=Purchase.objects.count(),
+        idempotency_keys=IdempotencyKey.objects.count(),
+    )
+    report.violations += stock_violations()
+    report.violations += per_user_cap_violations(cap)
+    report.violations += idempotency_violations()
+    return report
+
+
+def stock_violations() -> list[str]:
+    """original − current == Σ quantities for every sale; 0 <= current <= original."""
+    sold = (
+        Purchase.objects.filter(sale_id=OuterRef("pk"))
+        .values("sale_id")
+        .annotate(units=Sum("quantity"))
+        .values("units")
+    )
+    sales = FlashSale.objects.annotate(
+        sold=Coalesce(Subquery(sold, output_field=IntegerField()), Value(0))
+    ).values_list("pk", "name", "original_stock", "current_stock", "sold")
+    found = []
+    for sale_id, name, original, current, units in sales.order_by("pk"):
+        if original - current != units:
+            found.append(
+                f"sale {sale_id} ({name!r}): original {original} - current {current} = {original - current}, "
+                f"but its purchases hold {units} units"
+            )
+        if current < 0:
+            found.append(f"sale {sale_id} ({name!r}): negative stock {current}")
+        if current > original:
+            found.append(f"sale {sale_id} ({name!r}): current stock {current} above original {original}")
+    return found
+
+
+def per_user_cap_violations(cap: int) -> list[str]:
+    over = (
+        Purchase.objects.values("sale_id", "user_id")
+        .annotate(units=Sum("quantity"), purchases=Count("pk"))
+        .filter(units__gt=cap)
+        .order_by("sale_id", "user_id")
+    )
+    return [
+        f"sale {row['sale_id']}: user {row['user_id']} holds {row['units']} units in {row['purchases']} "
+        f"purchases, above the cap of {cap}"
+        for row in over
+    ]
+
+
+def idempotency_violations() -> list[str]:
+    """Every key that answered a purchase points at that purchase, of the same user, as its body says."""
+    found = []
+    completed = IdempotencyKey.objects.filter(status_code__gte=200, status_code__lt=300).order_by("pk")
+    purchases = {
+        row["pk"]: row
+        for row in Purchase.objects.filter(pk__in=completed.values("purchase_id")).values("pk", "user_id", "sale_id", "quantity")
+    }
+    for record in completed.only("pk", "key", "user_id", "purchase_id", "response_body"):
+        label = f"idempotency key {record.pk} ({record.key!r} of user {record.user_id})"
+        try:
+            answered = json.loads(record.response_body)["data"]
+        except (ValueError, KeyError, TypeError):
+            found.append(f"{label}: stored success body is not a purchase answer")
+            continue
+        if record.purchase_id is None:
+            found.append(f"{label}: answered purchase {answered.get('purchaseId')} but points at no purchase")
+            continue
+        purchase = purchases.get(record.purchase_id)
+        if purchase is None:
+            found.append(f"{label}: points at purchase {record.purchase_id}, which does not exist")
+            continue
+        if purchase["user_id"] != record.user_id:
+            found.append(f"{label}: points at purchase {record.purchase_id} of user {purchase['user_id']}")
+        told = (answered.get("purchaseId"), answered.get("saleId"), answered.get("quantity"))
+        stored = (purchase["pk"], purchase["sale_id"], purchase["quantity"])
+        if told != stored:
+            found.append(f"{label}: answered (purchaseId, saleId, quantity) = {told}, the purchase is {stored}")
+    # A failure answer never has a purchase behind it.
+    for record in IdempotencyKey.objects.filter(status_code__gte=300, purchase__isnull=False).order_by("pk"):
+        found.append(
+            f"idempotency key {record.pk} ({record.key!r}): answered {record.status_code} "
+            f"but points at purchase {record.purchase_id}"
+        )
+    return found
