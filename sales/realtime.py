@@ -17,6 +17,7 @@ from channels.layers import get_channel_layer
 from django.utils import timezone
 from rest_framework.fields import DateTimeField
 
+from sales import layer_sender
 from sales.models import FlashSale, Purchase
 
 logger = logging.getLogger("flashsale.realtime")
@@ -116,6 +117,10 @@ def broadcast(group: str, handler: str, message: dict) -> None:
     if layer is None:
         return
     try:
-        async_to_sync(layer.group_send)(group, {"type": handler, "message": message})
+        if layer_sender.uses_network(layer):
+            # One long-lived loop per process instead of a new loop and Redis connection per call.
+            layer_sender.group_send(layer, group, {"type": handler, "message": message})
+        else:
+            async_to_sync(layer.group_send)(group, {"type": handler, "message": message})
     except Exception:
         logger.exception("broadcast to %s failed", group)
