@@ -147,27 +147,33 @@ class ServerProcess:
         self.port = free_port()
         self.env = env
         self.process: subprocess.Popen | None = None
+        self.log = None
         self.base_url = f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        # Output goes to a file, not a pipe nobody reads (a full pipe would block the server).
+        self.log = tempfile.NamedTemporaryFile(prefix="flashsale-server-", suffix=".log", delete=False)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-e", f"tcp:port={self.port}:interface=127.0.0.1:backlog=1024",
              "flashsale.asgi:application"],
             cwd=PROJECT_DIR,
             env=server_env(**self.env),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
 
         def healthy():
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}: {self.process.stderr.read()[-2000:]}")
+                raise RuntimeError(f"server exited with {self.process.returncode}: {self.output()[-2000:]}")
             try:
                 return httpx.get(f"{self.base_url}/api/v1/health", timeout=1).status_code == 200
             except httpx.HTTPError:
                 return False
 
         wait_for(healthy, 30, "the server to answer /api/v1/health")
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text(errors="replace")
 
     @property
     def alive(self) -> bool:
@@ -187,12 +193,18 @@ class ServerProcess:
                 self.process.kill()
                 self.process.wait()
 
+    def cleanup(self) -> None:
+        self.stop()
+        if self.log is not None:
+            self.log.close()
+            Path(self.log.name).unlink(missing_ok=True)
+
 
 @contextmanager
 def server_process(**env: str):
     server = ServerProcess(**env)
-    server.start()
     try:
+        server.start()
         yield server
     finally:
-        server.stop()
+        server.cleanup()

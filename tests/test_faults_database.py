@@ -1,0 +1,102 @@
+"""The database goes away: every API call is a prompt 503 in the error shape; it comes back by itself.
+
+The server runs against a throwaway PostgreSQL cluster the test owns, stops (immediate mode, like
+a crash) and starts again; the machine's shared PostgreSQL is never touched.
+"""
+
+import httpx
+import psycopg
+import pytest
+
+from tests.faults import manage, postgres_cluster, server_process, wait_for
+
+pytestmark = pytest.mark.postgres
+
+PASSWORD = "correct-horse-battery"
+# "Within a few seconds": a generous bound, enforced as the client's timeout (a slower answer
+# fails the test with a timeout error), not a latency measurement.
+PROMPT = 8.0
+
+
+def assert_service_unavailable(response: httpx.Response):
+    assert response.status_code == 503, (response.request.url, response.text)
+    body = response.json()
+    assert body["success"] is False
+    assert set(body["error"]) == {"code", "message", "details"}
+    assert body["error"]["code"] == "service_unavailable"
+    assert "Traceback" not in response.text
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A migrated database on a cluster of our own; each test leaves it running."""
+    with postgres_cluster() as pg:
+        pg.create_database("flashsale")
+        env = {"DATABASE_URL": pg.url("flashsale"), "RATELIMIT_ENABLE": "false"}
+        manage("migrate", "--noinput", **env)
+        yield pg, env
+
+
+def test_with_the_database_down_every_api_call_is_a_prompt_503_and_the_server_recovers(cluster):
+    pg, env = cluster
+    sale_id = int(manage("createsale", "--name", "Outage", "--stock", "50", "--starts-in", "0", "--duration", "3600", **env))
+
+    with server_process(**env) as server, httpx.Client(base_url=server.base_url, timeout=PROMPT) as client:
+        client.post("/api/v1/auth/register", json={"name": "Ada", "email": "ada@example.com", "password": PASSWORD})
+        token = client.post("/api/v1/auth/login", json={"email": "ada@example.com", "password": PASSWORD}).json()["data"]["token"]
+        auth = {"Authorization": f"Token {token}"}
+        order = {"saleId": sale_id, "quantity": 1}
+        assert client.post("/api/v1/flashsales/purchase", json=order, headers=auth).status_code == 201
+        assert client.get("/api/v1/health/ready").status_code == 200
+
+        pg.stop()
+
+        calls = [
+            ("POST", "/api/v1/flashsales/purchase", {"json": order, "headers": auth}),
+            ("POST", "/api/v1/flashsales/purchase", {"json": order, "headers": {**auth, "Idempotency-Key": "during-outage"}}),
+            ("GET", "/api/v1/flashsales/active", {"headers": auth}),
+            ("GET", f"/api/v1/flashsales/{sale_id}", {"headers": auth}),
+            ("GET", "/api/v1/flashsales/", {"headers": auth}),
+            ("GET", f"/api/v1/leaderboard?saleId={sale_id}", {}),
+            ("POST", "/api/v1/auth/login", {"json": {"email": "ada@example.com", "password": PASSWORD}}),
+            ("POST", "/api/v1/auth/register", {"json": {"name": "Bo", "email": "bo@example.com", "password": PASSWORD}}),
+            ("POST", "/api/v1/auth/logout", {"headers": auth}),
+        ]
+        for _ in range(2):  # the first round finds the outage, the second is answered from that knowledge
+            for method, path, options in calls:
+                assert_service_unavailable(client.request(method, path, **options))
+        assert client.get("/api/v1/health").status_code == 200  # liveness: the process is fine
+        not_ready = client.get("/api/v1/health/ready")
+        assert_service_unavailable(not_ready)
+        assert not_ready.json()["error"]["details"]["checks"]["database"]["status"] == "down"
+        assert server.alive
+
+        pg.start()
+
+        wait_for(lambda: client.get("/api/v1/health/ready").status_code == 200, 30, "readiness after the database returned")
+        assert client.post("/api/v1/flashsales/purchase", json=order, headers=auth).status_code == 201
+        # The keyed purchase refused during the outage was not stored: its retry buys.
+        retried = client.post("/api/v1/flashsales/purchase", json=order, headers={**auth, "Idempotency-Key": "during-outage"})
+        assert retried.status_code == 201 and "Idempotent-Replayed" not in retried.headers
+        assert server.alive
+
+    with psycopg.connect(pg.url("flashsale")) as db:
+        original, current = db.execute("SELECT original_stock, current_stock FROM sales_flashsale WHERE id = %s", [sale_id]).fetchone()
+        units, count = db.execute("SELECT COALESCE(SUM(quantity), 0), COUNT(*) FROM sales_purchase WHERE sale_id = %s", [sale_id]).fetchone()
+    assert (count, units) == (3, 3)
+    assert original - current == units
+
+
+def test_a_server_started_while_the_database_is_unreachable_answers_503_not_a_crash(cluster):
+    pg, env = cluster
+    pg.stop()
+
+    with server_process(**env) as server, httpx.Client(base_url=server.base_url, timeout=PROMPT) as client:
+        assert_service_unavailable(client.get("/api/v1/leaderboard"))
+        assert_service_unavailable(client.get("/api/v1/flashsales/active", headers={"Authorization": "Token " + "a" * 40}))
+        assert_service_unavailable(client.get("/api/v1/health/ready"))
+
+        pg.start()
+
+        wait_for(lambda: client.get("/api/v1/health/ready").status_code == 200, 30, "readiness after the database came up")
+        assert client.get("/api/v1/leaderboard").status_code == 200
