@@ -14,6 +14,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from sales.models import FlashSale, Purchase
 from tests.factories import PASSWORD, SaleFactory, TokenFactory, UserFactory
+from tests.faults import server_process
 from tests.servers import PROJECT_DIR, daphne_server, server_env
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
@@ -44,7 +45,7 @@ def servers(django_db_setup, tmp_path_factory):
         check=True,
     )
     with daphne_server(**shared) as server_a, daphne_server(**shared) as server_b:
-        yield server_a, server_b
+        yield server_a, server_b, shared
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +88,7 @@ def buy_through_api(server: str, token: str, sale_id: int, quantity: int) -> htt
 
 
 def test_the_page_shows_stock_bought_through_another_server_without_reloading(servers, browser, request):
-    server_a, server_b = servers
+    server_a, server_b, _ = servers
     sale = SaleFactory(name="Trail shoes", original_stock=20)
     # A name that would run script if it ever reached innerHTML.
     buyer = UserFactory(name='<img src=x onerror="window.__pwned=1">Eve')
@@ -113,7 +114,7 @@ def test_the_page_shows_stock_bought_through_another_server_without_reloading(se
 
 
 def test_a_buyer_signs_in_and_buys_on_a_phone_sized_home_page(servers, browser, request):
-    server_a, _ = servers
+    server_a, _, _ = servers
     sale = SaleFactory(name="Phone case", original_stock=10)
     buyer = UserFactory(email="ada@example.com", name="Ada")
 
@@ -149,3 +150,30 @@ def test_a_buyer_signs_in_and_buys_on_a_phone_sized_home_page(servers, browser, 
 
     assert list(Purchase.objects.filter(sale=sale).values_list("user__name", "quantity")) == [("Ada", 2)]
     assert FlashSale.objects.get(pk=sale.pk).current_stock == 8
+
+
+def test_the_page_reconnects_after_its_server_dies_and_shows_what_it_missed(servers, browser, request):
+    _, server_b, shared = servers
+    sale = SaleFactory(name="Rain jacket", original_stock=30)
+    token = TokenFactory(user=UserFactory(name="Linus"))
+
+    with server_process(**shared) as server_c, page_in(browser, request) as page:
+        page.goto(f"{server_c.base_url}/sales/{sale.pk}/")
+        expect(page.locator("#connection")).to_have_text("Connected", timeout=WAIT_MS)
+        expect(page.get_by_test_id("stock")).to_have_text("30", timeout=WAIT_MS)
+        page.evaluate("window.__sameDocument = true")
+
+        server_c.kill()  # a crash, not a clean shutdown
+        expect(page.locator("#connection")).to_have_text("Reconnecting…", timeout=WAIT_MS)
+        # Bought elsewhere while this page had no socket: no push can reach it.
+        response = buy_through_api(server_b, token.key, sale.pk, 4)
+        expect(page.get_by_test_id("stock")).to_have_text("30")
+        server_c.start()  # same port
+
+        expect(page.locator("#connection")).to_have_text("Connected", timeout=WAIT_MS)
+        expect(page.get_by_test_id("stock")).to_have_text("26", timeout=WAIT_MS)
+        expect(page.locator("#purchases li").first.locator(".who")).to_have_text("Linus", timeout=WAIT_MS)
+        assert page.evaluate("window.__sameDocument") is True, "the page reloaded"
+
+    assert response.status_code == 201, response.text
+    assert FlashSale.objects.get(pk=sale.pk).current_stock == 26
