@@ -145,6 +145,8 @@ def start_servers(args, env: dict) -> tuple[subprocess.Popen, str]:
     if args.topology == "haproxy":
         port = free_port_run(4)
         env = {**env, "PORT": str(port), "BACKEND_PORT_BASE": str(port + 1)}
+        # The bench migrated its database itself; the sale clock has nothing to do in a bench.
+        env.update({"DEPLOY_SKIP_SETUP": "1", "DEPLOY_NO_CLOCK": "1"})
         cmd = [str(PROJECT_DIR / "deploy" / "run")]
     elif args.topology == "gunicorn":
         port = free_port()
@@ -411,9 +413,20 @@ def main() -> int:
 
         def measure(name, url, *script_args, **kw):
             cpu_before = cpu_seconds(pids)
+            window_start = datetime.now(timezone.utc)
             result = wrk(args, url, *script_args, **kw)
+            window_end = datetime.now(timezone.utc)
             result["server_cpu_s"] = cpu_seconds(pids) - cpu_before
             result["drain_s"] = drain(base_url)
+            if script_args[0] == "purchase":
+                # Commits inside the load window, from the database: wrk only counts answers it
+                # received before it stopped, not purchases still queued in the server.
+                from sales.models import Purchase
+
+                committed = Purchase.objects.filter(sale_id=int(script_args[2]), created_at__gte=window_start,
+                                                    created_at__lt=window_end).count()
+                result["committed_in_window"] = committed
+                result["committed_per_s"] = committed / (window_end - window_start).total_seconds()
             phases[name] = result
             print(f"  {name}: {result['rps']:.0f} req/s, p99 {result['p99_ms']:.1f} ms, {result['counts']}", flush=True)
             return result
@@ -463,7 +476,7 @@ def main() -> int:
 
     rows = [
         ("trivial GET /api/v1/health", trivial["rps"], None, trivial, 1.0, 1.0),
-        ("purchase herd, stock lasting", herd["rps"], herd["success_rps"], herd,
+        ("purchase herd, stock lasting", herd["rps"], herd["committed_per_s"], herd,
          ratio(herd["rps"], trivial["rps"]), ratio(herd["p99_ms"], trivial["p99_ms"])),
         ("purchase after sell-out", phases["after_sellout"]["rps"], None, phases["after_sellout"],
          ratio(phases["after_sellout"]["rps"], trivial["rps"]),
@@ -473,7 +486,7 @@ def main() -> int:
          ratio(phases["before_start"]["p99_ms"], trivial["p99_ms"])),
     ]
     targets = {
-        "herd_success_vs_pgbench >= 0.5": ratio(herd["success_rps"], pg_one["tps"]) >= 0.5,
+        "herd_success_vs_pgbench >= 0.5": ratio(herd["committed_per_s"], pg_one["tps"]) >= 0.5,
         "herd_attempts_vs_trivial >= 0.5": ratio(herd["rps"], trivial["rps"]) >= 0.5,
         "herd_p99_vs_trivial_p99 <= 3": ratio(herd["p99_ms"], trivial["p99_ms"]) <= 3,
         "after_sellout_vs_trivial >= 0.9": ratio(phases["after_sellout"]["rps"], trivial["rps"]) >= 0.9,
@@ -488,7 +501,7 @@ def main() -> int:
     print(f"flashsale herd benchmark - topology {args.topology}, {args.connections} connections, "
           f"{args.users} users, {args.duration}s per phase, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}")
-    print(f"{'phase':32} {'req/s':>8} {'ok/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'x trivial':>10} {'p99 x':>7}  responses")
+    print(f"{'phase':32} {'req/s':>8} {'commit/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'x trivial':>10} {'p99 x':>7}  responses")
     for name, rps, ok, res, r, p99r in rows:
         ok_text = f"{ok:8.0f}" if ok is not None else f"{'':8}"
         print(f"{name:32} {rps:8.0f} {ok_text} {res['p50_ms']:8.1f} {res['p99_ms']:8.1f} {r:10.2f} {p99r:7.2f}  "
@@ -501,9 +514,9 @@ def main() -> int:
           + (f"sold out within the {args.duration}s window" if not sh["left_after_herd"]
              else f"{sold_in_herd} sold in {args.duration}s, {sh['left_after_herd']} left (then bought directly)"))
     print(f"{'pgbench one hot row':32} {pg_one['tps']:8.0f} tx/s   herd ok/s vs it: "
-          f"{ratio(herd['success_rps'], pg_one['tps']):.2f}")
+          f"{ratio(herd['committed_per_s'], pg_one['tps']):.2f}")
     print(f"{'pgbench 8 bucket rows':32} {pg_buckets['tps']:8.0f} tx/s   herd ok/s vs it: "
-          f"{ratio(herd['success_rps'], pg_buckets['tps']):.2f}")
+          f"{ratio(herd['committed_per_s'], pg_buckets['tps']):.2f}")
     print()
     for name, check in checks.items():
         cap_text = f", max units of one user {check['max_units_one_user']} (cap {cap}: {'ok' if check['cap_ok'] else 'VIOLATED'})" if "cap_ok" in check else ""
