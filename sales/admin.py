@@ -106,18 +106,34 @@ class _EditRefused(Exception):
 
 
 class NewestPurchasesFormSet(BaseInlineFormSet):
+    """A read-only window onto the newest purchases, not all of them (a sale can have millions; the
+    full list is the Purchase admin, filtered by sale).
+
+    It is never bound to the submitted sale form: it has nothing to save, and by the time the form
+    comes back the purchases it showed may have left the window (new ones keep arriving). So it
+    always shows the window as it is now, and always validates.
+    """
+
+    def __init__(self, data=None, files=None, *args, **kwargs):
+        super().__init__(None, None, *args, **kwargs)
+
     def get_queryset(self):
-        # The inline shows a window onto the newest purchases, not all of them (a sale can have
-        # millions); the full list is the Purchase admin, filtered by sale.
         if not hasattr(self, "_newest"):
             self._newest = super().get_queryset()[:NEWEST_PURCHASES_SHOWN]
         return self._newest
+
+    def is_valid(self):
+        return True
+
+    def save(self, commit=True):
+        self.new_objects, self.changed_objects, self.deleted_objects = [], [], []
+        return []
 
 
 class PurchaseInline(ReadOnly, StaffRunsSales, admin.TabularInline):
     model = Purchase
     formset = NewestPurchasesFormSet
-    fields = ("id", "created_at", "buyer", "quantity")
+    fields = ("purchase", "created_at", "buyer", "quantity")
     readonly_fields = fields
     ordering = ("-created_at", "-id")
     extra = 0
@@ -126,6 +142,11 @@ class PurchaseInline(ReadOnly, StaffRunsSales, admin.TabularInline):
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("user")
+
+    @admin.display(description="purchase")
+    def purchase(self, purchase):
+        url = reverse("admin:sales_purchase_change", args=[quote(purchase.pk)])
+        return format_html('<a href="{}">#{}</a>', url, purchase.pk)
 
     @admin.display(description="buyer")
     def buyer(self, purchase):
@@ -186,22 +207,23 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
             SaleStatus(status).label,
         )
 
-    @admin.display(description="stock (current / original)", ordering="current_stock")
+    @admin.display(description="stock left", ordering="current_stock")
     def stock_bar(self, sale):
         left = round(100 * sale.current_stock / sale.original_stock) if sale.original_stock else 0
         colour = "#1e7e34" if left > 25 else "#d39e00" if left > 0 else "#bd2130"
         return format_html(
-            '<div title="{}% left" style="min-width:8em">{} / {}'
+            '<div title="{} of {} units left" style="min-width:8em">{} / {}'
             '<div style="height:5px;background:#e1e1e1;border-radius:3px;margin-top:2px">'
             '<div style="width:{}%;height:5px;background:{};border-radius:3px"></div></div></div>',
-            left,
+            sale.current_stock,
+            sale.original_stock,
             sale.current_stock,
             sale.original_stock,
             left,
             colour,
         )
 
-    @admin.display(description="units sold", ordering="sold")
+    @admin.display(description="sold", ordering="sold")
     def units_sold(self, sale):
         return sale.units_sold
 
@@ -270,6 +292,11 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
         obj._state.adding = False
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        form = context["adminform"].form
+        if getattr(form, "stored_sale", None) is not None:
+            # A refused form holds the submitted values in obj; title and breadcrumbs name the
+            # sale as stored.
+            context["original"] = obj = form.stored_sale
         context["sale_is_live"] = obj is not None and obj.is_live_at(timezone.now())
         return super().render_change_form(request, context, add, change, form_url, obj)
 

@@ -1,7 +1,9 @@
 """CSV export of purchases, streamed so that a sale with millions of purchases never sits in memory."""
 
 import csv
+from itertools import islice
 
+from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIRequest
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
@@ -54,10 +56,18 @@ def _sync_lines(queryset: QuerySet):
 
 
 async def _async_lines(queryset: QuerySet):
+    # Not QuerySet.aiterator(): for values_list() it runs the query in the event loop's thread and
+    # fails (SynchronousOnlyOperation). The database work stays in Django's thread for this request.
+    rows = _rows(queryset).iterator(chunk_size=CHUNK_SIZE)  # a generator: nothing runs yet
+    next_chunk = sync_to_async(lambda: list(islice(rows, CHUNK_SIZE)), thread_sensitive=True)
     writer = csv.writer(_Echo())
     yield _line(writer, [header for header, _ in COLUMNS])
-    async for row in _rows(queryset).aiterator(chunk_size=CHUNK_SIZE):
-        yield _line(writer, row)
+    try:
+        while chunk := await next_chunk():
+            yield "".join(_line(writer, row) for row in chunk)
+    finally:
+        # A client that disconnects mid-download must not leave the cursor open.
+        await sync_to_async(rows.close, thread_sensitive=True)()
 
 
 def purchases_csv_response(request, queryset: QuerySet, filename: str) -> StreamingHttpResponse:

@@ -5,9 +5,11 @@ import io
 from datetime import timedelta
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.contrib.admin.models import LogEntry
 from django.db import connection
 from django.db.models import F, Sum
+from django.test import AsyncClient
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -277,6 +279,24 @@ def test_a_stale_edit_during_purchases_writes_nothing_and_says_reload(browser):
     assert list(Purchase.objects.filter(sale=sale)) == [bought]
 
 
+def test_a_refused_form_shows_the_sale_as_stored_and_its_purchases_as_they_are_now(browser):
+    sale = SaleFactory(name="Sneakers", original_stock=100)
+    for _ in range(20):
+        buy(sale)
+    data = open_change_form(browser, sale)
+    latest = buy(sale, 2)  # pushes the oldest shown purchase out of the inline's window
+    data["name"] = "Renamed"
+
+    response = browser.post(change_url(sale), data)
+
+    assert response.status_code == 200
+    assert response.context["original"].name == "Sneakers"
+    shown = [form.instance for form in response.context["inline_admin_formsets"][0].formset.forms]
+    assert len(shown) == 20 and all(purchase.pk for purchase in shown)
+    assert shown[0] == latest
+    assert FlashSale.objects.get(pk=sale.pk).name == "Sneakers"
+
+
 def test_an_edit_refused_at_save_after_validating_writes_nothing_and_says_reload(browser, monkeypatch):
     sale = SaleFactory(name="Sneakers", original_stock=10)
     data = open_change_form(browser, sale)
@@ -542,6 +562,28 @@ def test_csv_export_streams_the_filtered_list_newest_first(browser):
         "quantity": "2",
         "created_at": first.created_at.isoformat(),
     }
+
+
+def test_csv_export_under_asgi_streams_rows_from_an_async_iterator(staff, monkeypatch):
+    # Daphne serves the admin through ASGI, where a synchronous iterator would be read whole into
+    # memory before sending; the export must hand ASGI an asynchronous one, in several chunks.
+    monkeypatch.setattr("sales.admin_csv.CHUNK_SIZE", 2)
+    sale = SaleFactory()
+    purchases = PurchaseFactory.create_batch(5, sale=sale)
+
+    async def download():
+        client = AsyncClient()
+        await client.aforce_login(staff)
+        response = await client.get(PURCHASES_CSV, {"sale__id__exact": sale.pk})
+        assert response.streaming and hasattr(response.streaming_content, "__aiter__")
+        return [part async for part in response]
+
+    parts = async_to_sync(download)()
+
+    rows = list(csv.DictReader(io.StringIO(b"".join(parts).decode())))
+    newest_first = sorted(purchases, key=lambda p: (p.created_at, p.pk), reverse=True)
+    assert [int(row["purchase_id"]) for row in rows] == [p.pk for p in newest_first]
+    assert len(parts) == 1 + 3  # the header, then chunks of two rows
 
 
 def test_csv_export_neutralises_spreadsheet_formulas_in_user_content(browser):
