@@ -319,3 +319,15 @@ async def test_the_sale_clock_announces_a_start_it_passed():
     assert await drain(sockets[2]) == []
     for socket in sockets:
         await close(socket)
+
+
+async def test_a_client_that_sends_no_origin_may_watch():
+    # Programs (API clients, probes, the fan-out benchmark) send no Origin; stock is public.
+    sale = await sync_to_async(SaleFactory)(original_stock=10)
+    communicator = WebsocketCommunicator(application, f"/ws/sales/{sale.pk}/")
+    connected, _ = await communicator.connect()
+
+    assert connected
+    snapshot = await communicator.receive_json_from()
+    assert (snapshot["type"], snapshot["saleId"], snapshot["currentStock"]) == ("snapshot", sale.pk, 10)
+    await communicator.disconnect()
