@@ -85,7 +85,13 @@ def _fuzz(base_url: str, headers: dict[str, str], seen: dict | None = None) -> l
     return failures
 
 
-PUBLIC = {"POST /api/v1/auth/login", "POST /api/v1/auth/register", "GET /api/v1/health", "GET /api/v1/leaderboard"}
+PUBLIC = {
+    "POST /api/v1/auth/login",
+    "POST /api/v1/auth/register",
+    "GET /api/v1/health",
+    "GET /api/v1/health/ready",
+    "GET /api/v1/leaderboard",
+}
 
 
 def test_anonymous_clients_get_no_5xx_only_documented_answers_and_nothing_protected(live_api, fuzz_world):
