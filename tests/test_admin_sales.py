@@ -291,6 +291,7 @@ def test_a_refused_form_shows_the_sale_as_stored_and_its_purchases_as_they_are_n
 
     assert response.status_code == 200
     assert response.context["original"].name == "Sneakers"
+    assert "<h2>Sneakers</h2>" in response.content.decode()
     shown = [form.instance for form in response.context["inline_admin_formsets"][0].formset.forms]
     assert len(shown) == 20 and all(purchase.pk for purchase in shown)
     assert shown[0] == latest
