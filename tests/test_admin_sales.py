@@ -503,6 +503,18 @@ def test_a_live_sale_cannot_be_deleted_but_a_pending_one_can(browser):
     assert list(FlashSale.objects.values_list("pk", flat=True)) == [live.pk]
 
 
+def test_a_sale_with_purchases_cannot_be_deleted(browser):
+    now = timezone.now()
+    sale = SaleFactory(start_time=now - timedelta(days=2), end_time=now - timedelta(days=1))
+    PurchaseFactory(sale=sale)
+
+    response = browser.post(reverse("admin:sales_flashsale_delete", args=[sale.pk]), {"post": "yes"})
+
+    assert response.status_code == 200
+    assert "protected related objects" in response.content.decode()
+    assert FlashSale.objects.filter(pk=sale.pk).exists()
+
+
 # --- purchases ---------------------------------------------------------------------------------
 
 
