@@ -123,16 +123,20 @@ def ok(status: int, name: str, data, *, message: str = "", paginated: bool = Fal
         fields["page"] = serializers.IntegerField(min_value=1)
         fields["limit"] = serializers.IntegerField(min_value=1)
     fields["data"] = data() if isinstance(data, type) else (data if data is not None else _EmptyObject())
+    shape = (type(fields["data"]), paginated)
     # One component per name: several operations answering with the same envelope share it.
     if name not in _ENVELOPES:
         envelope = inline_serializer(name=name, fields=fields)
         # An envelope is one object even on list actions, where drf-spectacular would wrap it in an array.
         extend_schema_serializer(many=False)(type(envelope))
-        _ENVELOPES[name] = envelope
-    return {status: OpenApiResponse(response=_ENVELOPES[name], description=message)}
+        _ENVELOPES[name] = (envelope, shape)
+    envelope, declared_shape = _ENVELOPES[name]
+    if declared_shape != shape:
+        raise ValueError(f"envelope {name!r} is already declared with another shape")
+    return {status: OpenApiResponse(response=envelope, description=message)}
 
 
-_ENVELOPES: dict[str, serializers.Serializer] = {}
+_ENVELOPES: dict[str, tuple[serializers.Serializer, tuple[type, bool]]] = {}
 
 
 def page_of(name: str, key: str, item) -> serializers.Serializer:
