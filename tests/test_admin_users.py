@@ -186,3 +186,30 @@ def test_a_user_deactivated_in_the_admin_stops_authenticating_at_once(superuser_
     assert superuser_browser.post(url, data).status_code == 302
 
     assert api.get("/api/v1/flashsales/").status_code == 401
+
+
+def test_admin_sign_in_is_rate_limited_like_the_api_login(client, settings):
+    settings.RATELIMIT_ENABLE = True
+    settings.RATELIMIT_LOGIN = "100/m"
+    settings.RATELIMIT_LOGIN_EMAIL = "2/m"
+    UserFactory(email="boss@example.com", is_staff=True)
+    login = reverse("admin:login")
+
+    guesses = [client.post(login, {"username": "Boss@example.com", "password": "wrong"}) for _ in range(2)]
+    blocked = client.post(login, {"username": "boss@example.com", "password": PASSWORD})
+
+    assert [guess.status_code for guess in guesses] == [200, 200]
+    assert blocked.status_code == 429
+    assert int(blocked["Retry-After"]) >= 1
+    assert "_auth_user_id" not in client.session
+    other = client.post(login, {"username": "someone@example.com", "password": "wrong"})
+    assert other.status_code == 200
+
+
+def test_staff_sign_in_through_the_admin_login_page(client):
+    staff = UserFactory(email="boss@example.com", is_staff=True)
+
+    response = client.post(reverse("admin:login"), {"username": "Boss@Example.com", "password": PASSWORD})
+
+    assert response.status_code == 302
+    assert client.session["_auth_user_id"] == str(staff.pk)
