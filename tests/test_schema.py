@@ -225,3 +225,35 @@ def test_readiness_documents_each_dependency_and_its_503(schema):
     assert "latencyMs" in data["properties"]["checks"]["properties"]["database"]["properties"]
     assert error_codes(ready, 503) == {"service_unavailable"}
     assert "429" not in ready["responses"]  # probes are never rate limited
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_production_server_serves_swagger_ui_and_all_its_assets_itself(tmp_path):
+    """DEBUG off, static files collected the way ./scripts/serve does: every asset comes from us."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    from tests.servers import PROJECT_DIR, daphne_server, server_env
+
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
+        cwd=PROJECT_DIR,
+        env=server_env(STATIC_ROOT=str(tmp_path)),
+        check=True,
+        timeout=120,
+    )
+    with daphne_server(STATIC_ROOT=str(tmp_path)) as base_url:
+        page = httpx.get(f"{base_url}/api/docs/", timeout=10)
+        assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+        fetched = {asset: httpx.get(f"{base_url}{asset}", timeout=10) for asset in assets}
+        schema = httpx.get(f"{base_url}/api/schema", timeout=10)
+
+    assert page.status_code == 200
+    assert any(asset.endswith("swagger-ui-bundle.js") for asset in assets)
+    for asset, response in fetched.items():
+        assert response.status_code == 200, asset
+        assert len(response.content) > 100, asset
+    assert schema.status_code == 200 and b"openapi: 3." in schema.content
