@@ -75,9 +75,13 @@ def purchase(*, user: User, sale_id: int, quantity: int) -> Purchase:
             # Raising rolls the decrement back.
             raise UserLimitReached(details={"maxUnitsPerUser": cap, "held": held, "requested": quantity})
         order = Purchase.objects.create(user=user, sale_id=sale_id, quantity=quantity)
-        transaction.on_commit(
-            partial(events.purchase_made, purchase=order, current_stock=current_stock, version=version)
-        )
+        # robust: the purchase is committed by then; a failing push (Redis down, a query in the
+        # event) is logged, never turned into an error answer that invites a second purchase.
+        # (A named function, not a partial: Django's robust error path reads __qualname__.)
+        def announce_purchase():
+            events.purchase_made(purchase=order, current_stock=current_stock, version=version)
+
+        transaction.on_commit(announce_purchase, robust=True)
     order.remaining_stock = current_stock
     return order
 
