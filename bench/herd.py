@@ -141,7 +141,7 @@ def server_env(args, database_url: str) -> dict:
 
 def start_servers(args, env: dict) -> tuple[subprocess.Popen, str]:
     """Start the chosen topology in its own process group; return it and the base URL."""
-    log = open(RESULTS_DIR / "server.log", "w")
+    log = open(RESULTS_DIR / f"server-{args.topology}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}.log", "w")
     if args.topology == "haproxy":
         port = free_port_run(4)
         env = {**env, "PORT": str(port), "BACKEND_PORT_BASE": str(port + 1)}
@@ -157,7 +157,9 @@ def start_servers(args, env: dict) -> tuple[subprocess.Popen, str]:
         cmd = [str(VENV_BIN / "daphne"), "-e", f"tcp:port={port}:interface=127.0.0.1:backlog=1024",
                "flashsale.asgi:application"]
     # The request log goes nowhere: its cost is the formatting, not a terminal.
-    process = subprocess.Popen(cmd, cwd=PROJECT_DIR, env=env, stdout=subprocess.DEVNULL, stderr=log,
+    # Without the request log, stdout carries only warnings and errors: keep them.
+    stdout = subprocess.DEVNULL if env.get("REQUEST_LOG") != "false" else log
+    process = subprocess.Popen(cmd, cwd=PROJECT_DIR, env=env, stdout=stdout, stderr=log,
                                start_new_session=True)
     base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 40

@@ -186,10 +186,19 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
+                # channels_redis drops a group_send's copy for a channel holding `capacity` messages,
+                # silently. Every socket of one Daphne process shares that process's queue, so the
+                # default 100 lost the final stock for all 1000 watchers after a burst of 100
+                # purchases (bench/ws_fanout.py, README "Performance").
+                "capacity": env_int("CHANNEL_LAYER_CAPACITY", 100_000),
                 # redis-py 8 defaults socket_timeout to 5 s, the same as channels_redis' blocking
                 # BZPOPMIN (brpop_timeout = 5): every idle socket's receive then dies with a
                 # TimeoutError after ~5 s (channels_redis#422). Reads must outlast the pop.
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+                # max_connections: redis-py 8's asyncio pool refuses (MaxConnectionsError, "Too many
+                # connections") past 100 instead of waiting, and every socket's handshake borrows one
+                # for group_add: 1000 watchers connecting at once got 500s (bench/ws_fanout.py).
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15,
+                           "max_connections": env_int("CHANNEL_LAYER_MAX_CONNECTIONS", 2000)}],
                 "prefix": env_str("CHANNEL_PREFIX", "flashsale"),
             },
         }
