@@ -414,7 +414,7 @@ def test_a_deactivated_users_token_is_refused(api, buyer):
 
 
 def test_a_throttled_login_is_refused_even_with_the_right_password_and_issues_no_token(api, buyer, settings):
-    settings.RATELIMIT_LOGIN_EMAIL = "3/m"
+    settings.RATELIMIT_LOGIN_EMAIL = "3/d"
     for _ in range(3):
         api.post(LOGIN, {"email": buyer.email, "password": "wrong-guess"}, format="json", REMOTE_ADDR="10.1.1.1")
 
@@ -430,7 +430,7 @@ def test_a_throttled_login_is_refused_even_with_the_right_password_and_issues_no
 
 
 def test_the_per_email_login_limit_ignores_case_and_surrounding_spaces(api, buyer, settings):
-    settings.RATELIMIT_LOGIN_EMAIL = "2/m"
+    settings.RATELIMIT_LOGIN_EMAIL = "2/d"
     api.post(LOGIN, {"email": buyer.email.upper(), "password": "x"}, format="json", REMOTE_ADDR="10.2.0.1")
     api.post(LOGIN, {"email": f"  {buyer.email} ", "password": "x"}, format="json", REMOTE_ADDR="10.2.0.2")
 
@@ -440,7 +440,7 @@ def test_the_per_email_login_limit_ignores_case_and_surrounding_spaces(api, buye
 
 
 def test_the_per_ip_login_limit_counts_bodies_that_are_not_objects_too(api, settings):
-    settings.RATELIMIT_LOGIN = "2/m"
+    settings.RATELIMIT_LOGIN = "2/d"
     post_raw(api, LOGIN, "[]")
     post_raw(api, LOGIN, "not json")
 

@@ -72,7 +72,7 @@ def test_an_unexpected_error_is_a_500_without_a_traceback(buyer_api, monkeypatch
 
 
 def test_purchases_are_rate_limited_per_user_with_retry_after(buyer_api, settings):
-    settings.RATELIMIT_PURCHASE = "2/m"
+    settings.RATELIMIT_PURCHASE = "2/d"
     sale = SaleFactory()
 
     statuses = [
@@ -82,13 +82,13 @@ def test_purchases_are_rate_limited_per_user_with_retry_after(buyer_api, setting
 
     assert statuses == [201, 201, 429]
     body = assert_error_shape(limited, 429, "rate_limited")
-    assert 1 <= int(limited["Retry-After"]) <= 60
+    assert 1 <= int(limited["Retry-After"]) <= 24 * 3600
     assert body["error"]["details"]["retryAfter"] == int(limited["Retry-After"])
     assert Purchase.objects.count() == 2
 
 
 def test_login_is_rate_limited_per_ip(api, settings):
-    settings.RATELIMIT_LOGIN = "3/m"
+    settings.RATELIMIT_LOGIN = "3/d"
     for _ in range(3):
         api.post("/api/v1/auth/login", {"email": "a@example.com", "password": "whatever1"}, format="json")
 
@@ -99,7 +99,7 @@ def test_login_is_rate_limited_per_ip(api, settings):
 
 
 def test_login_is_rate_limited_per_email_across_addresses(api, settings):
-    settings.RATELIMIT_LOGIN_EMAIL = "2/m"
+    settings.RATELIMIT_LOGIN_EMAIL = "2/d"
     for address in ("10.0.0.1", "10.0.0.2"):
         api.post("/api/v1/auth/login", {"email": "a@example.com", "password": "x"}, format="json", REMOTE_ADDR=address)
 
@@ -111,7 +111,7 @@ def test_login_is_rate_limited_per_email_across_addresses(api, settings):
 
 
 def test_register_is_rate_limited_per_ip(api, settings):
-    settings.RATELIMIT_REGISTER = "1/m"
+    settings.RATELIMIT_REGISTER = "1/d"
     api.post("/api/v1/auth/register", {"name": "A", "email": "a@example.com", "password": "x"}, format="json")
 
     response = api.post("/api/v1/auth/register", {"name": "B", "email": "b@example.com", "password": "x"}, format="json")
@@ -120,7 +120,7 @@ def test_register_is_rate_limited_per_ip(api, settings):
 
 
 def test_the_global_per_ip_ceiling_applies_to_every_api_route(api, settings):
-    settings.RATELIMIT_GLOBAL = "2/m"
+    settings.RATELIMIT_GLOBAL = "2/d"
     api.get("/api/v1/leaderboard")
     api.get("/api/v1/leaderboard")
 
@@ -133,7 +133,7 @@ def test_the_global_per_ip_ceiling_applies_to_every_api_route(api, settings):
 
 
 def test_the_client_address_comes_from_the_trusted_proxy_header_when_configured(api, settings):
-    settings.RATELIMIT_GLOBAL = "1/m"
+    settings.RATELIMIT_GLOBAL = "1/d"
     settings.TRUSTED_CLIENT_IP_HEADER = "HTTP_X_FORWARDED_FOR"
 
     first = api.get("/api/v1/leaderboard", HTTP_X_FORWARDED_FOR="spoofed, 203.0.113.7")
@@ -145,7 +145,7 @@ def test_the_client_address_comes_from_the_trusted_proxy_header_when_configured(
 
 def test_rate_limiting_can_be_switched_off(buyer_api, settings):
     settings.RATELIMIT_ENABLE = False
-    settings.RATELIMIT_GLOBAL = "1/m"
+    settings.RATELIMIT_GLOBAL = "1/d"
 
     assert [buyer_api.get("/api/v1/leaderboard").status_code for _ in range(3)] == [200, 200, 200]
 
