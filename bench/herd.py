@@ -48,7 +48,7 @@ def parse_args():
                         help="units of the measured herd sale; default users x cap, so it lasts the window")
     parser.add_argument("--sellout-stock", type=int, default=1000, help="units of the sale sold out before phase 3")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
-    parser.add_argument("--gunicorn-threads", type=int, default=1, help="> 1: gthread workers with this many threads")
+    parser.add_argument("--gunicorn-threads", type=int, default=4, help="threads per gunicorn worker (1: sync workers)")
     parser.add_argument("--pgbench-clients", type=int, default=20)
     parser.add_argument("--request-log", choices=["true", "false"], default="true",
                         help="REQUEST_LOG of the servers (one JSON line per request, to /dev/null)")

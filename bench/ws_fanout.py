@@ -238,7 +238,7 @@ def main() -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     for layer in [name.strip() for name in args.layers.split(",") if name.strip()]:
         env_args = argparse.Namespace(redis=args.redis, request_log="false", workers=args.workers,
-                                      gunicorn_threads=1)
+                                      gunicorn_threads=4)
         env = herd.server_env(env_args, database_url)
         env["DJANGO_SETTINGS_MODULE"] = LAYER_SETTINGS[layer]
         env["PYTHONPATH"] = str(herd.PROJECT_DIR)

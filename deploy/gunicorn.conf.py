@@ -4,13 +4,16 @@
 import os
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8001")
-# Sync workers: one request at a time per process, no thread per request. On this 2-core machine
-# the bench measured them well ahead of Daphne for plain Django HTTP (README "Performance").
-# Purchases wait on PostgreSQL's commit, so a few more workers than cores keep the CPUs busy.
+# gunicorn serves plain Django HTTP an order of magnitude faster than Daphne on this 2-core machine
+# (README "Performance"). gthread workers (4 processes x 4 threads) overlap the PostgreSQL round
+# trips of purchases and keep connections alive for HAProxy: in bench/herd.py they committed
+# 78-105 purchases/s against 53 for 4 sync workers, and served more health checks too.
+# GUNICORN_THREADS=1 gives plain sync workers. Each thread may hold one pooled DB connection.
 workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
-# GUNICORN_THREADS > 1 switches to gthread workers (threads overlap PostgreSQL round trips).
-threads = int(os.environ.get("GUNICORN_THREADS", "1"))
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 worker_class = "gthread" if threads > 1 else "sync"
+# Idle keep-alive connections (from HAProxy) are closed after this many seconds.
+keepalive = 5
 # A herd connects all at once; the kernel queues connections until a worker accepts them.
 backlog = int(os.environ.get("LISTEN_BACKLOG", "2048"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
