@@ -8,26 +8,16 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 from django.db import connection
-from django.db.models import Sum
 from rest_framework.test import APIClient
 
-from sales.models import FlashSale, Purchase
+from sales.models import Purchase
 from tests.factories import SaleFactory, TokenFactory, UserFactory
+from tests.invariants import assert_invariant
 from tests.servers import daphne_server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 PURCHASE = "/api/v1/flashsales/purchase"
-
-
-def assert_invariant(sale_id: int, cap: int):
-    sale = FlashSale.objects.get(pk=sale_id)
-    sold = Purchase.objects.filter(sale_id=sale_id).aggregate(units=Sum("quantity"))["units"] or 0
-    assert sale.current_stock >= 0
-    assert sale.original_stock - sale.current_stock == sold
-    per_user = Purchase.objects.filter(sale_id=sale_id).values("user").annotate(units=Sum("quantity"))
-    assert all(row["units"] <= cap for row in per_user)
-    return sale, sold
 
 
 def test_a_herd_of_parallel_purchases_never_oversells(settings):
