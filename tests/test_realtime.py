@@ -247,6 +247,9 @@ async def test_ping_is_answered_and_anything_else_is_ignored():
 async def test_an_unknown_sale_closes_with_4404():
     socket = await open_socket("/ws/sales/987654/")
     assert await socket.receive_output(timeout=2) == {"type": "websocket.close", "code": 4404}
+    # Finish the consumer here: left to the event loop's teardown, cancelling its channels_redis
+    # receive hung the run once (CI, 300 s timeout).
+    await close(socket)
 
 
 @pytest.mark.parametrize(
@@ -256,6 +259,7 @@ async def test_an_unknown_sale_closes_with_4404():
 async def test_a_malformed_path_closes_with_4400(path):
     socket = await open_socket(path)
     assert await socket.receive_output(timeout=2) == {"type": "websocket.close", "code": 4400}
+    await close(socket)
 
 
 async def test_a_page_on_another_origin_cannot_open_a_socket():
