@@ -69,8 +69,11 @@ def need_tool(name: str, package: str) -> str:
         return path
     if os.geteuid() == 0 and shutil.which("apt-get"):
         print(f"installing {package} (apt-get)...", flush=True)
+        apt_env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        # A new machine has empty package lists: without the update the install finds nothing.
+        subprocess.run(["apt-get", "update", "-qq"], check=False, stdout=subprocess.DEVNULL, env=apt_env)
         subprocess.run(["apt-get", "install", "-y", "-qq", package], check=False,
-                       stdout=subprocess.DEVNULL, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+                       stdout=subprocess.DEVNULL, env=apt_env)
         path = shutil.which(name)
     if not path:
         sys.exit(f"bench/herd.py needs `{name}`: apt-get install {package}")
