@@ -24,9 +24,9 @@ logger = logging.getLogger("flashsale.realtime")
 
 LIFECYCLE_GROUP = "sales.lifecycle"
 
-# Consumer handler names (channels maps "sale.event" to the method `sale_event`). One committed
-# write is one "sale.event" carrying any of the keys snapshot, stock, purchase, status: one
-# channel-layer message per commit, however many socket messages it becomes.
+# Message types the per-process hub (sales/hub.py) dispatches on. One committed write is one
+# "sale.event" carrying any of the keys snapshot, stock, purchase, status: one channel-layer
+# message per commit and per process, however many socket messages it becomes.
 SALE_EVENT = "sale.event"
 FEATURED = "sales.featured"
 
