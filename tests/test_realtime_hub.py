@@ -1,0 +1,170 @@
+"""The per-process hub (sales/hub.py): one channel-layer member per process, sockets fed from memory.
+
+Runs the real ASGI application in-process with WebsocketCommunicator, on whichever channel layer the
+settings pick (Redis in CI, the in-memory layer on SQLite), like tests/test_realtime.py.
+"""
+
+import asyncio
+import random
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+
+from flashsale.asgi import application
+from sales import realtime, services
+from sales.hub import hub
+from sales.models import FlashSale
+from tests.factories import SaleFactory, UserFactory
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+
+ORIGIN = [(b"origin", b"http://localhost")]
+WAIT = 10  # upper bound for a socket to catch up; passing runs take milliseconds
+
+
+async def open_socket(path: str) -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(application, path, headers=ORIGIN)
+    connected, _ = await communicator.connect()
+    assert connected
+    return communicator
+
+
+async def receive_until_version(socket: WebsocketCommunicator, version: int) -> list[dict]:
+    """Messages up to and including the first stock or snapshot at `version` (bounded)."""
+    messages = []
+    async with asyncio.timeout(WAIT):
+        while True:
+            message = await socket.receive_json_from(timeout=WAIT)
+            messages.append(message)
+            if message["type"] in {"stock", "snapshot"} and message.get("version") == version:
+                return messages
+
+
+async def group_members(group: str) -> set[str]:
+    """The channels the layer would deliver a group message to."""
+    layer = get_channel_layer()
+    if hasattr(layer, "groups"):  # channels' in-memory layer
+        return set(layer.groups.get(group, {}))
+    connection = layer.connection(layer.consistent_hash(group))  # channels_redis
+    return {member.decode() for member in await connection.zrange(layer._group_key(group), 0, -1)}
+
+
+async def send_stock(sale_id: int, version: int) -> None:
+    stock = realtime.stock_message(sale_id=sale_id, current_stock=1000 - version, version=version)
+    await get_channel_layer().group_send(
+        realtime.sale_group(sale_id), {"type": realtime.SALE_EVENT, "message": {"stock": stock}}
+    )
+
+
+def versions_shown(messages: list[dict]) -> list[int]:
+    return [message["version"] for message in messages if message["type"] in {"stock", "snapshot"}]
+
+
+async def test_a_hundred_sockets_on_one_sale_all_end_on_the_final_stock_after_a_burst(settings):
+    settings.STOCK_PUSH_INTERVAL_MS = 50
+    sale = await sync_to_async(SaleFactory)(original_stock=100)
+    buyers = [await sync_to_async(UserFactory)() for _ in range(30)]
+    sockets = [await open_socket(f"/ws/sales/{sale.pk}/") for _ in range(100)]
+    for socket in sockets:
+        await socket.receive_json_from()
+
+    # The whole process is one member of the sale's group, however many sockets watch it.
+    assert await group_members(realtime.sale_group(sale.pk)) == {hub().channel}
+    assert hub().sockets_of(sale.pk) == 100
+
+    for buyer in buyers:
+        await sync_to_async(services.purchase)(user=buyer, sale_id=sale.pk, quantity=1)
+
+    stored = await FlashSale.objects.aget(pk=sale.pk)
+    assert stored.current_stock == 70
+    for socket in sockets:
+        messages = await receive_until_version(socket, stored.version)
+        assert messages[-1] == {"type": "stock", "saleId": sale.pk, "currentStock": 70, "version": stored.version}
+        shown = versions_shown(messages)
+        assert shown == sorted(set(shown)), "versions must strictly increase"
+        # Coalesced: far fewer stock messages than purchases would be the point, but on a slow
+        # machine every purchase may land in its own interval; never more than one per purchase.
+        assert len(shown) <= len(buyers)
+    for socket in sockets:
+        await socket.disconnect()
+
+
+async def test_no_socket_ever_sees_a_version_go_backwards_even_when_joining_mid_burst(settings):
+    settings.STOCK_PUSH_INTERVAL_MS = 20
+    sale = await sync_to_async(SaleFactory)(original_stock=1000)
+    early = [await open_socket(f"/ws/sales/{sale.pk}/") for _ in range(10)]
+    versions = list(range(2, 62))
+    random.Random(7).shuffle(versions)  # late and duplicate messages, as several writers produce
+
+    late = []
+    for index, version in enumerate(versions):
+        await send_stock(sale.pk, version)
+        if index % 6 == 0:
+            late.append(await open_socket(f"/ws/sales/{sale.pk}/"))  # joins with a pending flush
+        await asyncio.sleep(0.002)
+
+    for socket in early + late:
+        messages = await receive_until_version(socket, max(versions))
+        assert messages[0]["type"] == "snapshot"
+        shown = versions_shown(messages)
+        assert shown == sorted(shown), f"a version went backwards: {shown}"
+        stock_versions = [m["version"] for m in messages if m["type"] == "stock"]
+        assert stock_versions == sorted(set(stock_versions)), "a stock version was sent twice or out of order"
+        assert messages[-1]["currentStock"] == 1000 - max(versions)
+    for socket in early + late:
+        await socket.disconnect()
+
+
+async def test_a_socket_that_disconnects_is_removed_and_the_others_keep_receiving():
+    sale = await sync_to_async(SaleFactory)(original_stock=1000)
+    sockets = [await open_socket(f"/ws/sales/{sale.pk}/") for _ in range(3)]
+    for socket in sockets:
+        await socket.receive_json_from()
+    assert hub().sockets_of(sale.pk) == 3
+
+    gone, *staying = sockets
+    await gone.disconnect()
+
+    assert hub().sockets_of(sale.pk) == 2
+    assert await group_members(realtime.sale_group(sale.pk)) == {hub().channel}
+    await send_stock(sale.pk, 5)
+    for socket in staying:
+        assert await socket.receive_json_from(timeout=WAIT) == {
+            "type": "stock", "saleId": sale.pk, "currentStock": 995, "version": 5,
+        }
+    for socket in staying:
+        await socket.disconnect()
+
+
+async def test_the_hub_leaves_the_groups_when_the_last_socket_goes_and_rejoins_for_the_next():
+    sale = await sync_to_async(SaleFactory)(original_stock=10)
+    group = realtime.sale_group(sale.pk)
+    watchers = [await open_socket(f"/ws/sales/{sale.pk}/") for _ in range(2)]
+    home = await open_socket("/ws/sales/active/")
+    for socket in [*watchers, home]:
+        assert (await socket.receive_json_from())["saleId"] == sale.pk
+    channel = hub().channel
+    assert await group_members(group) == {channel}
+    assert await group_members(realtime.LIFECYCLE_GROUP) == {channel}
+
+    await watchers[0].disconnect()
+    assert await group_members(group) == {channel}  # the others still watch
+    await watchers[1].disconnect()
+    assert await group_members(group) == {channel}  # the home page shows this sale too
+    await home.disconnect()
+
+    assert await group_members(group) == set()
+    assert await group_members(realtime.LIFECYCLE_GROUP) == set()
+    assert hub().task is None and hub().channel is None  # nothing left receiving
+
+    # The next socket brings the hub back, and the pushes with it.
+    socket = await open_socket(f"/ws/sales/{sale.pk}/")
+    await socket.receive_json_from()
+    assert await group_members(group) == {hub().channel}
+    await sync_to_async(services.purchase)(user=await sync_to_async(UserFactory)(), sale_id=sale.pk, quantity=1)
+    stored = await FlashSale.objects.aget(pk=sale.pk)
+    assert (await receive_until_version(socket, stored.version))[-1]["currentStock"] == 9
+    await socket.disconnect()
+    assert await group_members(group) == set()
