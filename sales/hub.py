@@ -44,6 +44,8 @@ PURCHASE_BURST = 5
 # Pushes kept for a socket that is still connecting. The flush interval bounds them to a few per
 # interval, and the newest stock is re-offered on going live anyway, so this only caps memory.
 OUTBOX_LIMIT = 500
+# Sockets written per flush before the event loop gets a turn for other work.
+YIELD_EVERY = 100
 # Close code for sockets whose process lost the channel layer: "try again later".
 CLOSE_LAYER_LOST = 1013
 
@@ -326,20 +328,27 @@ class Hub:
         feed.stock_pending = False
         if stock is None and not purchases:
             return
-        feed.last_flush = time.monotonic()
         pushes = [("purchase", None, _text(purchase)) for purchase in purchases]
         if stock is not None:
             pushes.append(("stock", stock["version"], _text(stock)))
         await self._to_all_locked(feed, pushes)
+        # The interval counts from the end of the writes: with a thousand sockets a flush takes a
+        # while, and counting from its start would chain flushes back to back and starve the
+        # receive loop of the event loop, so the channel layer's messages would pile up unread.
+        feed.last_flush = time.monotonic()
 
     async def _to_all(self, feed: _Feed, pushes: list[tuple]) -> None:
         async with feed.lock:
             await self._to_all_locked(feed, pushes)
 
     async def _to_all_locked(self, feed: _Feed, pushes: list[tuple]) -> None:
-        for watcher in list(feed.watchers):
+        for count, watcher in enumerate(list(feed.watchers), start=1):
             for kind, version, text in pushes:
                 await watcher.deliver(feed.sale_id, kind, version, text)
+            if count % YIELD_EVERY == 0:
+                # A socket write does not suspend, so a long flush would hold the event loop;
+                # let the receive loop (and pings, handshakes) in between.
+                await asyncio.sleep(0)
 
     # --- ws/sales/active/ ------------------------------------------------------------------
 
