@@ -271,11 +271,22 @@ class Hub:
         for feed in self.feeds.values():
             if feed.timer is not None:
                 feed.timer.cancel()
+        groups = [realtime.sale_group(sale_id) for sale_id in self.feeds]
+        if self.followers:
+            groups.append(realtime.LIFECYCLE_GROUP)
+        channel = self.channel
         self.feeds, self.followers = {}, {}
         self.task, self.channel = None, None
         for watcher in watchers:
             watcher.sale_id = None
             await watcher.close(CLOSE_LAYER_LOST)
+        # Best effort, after the sockets are told: the layer may well be unreachable (memberships
+        # then expire with channels_redis' group_expiry). The next socket starts a new channel.
+        for group in groups:
+            try:
+                await asyncio.wait_for(self.layer.group_discard(group, channel), timeout=2)
+            except Exception:
+                logger.warning("leaving %s after losing the channel layer failed", group, exc_info=True)
 
     async def _dispatch(self, event: dict) -> None:
         message = event.get("message") or {}

@@ -168,3 +168,34 @@ async def test_the_hub_leaves_the_groups_when_the_last_socket_goes_and_rejoins_f
     assert (await receive_until_version(socket, stored.version))[-1]["currentStock"] == 9
     await socket.disconnect()
     assert await group_members(group) == set()
+
+
+async def test_when_the_hub_loses_the_channel_layer_its_sockets_are_closed_so_pages_reconnect(monkeypatch):
+    # A socket left open would show a frozen stock forever; closed, the page reconnects with
+    # backoff and reads a fresh snapshot from the database.
+    sale = await sync_to_async(SaleFactory)(original_stock=10)
+    layer = get_channel_layer()
+    broken = asyncio.Event()
+
+    async def failing_receive(channel):
+        await broken.wait()
+        raise ConnectionError("channel layer unreachable")
+
+    monkeypatch.setattr(layer, "receive", failing_receive)
+    sockets = [await open_socket(f"/ws/sales/{sale.pk}/") for _ in range(2)]
+    for socket in sockets:
+        await socket.receive_json_from()
+    group, channel = realtime.sale_group(sale.pk), hub().channel
+    assert await group_members(group) == {channel}
+
+    broken.set()
+
+    for socket in sockets:
+        assert await socket.receive_output(timeout=WAIT) == {"type": "websocket.close", "code": 1013}
+    assert hub().task is None and hub().sockets_of(sale.pk) == 0
+    # It leaves the group after telling the sockets (here the layer still answers group_discard).
+    async with asyncio.timeout(WAIT):
+        while await group_members(group):
+            await asyncio.sleep(0.01)
+    for socket in sockets:
+        await socket.disconnect()
