@@ -328,9 +328,16 @@ class Hub:
             feed.timer = asyncio.get_running_loop().create_task(self._flush_after(feed, delay))
 
     async def _flush_after(self, feed: _Feed, delay: float) -> None:
-        await asyncio.sleep(delay)
-        async with feed.lock:
-            await self._flush_locked(feed)
+        while True:
+            await asyncio.sleep(delay)
+            async with feed.lock:
+                await self._flush_locked(feed)
+            # Values that arrived while this flush was writing found it still running and left
+            # themselves to it, but it had already taken what was pending: one more round for them.
+            # (No await between this check and the task finishing, so nothing can slip in between.)
+            if not feed.stock_pending and not feed.pending_purchases:
+                return
+            delay = max(0.0, feed.last_flush + _interval() - time.monotonic())
 
     async def _flush_locked(self, feed: _Feed) -> None:
         purchases = list(feed.pending_purchases)

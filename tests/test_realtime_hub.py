@@ -13,6 +13,7 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
 from flashsale.asgi import application
+from sales import hub as hub_module
 from sales import realtime, services
 from sales.hub import hub
 from sales.models import FlashSale
@@ -62,8 +63,11 @@ def versions_shown(messages: list[dict]) -> list[int]:
     return [message["version"] for message in messages if message["type"] in {"stock", "snapshot"}]
 
 
-async def test_a_hundred_sockets_on_one_sale_all_end_on_the_final_stock_after_a_burst(settings):
+async def test_a_hundred_sockets_on_one_sale_all_end_on_the_final_stock_after_a_burst(settings, monkeypatch):
     settings.STOCK_PUSH_INTERVAL_MS = 50
+    # A flush yields to the event loop between every socket, so new messages arrive mid-flush
+    # (as they do with a thousand sockets): the value they bring must still be flushed.
+    monkeypatch.setattr(hub_module, "YIELD_EVERY", 1)
     sale = await sync_to_async(SaleFactory)(original_stock=100)
     buyers = [await sync_to_async(UserFactory)() for _ in range(30)]
     sockets = [await open_socket(f"/ws/sales/{sale.pk}/") for _ in range(100)]
@@ -91,8 +95,9 @@ async def test_a_hundred_sockets_on_one_sale_all_end_on_the_final_stock_after_a_
         await socket.disconnect()
 
 
-async def test_no_socket_ever_sees_a_version_go_backwards_even_when_joining_mid_burst(settings):
+async def test_no_socket_ever_sees_a_version_go_backwards_even_when_joining_mid_burst(settings, monkeypatch):
     settings.STOCK_PUSH_INTERVAL_MS = 20
+    monkeypatch.setattr(hub_module, "YIELD_EVERY", 1)  # messages arrive mid-flush
     sale = await sync_to_async(SaleFactory)(original_stock=1000)
     early = [await open_socket(f"/ws/sales/{sale.pk}/") for _ in range(10)]
     versions = list(range(2, 62))
@@ -197,5 +202,39 @@ async def test_when_the_hub_loses_the_channel_layer_its_sockets_are_closed_so_pa
     async with asyncio.timeout(WAIT):
         while await group_members(group):
             await asyncio.sleep(0.01)
+    for socket in sockets:
+        await socket.disconnect()
+
+
+async def test_a_value_that_arrives_while_a_flush_is_writing_is_flushed_after_it(settings, monkeypatch):
+    # With a thousand sockets a flush takes a while and lets the event loop in between sockets, so
+    # new values arrive while it writes; the last of them must not wait for a flush that never comes.
+    settings.STOCK_PUSH_INTERVAL_MS = 20
+    sale = await sync_to_async(SaleFactory)(original_stock=1000)
+    sockets = [await open_socket(f"/ws/sales/{sale.pk}/") for _ in range(3)]
+    for socket in sockets:
+        await socket.receive_json_from()
+    writing, release = asyncio.Event(), asyncio.Event()
+    real_deliver = hub_module.Watcher.deliver
+
+    async def slow_deliver(self, sale_id, kind, version, text):
+        if kind == "stock" and version == 3 and not release.is_set():
+            writing.set()
+            await release.wait()
+        await real_deliver(self, sale_id, kind, version, text)
+
+    monkeypatch.setattr(hub_module.Watcher, "deliver", slow_deliver)
+    await send_stock(sale.pk, 2)  # leading edge: out at once
+    await send_stock(sale.pk, 3)  # inside the interval: the trailing flush carries it
+    await asyncio.wait_for(writing.wait(), WAIT)  # that flush is now halfway through its sockets
+    await send_stock(sale.pk, 4)
+    async with asyncio.timeout(WAIT):
+        while hub().feeds[sale.pk].newest_stock["version"] != 4:  # the hub has taken it in
+            await asyncio.sleep(0.001)
+    release.set()
+
+    for socket in sockets:
+        messages = await receive_until_version(socket, 4)
+        assert versions_shown(messages) == [2, 3, 4]
     for socket in sockets:
         await socket.disconnect()
