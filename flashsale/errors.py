@@ -115,14 +115,24 @@ def api_exception_handler(exc, context):
     return error_response(500, "internal_error", "An unexpected error occurred.")
 
 
+def _rate_limited(retry_after: int) -> dict[str, Any]:
+    """The 429 answer's parts, shared by the DRF and the plain-Django renderings."""
+    return {
+        "status": 429,
+        "code": "rate_limited",
+        "message": "Too many requests. Please slow down.",
+        "details": {"retryAfter": retry_after},
+        "headers": {"Retry-After": str(retry_after)},
+    }
+
+
 def rate_limited_response(retry_after: int) -> Response:
-    return error_response(
-        429,
-        "rate_limited",
-        "Too many requests. Please slow down.",
-        {"retryAfter": retry_after},
-        headers={"Retry-After": str(retry_after)},
-    )
+    return error_response(**_rate_limited(retry_after))
+
+
+def rate_limited_json(retry_after: int) -> JsonResponse:
+    """The same 429 for middleware, which answers before DRF runs."""
+    return json_error(**_rate_limited(retry_after))
 
 
 def json_error(status: int, code: str, message: str, details=None, headers=None) -> JsonResponse:

@@ -5,7 +5,7 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.utils.functional import SimpleLazyObject, empty
 
-from flashsale.errors import json_error
+from flashsale.errors import rate_limited_json
 from flashsale.ratelimit import RateLimited, check_rate
 
 request_logger = logging.getLogger("flashsale.request")
@@ -64,11 +64,5 @@ class GlobalRateLimitMiddleware:
             try:
                 check_rate(request, group="global", key="ip", rate_setting="RATELIMIT_GLOBAL")
             except RateLimited as limited:
-                return json_error(
-                    429,
-                    "rate_limited",
-                    "Too many requests. Please slow down.",
-                    {"retryAfter": limited.retry_after},
-                    headers={"Retry-After": str(limited.retry_after)},
-                )
+                return rate_limited_json(limited.retry_after)
         return self.get_response(request)
