@@ -26,3 +26,11 @@ class WeakPassword(AccountsError):
 
     def __init__(self, messages: list[str]):
         super().__init__(details={"password": messages})
+
+
+class AccountDeleted(AccountsError):
+    """The token was accepted from the cache, but its user is gone from the database."""
+
+    status_code = 401
+    code = "authentication_failed"
+    default_message = "This account no longer exists."

@@ -4,7 +4,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from rest_framework.authtoken.models import Token
 
-from accounts.exceptions import EmailTaken, InvalidCredentials, WeakPassword
+from accounts.exceptions import AccountDeleted, EmailTaken, InvalidCredentials, WeakPassword
 from accounts.models import User, normalize_email
 
 
@@ -42,3 +42,14 @@ def login(*, email: str, password: str, request=None) -> tuple[User, Token]:
 def logout(*, user: User) -> None:
     """Invalidate the user's API token."""
     Token.objects.filter(user=user).delete()
+
+
+def raise_if_deleted(user: User) -> None:
+    """Raise AccountDeleted if `user` no longer exists.
+
+    A token served from the cache can outlive a user deleted straight in the database (for up to
+    AUTH_TOKEN_CACHE_SECONDS); a write that then fails its foreign key asks this before it reports
+    anything else.
+    """
+    if not User.objects.filter(pk=user.pk).exists():
+        raise AccountDeleted()

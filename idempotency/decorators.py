@@ -29,14 +29,14 @@ def _render(data) -> str:
     return JSONRenderer().render(data).decode()
 
 
-def idempotent(*, scope: str, purchase_id_field: str | None = None):
+def idempotent(*, scope: str):
     """Decorate `post(self, request)` of an authenticated APIView.
 
     Without the header the handler runs as before (no extra queries). With it: the first request
     runs the handler inside one transaction that also stores the result under the key; later
     requests with the same key and body get that result with `Idempotent-Replayed: true`.
-    `purchase_id_field` names the field of `data` holding the id of the purchase the request
-    created, so the key record links to it (and auditsales can check that it exists).
+    The key record links to the row the handler says it created (`success(..., created_id=)`), so
+    auditsales can check that it exists.
     """
 
     def decorator(handler):
@@ -57,9 +57,11 @@ def idempotent(*, scope: str, purchase_id_field: str | None = None):
                 with transaction.atomic():
                     response = handler(view, request, *args, **kwargs)
                     if _is_stored(response.status_code):
-                        linked = response.data["data"][purchase_id_field] if purchase_id_field else None
                         services.complete(
-                            outcome, status_code=response.status_code, body=_render(response.data), purchase_id=linked
+                            outcome,
+                            status_code=response.status_code,
+                            body=_render(response.data),
+                            purchase_id=getattr(response, "created_id", None),
                         )
             except IdempotencyError:
                 raise  # the lock was lost: nothing of ours is stored or committed

@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
+from accounts import services as accounts_services
 from accounts.models import User
 from idempotency.exceptions import IdempotencyKeyInUse, IdempotencyKeyReused, InvalidIdempotencyKey
 from idempotency.models import IdempotencyKey
@@ -85,7 +86,10 @@ def claim(*, user: User, key: str, request_fingerprint: str) -> Claim | Replay:
             pass
         existing = IdempotencyKey.objects.filter(user=user, key=key).first()
         if existing is None:
-            continue  # released or purged between our INSERT and this read
+            # No twin: either it was released or purged between our INSERT and this read, or the
+            # INSERT failed its foreign key because the user is gone (a cached token outlived them).
+            accounts_services.raise_if_deleted(user)
+            continue
         if existing.created_at <= expiry_cutoff(now):
             # An expired key is forgotten: the request is new.
             IdempotencyKey.objects.filter(pk=existing.pk, created_at=existing.created_at).delete()

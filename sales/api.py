@@ -87,23 +87,15 @@ class PurchaseView(APIView):
         },
     )
     @rate_limit(group="purchase", key="user", rate_setting="RATELIMIT_PURCHASE")
-    @idempotent(scope="purchase", purchase_id_field="purchaseId")
+    @idempotent(scope="purchase")
     def post(self, request):
         form = PurchaseRequestSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        order = services.purchase(
+        result = services.purchase(
             user=request.user, sale_id=form.validated_data["saleId"], quantity=form.validated_data["quantity"]
         )
         return success(
-            {
-                "purchaseId": order.pk,
-                "saleId": order.sale_id,
-                "quantity": order.quantity,
-                "remainingStock": order.remaining_stock,
-                "timestamp": order.created_at,
-            },
-            "Purchase successful",
-            status=201,
+            PurchaseResultSerializer(result).data, "Purchase successful", status=201, created_id=result.purchase_id
         )
 
 

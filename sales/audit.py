@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db.models import Count, IntegerField, OuterRef, Subquery, Sum, Value
+from django.db.models import Count, F, IntegerField, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
 from idempotency.models import IdempotencyKey
@@ -37,6 +37,7 @@ def run_audit(*, max_units_per_user: int | None = None) -> AuditReport:
     )
     report.violations += stock_violations()
     report.violations += per_user_cap_violations(cap)
+    report.violations += window_violations()
     report.violations += idempotency_violations()
     return report
 
@@ -64,6 +65,20 @@ def stock_violations() -> list[str]:
         if current > original:
             found.append(f"sale {sale_id} ({name!r}): current stock {current} above original {original}")
     return found
+
+
+def window_violations() -> list[str]:
+    """Every purchase was made while its sale was live: start_time <= created_at < end_time."""
+    outside = (
+        Purchase.objects.filter(Q(created_at__lt=F("sale__start_time")) | Q(created_at__gte=F("sale__end_time")))
+        .values_list("pk", "sale_id", "created_at", "sale__start_time", "sale__end_time")
+        .order_by("sale_id", "pk")
+    )
+    return [
+        f"purchase {pk} of sale {sale_id} at {created_at.isoformat()} is outside the sale's window "
+        f"[{start.isoformat()}, {end.isoformat()})"
+        for pk, sale_id, created_at, start, end in outside
+    ]
 
 
 def per_user_cap_violations(cap: int) -> list[str]:

@@ -6,12 +6,33 @@ the sale's group (see sales.realtime), carrying the stock and version that the w
 row lock: a push never comes from a later, separate read that could interleave with other writes.
 """
 
+from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
+from django.db import transaction
 from django.utils import timezone
 
 from sales import realtime
-from sales.models import FlashSale, Purchase, SaleStatus
+from sales.models import FlashSale, SaleStatus
+
+if TYPE_CHECKING:
+    from sales.services import PurchaseResult
+
+
+def send_after_commit(event: Callable[..., None], **fields: Any) -> None:
+    """Run `event(**fields)` once the current transaction commits (at once in autocommit).
+
+    Robust: the write is committed by then, so a failing push (Redis down, a query in the event) is
+    logged by Django, never turned into an error answer that would invite a client to retry it.
+    """
+
+    # A named function, not a partial: Django's robust error path reads __qualname__.
+    def send():
+        event(**fields)
+
+    transaction.on_commit(send, robust=True)
+
 
 
 def stock_changed(*, sale_id: int, current_stock: int, version: int) -> None:
@@ -38,16 +59,19 @@ def sale_changed(*, sale_id: int) -> None:
     realtime.announce_featured()
 
 
-def purchase_made(*, purchase: Purchase, current_stock: int, version: int) -> None:
-    """A purchase was committed, leaving `current_stock` at `version`."""
+def purchase_made(*, result: "PurchaseResult", user_name: str, version: int) -> None:
+    """A purchase was committed, leaving the sale's stock at `result.remaining_stock` as of `version`."""
+    sale_id = result.sale_id
     payload = {
-        "stock": realtime.stock_message(sale_id=purchase.sale_id, current_stock=current_stock, version=version),
-        "purchase": realtime.purchase_message(purchase),
+        "stock": realtime.stock_message(sale_id=sale_id, current_stock=result.remaining_stock, version=version),
+        "purchase": realtime.purchase_message(
+            sale_id=sale_id, user_name=user_name, quantity=result.quantity, timestamp=result.timestamp
+        ),
     }
-    sold_out = current_stock == 0
+    sold_out = result.remaining_stock == 0
     if sold_out:
-        payload["status"] = realtime.status_message(sale_id=purchase.sale_id, status=SaleStatus.COMPLETED)
-    realtime.broadcast(realtime.sale_group(purchase.sale_id), realtime.SALE_EVENT, payload)
+        payload["status"] = realtime.status_message(sale_id=sale_id, status=SaleStatus.COMPLETED)
+    realtime.broadcast(realtime.sale_group(sale_id), realtime.SALE_EVENT, payload)
     if sold_out:
         realtime.announce_featured()
 

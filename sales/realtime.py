@@ -70,13 +70,13 @@ def status_message(*, sale_id: int, status: str) -> dict:
     return {"type": "status", "saleId": sale_id, "status": str(status)}
 
 
-def purchase_message(purchase: Purchase) -> dict:
+def purchase_message(*, sale_id: int, user_name: str, quantity: int, timestamp: datetime) -> dict:
     return {
         "type": "purchase",
-        "saleId": purchase.sale_id,
-        "userName": purchase.user.name,
-        "quantity": purchase.quantity,
-        "timestamp": iso(purchase.created_at),
+        "saleId": sale_id,
+        "userName": user_name,
+        "quantity": quantity,
+        "timestamp": iso(timestamp),
     }
 
 

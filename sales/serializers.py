@@ -61,10 +61,11 @@ class AddUnitsSerializer(serializers.Serializer):
 
 
 class PurchaseResultSerializer(serializers.Serializer):
-    """`data` of a successful purchase (documents the response in the OpenAPI schema)."""
+    """`data` of a successful purchase, rendered from sales.services.PurchaseResult (the same
+    serializer documents it in the OpenAPI schema, so the two cannot drift)."""
 
-    purchaseId = serializers.IntegerField()
-    saleId = serializers.IntegerField()
+    purchaseId = serializers.IntegerField(source="purchase_id")
+    saleId = serializers.IntegerField(source="sale_id")
     quantity = serializers.IntegerField(min_value=1)
-    remainingStock = serializers.IntegerField(min_value=0)
+    remainingStock = serializers.IntegerField(source="remaining_stock", min_value=0)
     timestamp = serializers.DateTimeField()

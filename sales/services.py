@@ -1,15 +1,17 @@
 """The rules that write flash sales and purchases. Views and the admin call these, nothing else
 writes a sale."""
 
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F, IntegerField, OuterRef, Subquery, Sum, Value
+from django.db import IntegrityError, connection, transaction
+from django.db.models import DateTimeField, F, Func, IntegerField, OuterRef, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from accounts import services as accounts_services
 from accounts.models import User
 from sales import events, gate
 from sales.exceptions import (
@@ -48,42 +50,98 @@ def active_sale(moment: datetime | None = None) -> FlashSale:
 # --- the purchase rule --------------------------------------------------------------------
 
 
-def purchase(*, user: User, sale_id: int, quantity: int) -> Purchase:
+@dataclass(frozen=True)
+class PurchaseResult:
+    """A committed purchase and the stock it left."""
+
+    purchase_id: int
+    sale_id: int
+    quantity: int
+    remaining_stock: int
+    timestamp: datetime
+
+
+def purchase(*, user: User, sale_id: int, quantity: int) -> PurchaseResult:
     """Take `quantity` units of a live sale for `user`, or raise a SalesError subclass.
 
-    The conditional UPDATE is the only thing that decides whether stock exists: it takes the
-    units and the sale's row lock in one statement. While the lock is held we read the user's
-    holding (which no concurrent purchase of this sale can change) and insert the purchase;
-    everything commits or rolls back together.
+    One statement decides: the conditional decrement takes the units and the sale's row lock, and
+    "live" is judged on the database's clock while that lock is held, never on a time read before
+    waiting for it. The per-user cap is read under the same lock and the purchase inserted before
+    it is released, so everything commits or rolls back together.
     """
     cap = settings.MAX_UNITS_PER_USER
     if quantity > cap:
         raise UserLimitReached(details={"maxUnitsPerUser": cap, "held": None, "requested": quantity})
-    moment = timezone.now()
     # A sale known to be sold out or outside its window is refused from the cache, with no DB access.
-    generation = gate.check(sale_id=sale_id, moment=moment)
+    generation = gate.check(sale_id=sale_id, moment=timezone.now())
+    take = _take_on_postgresql if connection.vendor == "postgresql" else _take_in_python
+    try:
+        result, current_version = take(user=user, sale_id=sale_id, quantity=quantity, cap=cap, generation=generation)
+    except IntegrityError:
+        # The purchase's foreign key to the user failed when the user was deleted while their
+        # token was still cached; any other integrity error is a real fault.
+        accounts_services.raise_if_deleted(user)
+        raise
+    # Robust: the purchase is committed by then; a failing push (Redis down) is logged, never
+    # turned into an error answer that invites a second purchase.
+    events.send_after_commit(events.purchase_made, result=result, user_name=user.name, version=current_version)
+    return result
+
+
+# The whole rule in one round trip: see sales/migrations/0002_purchase_function.py for the
+# function and why each of its steps is safe under READ COMMITTED.
+PURCHASE_STATEMENT = (
+    "SELECT outcome, purchase_id, created_at, current_stock, version, start_time, end_time, held, db_now"
+    " FROM flashsale_purchase(%s, %s, %s, %s)"
+)
+
+
+def _take_on_postgresql(*, user: User, sale_id: int, quantity: int, cap: int, generation: int | None):
+    # In autocommit (no surrounding atomic block) the statement is its own transaction: the row
+    # lock is taken and released inside PostgreSQL. The idempotency layer wraps it in its own
+    # transaction so the key's record commits with the purchase.
+    with connection.cursor() as cursor:
+        cursor.execute(PURCHASE_STATEMENT, [user.pk, sale_id, quantity, cap])
+        outcome, purchase_id, created_at, stock, version, start_time, end_time, held, db_now = cursor.fetchone()
+    if outcome == "bought":
+        result = PurchaseResult(
+            purchase_id=purchase_id, sale_id=sale_id, quantity=quantity, remaining_stock=stock, timestamp=created_at
+        )
+        return result, version
+    if outcome == "over_cap":
+        raise UserLimitReached(details={"maxUnitsPerUser": cap, "held": held, "requested": quantity})
+    if outcome == "not_found":
+        raise SaleNotFound(details={"saleId": sale_id})
+    raise _refusal(
+        sale_id=sale_id, quantity=quantity, moment=db_now, generation=generation,
+        start_time=start_time, end_time=end_time, current_stock=stock,
+    )
+
+
+def _take_in_python(*, user: User, sale_id: int, quantity: int, cap: int, generation: int | None):
+    """The same rule for SQLite, which serialises writers: the transaction begins IMMEDIATE
+    (settings), so the write lock is held from its first line and the clock is read after it."""
     with transaction.atomic():
+        moment = timezone.now()
         taken = (
             FlashSale.objects.live(moment)
             .filter(pk=sale_id, current_stock__gte=quantity)
             .update(current_stock=F("current_stock") - quantity, version=F("version") + 1)
         )
         if not taken:
-            raise _why_not_taken(sale_id, quantity, moment, generation)
-        current_stock, version, held = _stock_and_holding(sale_id, user)
+            sale = FlashSale.objects.filter(pk=sale_id).values("start_time", "end_time", "current_stock").first()
+            if sale is None:
+                raise SaleNotFound(details={"saleId": sale_id})
+            raise _refusal(sale_id=sale_id, quantity=quantity, moment=moment, generation=generation, **sale)
+        stock, version, held = _stock_and_holding(sale_id, user)
         if held + quantity > cap:
             # Raising rolls the decrement back.
             raise UserLimitReached(details={"maxUnitsPerUser": cap, "held": held, "requested": quantity})
-        order = Purchase.objects.create(user=user, sale_id=sale_id, quantity=quantity)
-        # robust: the purchase is committed by then; a failing push (Redis down, a query in the
-        # event) is logged, never turned into an error answer that invites a second purchase.
-        # (A named function, not a partial: Django's robust error path reads __qualname__.)
-        def announce_purchase():
-            events.purchase_made(purchase=order, current_stock=current_stock, version=version)
-
-        transaction.on_commit(announce_purchase, robust=True)
-    order.remaining_stock = current_stock
-    return order
+        order = Purchase.objects.create(user=user, sale_id=sale_id, quantity=quantity, created_at=moment)
+    result = PurchaseResult(
+        purchase_id=order.pk, sale_id=sale_id, quantity=quantity, remaining_stock=stock, timestamp=moment
+    )
+    return result, version
 
 
 def _stock_and_holding(sale_id: int, user: User) -> tuple[int, int, int]:
@@ -102,27 +160,23 @@ def _stock_and_holding(sale_id: int, user: User) -> tuple[int, int, int]:
     )
 
 
-def _why_not_taken(sale_id: int, quantity: int, moment: datetime, generation: int | None = None) -> Exception:
-    """Explain a refused decrement with one read; the read decides nothing about stock.
+def _refusal(*, sale_id: int, quantity: int, moment: datetime, generation: int | None,
+             start_time: datetime, end_time: datetime, current_stock: int) -> Exception:
+    """Name a refused decrement from the sale as read after it; the read decides nothing about stock.
 
     Refusals that hold for everyone (sold out, outside the window) are handed to the gate so the
     rest of the herd is answered from the cache. The refused UPDATE matched no row, so no row lock
     is held while the cache is written.
     """
-    sale = FlashSale.objects.filter(pk=sale_id).only("start_time", "end_time", "current_stock").first()
-    if sale is None:
-        return SaleNotFound(details={"saleId": sale_id})
     remember = partial(gate.remember, sale_id=sale_id, generation=generation,
-                       start_time=sale.start_time, end_time=sale.end_time)
-    if not sale.is_live_at(moment):
+                       start_time=start_time, end_time=end_time)
+    if not start_time <= moment < end_time:
         return remember(refusal=SaleNotActive(
-            details={"saleId": sale_id, "startTime": sale.start_time, "endTime": sale.end_time}
+            details={"saleId": sale_id, "startTime": start_time, "endTime": end_time}
         ))
-    if sale.current_stock == 0:
+    if current_stock == 0:
         return remember(refusal=SoldOut(details={"saleId": sale_id, "currentStock": 0}))
-    return InsufficientStock(
-        details={"saleId": sale_id, "currentStock": sale.current_stock, "requested": quantity}
-    )
+    return InsufficientStock(details={"saleId": sale_id, "currentStock": current_stock, "requested": quantity})
 
 
 # --- staff writes -------------------------------------------------------------------------
@@ -230,9 +284,14 @@ def add_units(*, sale_id: int, units: int) -> FlashSale:
 
 
 def end_sale_now(*, sale_id: int) -> FlashSale:
-    """Close a live sale immediately. A pending sale cannot be ended; a finished one is left alone."""
-    now = timezone.now()
+    """Close a live sale immediately. A pending sale cannot be ended; a finished one is left alone.
+
+    The end is the database's clock once this UPDATE holds the sale's row lock: every purchase
+    committed before it has an earlier timestamp, every purchase waiting behind it sees the sale
+    ended, so the units sold in the answer are final.
+    """
     with transaction.atomic():
+        now = _database_clock()
         # start_time < now (not <=) keeps end_time > start_time for the check constraint.
         written = FlashSale.objects.filter(pk=sale_id, start_time__lt=now, end_time__gt=now).update(
             end_time=now, version=F("version") + 1
@@ -246,6 +305,17 @@ def end_sale_now(*, sale_id: int) -> FlashSale:
         transaction.on_commit(partial(gate.forget, sale_id))
         transaction.on_commit(partial(events.sale_changed, sale_id=sale_id))
     return sale
+
+
+def _database_clock():
+    """The current time as the database reads it when the statement runs (after any lock wait).
+
+    PostgreSQL's clock_timestamp() is re-read when a waiting UPDATE re-checks its row; SQLite
+    transactions begin IMMEDIATE, so a time read inside one is already after the lock.
+    """
+    if connection.vendor == "postgresql":
+        return Func(function="clock_timestamp", output_field=DateTimeField())
+    return timezone.now()
 
 
 def _check_window(start_time: datetime, end_time: datetime) -> None:

@@ -49,7 +49,8 @@ def browser(client, staff):
 
 
 def buy(sale, quantity: int = 1, user=None) -> Purchase:
-    return services.purchase(user=user or UserFactory(), sale_id=sale.pk, quantity=quantity)
+    result = services.purchase(user=user or UserFactory(), sale_id=sale.pk, quantity=quantity)
+    return Purchase.objects.get(pk=result.purchase_id)
 
 
 def units_bought(sale) -> int:

@@ -6,7 +6,7 @@ from sales.audit import run_audit
 class Command(BaseCommand):
     help = (
         "Check the sales invariants: original - current == sum of purchased quantities per sale, "
-        "no negative stock, no user above the per-user cap, idempotency keys pointing at their "
+        "no negative stock, no user above the per-user cap, no purchase outside its sale's window, idempotency keys pointing at their "
         "purchases. Exits 1 and lists every violation when one is found."
     )
 
