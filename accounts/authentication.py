@@ -60,7 +60,7 @@ class CachedTokenAuthentication(TokenAuthentication):
             logger.warning("token cache unreachable", exc_info=True)
             cached = None
         if cached is not None:
-            user = User.from_db("default", CACHED_USER_FIELDS, cached)
+            user = user_from_cache(cached)
             return user, Token(key=key, user=user)
         user, token = super().authenticate_credentials(key)  # raises for unknown keys, inactive users
         try:
@@ -69,6 +69,22 @@ class CachedTokenAuthentication(TokenAuthentication):
         except Exception:
             logger.warning("token cache unreachable", exc_info=True)
         return user, token
+
+
+def user_from_cache(cached) -> User:
+    """The user an entry written by CachedTokenAuthentication describes."""
+    values = dict(zip(CACHED_USER_FIELDS, cached))
+    # from_db takes values in the model's field order, whatever the order of the names given.
+    names = [field.attname for field in User._meta.concrete_fields if field.attname in values]
+    return User.from_db("default", names, [values[name] for name in names])
+
+
+def plausible_token(authorization: str) -> str | None:
+    """The key of an `Authorization: Token <key>` header that could be a stored key, else None."""
+    scheme, _, key = authorization.partition(" ")
+    if scheme.lower() != "token" or not _PLAUSIBLE_KEY.fullmatch(key):
+        return None
+    return key
 
 
 def forget_tokens(keys) -> None:

@@ -2,6 +2,10 @@ import logging
 import time
 
 from django.conf import settings
+from django.contrib.auth.middleware import AuthenticationMiddleware
+from django.contrib.messages.middleware import MessageMiddleware
+from django.contrib.sessions.middleware import SessionMiddleware
+from django.middleware.csrf import CsrfViewMiddleware
 from django.db import DatabaseError
 from django.utils.functional import SimpleLazyObject, empty
 
@@ -66,3 +70,43 @@ class GlobalRateLimitMiddleware:
             except RateLimited as limited:
                 return rate_limited_json(limited.retry_after)
         return self.get_response(request)
+
+
+class _PagesOnly:
+    """Mixed into a Django middleware: run it for HTML pages (admin, the live page), skip it under /api/.
+
+    The API is token-authenticated JSON: it reads no session, needs no CSRF token (DRF views are
+    exempt) and shows no messages, so a purchase should not pay for any of them on the hot path.
+    Subclassing keeps the admin's checks (admin.E408-E410) and `isinstance` tests true.
+    """
+
+    # Sync only, like the rest of this stack's middleware: HTTP is served by a WSGI server.
+    sync_capable = True
+    async_capable = False
+
+    def __call__(self, request):
+        if request.path_info.startswith("/api/"):
+            return self.get_response(request)
+        return super().__call__(request)
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        process_view = getattr(super(), "process_view", None)
+        if process_view is None or request.path_info.startswith("/api/"):
+            return None
+        return process_view(request, view_func, view_args, view_kwargs)
+
+
+class PageSessionMiddleware(_PagesOnly, SessionMiddleware):
+    pass
+
+
+class PageCsrfViewMiddleware(_PagesOnly, CsrfViewMiddleware):
+    pass
+
+
+class PageAuthenticationMiddleware(_PagesOnly, AuthenticationMiddleware):
+    pass
+
+
+class PageMessageMiddleware(_PagesOnly, MessageMiddleware):
+    pass

@@ -103,11 +103,14 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "flashsale.middleware.GlobalRateLimitMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # A refusal the sale gate knows is answered here, before sessions and DRF (sales/fastpath.py).
+    "sales.fastpath.GatedPurchaseRefusalMiddleware",
+    # Sessions, CSRF, request.user and messages serve the HTML pages only; /api/ skips them.
+    "flashsale.middleware.PageSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "flashsale.middleware.PageCsrfViewMiddleware",
+    "flashsale.middleware.PageAuthenticationMiddleware",
+    "flashsale.middleware.PageMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 

@@ -35,6 +35,11 @@ def _generation_key(sale_id: int) -> str:
     return f"sales:gate-generation:{sale_id}"
 
 
+def cache_keys(sale_id: int) -> list[str]:
+    """What `refusal_in` needs from the cache, so a caller can fetch it with other keys in one read."""
+    return [_entry_key(sale_id), _generation_key(sale_id)]
+
+
 def check(*, sale_id: int, moment: datetime) -> int | None:
     """Raise the refusal recorded for this sale if it still holds at `moment`.
 
@@ -42,17 +47,22 @@ def check(*, sale_id: int, moment: datetime) -> int | None:
     when the cache cannot be read (then nothing is remembered either).
     """
     try:
-        found = cache.get_many([_entry_key(sale_id), _generation_key(sale_id)])
+        found = cache.get_many(cache_keys(sale_id))
     except Exception:  # the cache is an optimisation: when it is down, the database answers
         logger.warning("sale gate: cache unreachable, asking the database", exc_info=True)
         return None
-    generation = found.get(_generation_key(sale_id), 0)
+    refusal = refusal_in(found, sale_id=sale_id, moment=moment)
+    if refusal is not None:
+        raise refusal
+    return found.get(_generation_key(sale_id), 0)
+
+
+def refusal_in(found: dict, *, sale_id: int, moment: datetime) -> Exception | None:
+    """The refusal that `found` (a get_many of `cache_keys`) records for this sale at `moment`, if any."""
     entry = found.get(_entry_key(sale_id))
-    if entry is not None and entry["generation"] == generation:
-        refusal = _refusal(sale_id, entry, moment)
-        if refusal is not None:
-            raise refusal
-    return generation
+    if entry is None or entry["generation"] != found.get(_generation_key(sale_id), 0):
+        return None
+    return _refusal(sale_id, entry, moment)
 
 
 def _refusal(sale_id: int, entry: dict, moment: datetime) -> Exception | None:

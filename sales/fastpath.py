@@ -1,0 +1,97 @@
+"""Refusals the sale gate already knows, answered before Django's sessions and DRF's dispatch.
+
+After a sale sells out (or before it starts) nearly every request of the herd is a refusal the
+gate can give from the cache. Through the full stack each one pays for DRF's request wrapping,
+content negotiation, authentication, the serializer and three cache round trips (token, rate
+limit, gate). Here a plain keyless purchase whose token is cached is answered from one cache read
+of the token and the gate together, plus the purchase rate limit's counter, with the same status,
+body and headers as the full path.
+
+Anything this middleware is not sure of goes down the full path unchanged: another method or
+path, an Idempotency-Key (its answer must be stored), a body or token that is not plainly valid
+(the full path names the error), a token not in the cache, the cache unreachable, or no refusal.
+"""
+
+import json
+import logging
+
+from django.conf import settings
+from django.core.cache import cache
+from django.http import HttpResponse
+from django.utils import timezone
+from rest_framework.renderers import JSONRenderer
+
+from accounts.authentication import plausible_token, token_cache_key, user_from_cache
+from flashsale.errors import error_body, rate_limited_json
+from flashsale.ratelimit import RateLimited, check_rate
+from sales import gate
+
+logger = logging.getLogger("flashsale.gate")
+
+PURCHASE_PATHS = frozenset({"/api/v1/flashsales/purchase", "/api/v1/flashsales/purchase/"})
+MAX_SALE_ID = 2**63 - 1
+MAX_PLAIN_BODY = 1024
+
+
+class GatedPurchaseRefusalMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.method == "POST" and request.path_info in PURCHASE_PATHS:
+            answer = self._refusal_from_the_gate(request)
+            if answer is not None:
+                return answer
+        return self.get_response(request)
+
+    def _refusal_from_the_gate(self, request) -> HttpResponse | None:
+        meta = request.META
+        # A small, declared body only: reading an oversized one here would leave the full path
+        # (which answers 413) without it.
+        if not (meta.get("CONTENT_LENGTH") or "").isdigit() or int(meta["CONTENT_LENGTH"]) > MAX_PLAIN_BODY:
+            return None
+        if "HTTP_IDEMPOTENCY_KEY" in meta or meta.get("CONTENT_TYPE", "").split(";")[0].strip() != "application/json":
+            return None
+        key = plausible_token(meta.get("HTTP_AUTHORIZATION", ""))
+        order = _plain_order(request.body)
+        if key is None or order is None:
+            return None
+        sale_id, quantity = order
+        token_key = token_cache_key(key)
+        try:
+            found = cache.get_many([token_key, *gate.cache_keys(sale_id)])
+        except Exception:
+            return None  # the full path logs the outage and asks the database
+        cached_user = found.get(token_key)
+        if cached_user is None:
+            return None
+        refusal = gate.refusal_in(found, sale_id=sale_id, moment=timezone.now())
+        if refusal is None:
+            return None
+        user = user_from_cache(cached_user)
+        if not user.is_active:
+            return None
+        # The same limit the full path counts (sales.api.PurchaseView), keyed by this user.
+        request.user = user
+        try:
+            check_rate(request, group="purchase", key="user", rate_setting="RATELIMIT_PURCHASE")
+        except RateLimited as limited:
+            return rate_limited_json(limited.retry_after)
+        body = JSONRenderer().render(error_body(refusal.code, refusal.message, refusal.details))
+        return HttpResponse(body, status=refusal.status_code, content_type="application/json")
+
+
+def _plain_order(body: bytes) -> tuple[int, int] | None:
+    """(saleId, quantity) when the body is exactly what the serializer would accept, else None."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    sale_id, quantity = data.get("saleId"), data.get("quantity")
+    if type(sale_id) is not int or type(quantity) is not int:
+        return None
+    if not 1 <= sale_id <= MAX_SALE_ID or not 1 <= quantity <= min(settings.MAX_PURCHASE_QUANTITY, settings.MAX_UNITS_PER_USER):
+        return None
+    return sale_id, quantity
