@@ -2,7 +2,9 @@
 
 DRF's TokenAuthentication reads the token and its user on every request; under a purchase herd that
 is one of the four queries of a purchase and the only one of a refused one. Here the user behind a
-token is cached (`AUTH_TOKEN_CACHE_SECONDS`) as a handful of plain fields, never the password hash.
+token is cached (`AUTH_TOKEN_CACHE_SECONDS`) as a handful of plain fields, never the password hash, keyed
+by field name: `Model.from_db` assigns values in the model's field order, whatever order the names
+are given in, so a positional entry rebuilt a user with `is_superuser` holding the email.
 
 Invalidation: deleting a token (logout, the admin, a user's deletion cascading to it) removes its
 entry at once and again after commit; saving a user (deactivation, staff change) removes the
@@ -59,24 +61,30 @@ class CachedTokenAuthentication(TokenAuthentication):
         except Exception:  # the cache is an optimisation: the database still answers
             logger.warning("token cache unreachable", exc_info=True)
             cached = None
-        if cached is not None:
-            user = user_from_cache(cached)
+        user = user_from_cache_entry(cached)
+        if user is not None:
             return user, Token(key=key, user=user)
         user, token = super().authenticate_credentials(key)  # raises for unknown keys, inactive users
         try:
-            cache.set(cache_key, tuple(getattr(user, f) for f in CACHED_USER_FIELDS),
-                      timeout=settings.AUTH_TOKEN_CACHE_SECONDS)
+            cache.set(cache_key, cache_entry_for(user), timeout=settings.AUTH_TOKEN_CACHE_SECONDS)
         except Exception:
             logger.warning("token cache unreachable", exc_info=True)
         return user, token
 
 
-def user_from_cache(cached) -> User:
-    """The user an entry written by CachedTokenAuthentication describes."""
-    values = dict(zip(CACHED_USER_FIELDS, cached))
-    # from_db takes values in the model's field order, whatever the order of the names given.
-    names = [field.attname for field in User._meta.concrete_fields if field.attname in values]
-    return User.from_db("default", names, [values[name] for name in names])
+def cache_entry_for(user: User) -> dict:
+    return {name: getattr(user, name) for name in CACHED_USER_FIELDS}
+
+
+def user_from_cache_entry(entry) -> User | None:
+    """The user a cache entry describes, as the database row would load with the other fields
+    deferred; None for anything that is not a complete entry (a miss: the database answers)."""
+    # Entries from before the fields were keyed by name are tuples: misaligned, never trusted.
+    if not isinstance(entry, dict) or entry.keys() != set(CACHED_USER_FIELDS):
+        return None
+    # Names and values both follow the model's field order, which is the order from_db assigns in.
+    names = [field.attname for field in User._meta.concrete_fields if field.attname in entry]
+    return User.from_db("default", names, [entry[name] for name in names])
 
 
 def plausible_token(authorization: str) -> str | None:

@@ -1,6 +1,7 @@
 """ASGI entry point: Daphne serves HTTP (Django) and WebSocket (Channels) on one port."""
 
 import os
+from http import HTTPStatus
 
 from django.core.asgi import get_asgi_application
 
@@ -13,6 +14,21 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from flashsale.websocket_origin import browser_origin_validator  # noqa: E402
 from sales.routing import websocket_urlpatterns  # noqa: E402
+
+
+def _complete_twisted_reason_phrases() -> None:
+    """Daphne hands Twisted only the status code (ASGI has no reason phrase), and Twisted's table has
+    none for 422 or 429: they went out as "HTTP/1.1 429 Unknown Status". Add the standard phrases
+    it lacks; the ones it has stay as they are."""
+    try:
+        from twisted.web.http import RESPONSES
+    except ImportError:  # served by something other than Daphne
+        return
+    for status in HTTPStatus:
+        RESPONSES.setdefault(status.value, status.phrase.encode("ascii"))
+
+
+_complete_twisted_reason_phrases()
 
 application = ProtocolTypeRouter(
     {

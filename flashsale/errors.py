@@ -135,6 +135,11 @@ def rate_limited_json(retry_after: int) -> JsonResponse:
     return json_error(**_rate_limited(retry_after))
 
 
+def bad_host_json() -> JsonResponse:
+    # The Host is not echoed: it is the client's text, and the fix is on the client's side.
+    return json_error(400, "bad_request", "The Host header names a host this server does not serve.")
+
+
 def json_error(status: int, code: str, message: str, details=None, headers=None) -> JsonResponse:
     """The same error shape for plain Django views and middleware, outside DRF."""
     response = JsonResponse(error_body(code, message, details), status=status)

@@ -13,6 +13,7 @@ from django.db import connection
 from django.http import JsonResponse
 
 from flashsale.errors import ServiceUnavailable, json_error
+from flashsale.views import probe
 
 
 def _timed(check) -> dict:
@@ -39,6 +40,7 @@ def _check_redis() -> None:
     cache.ping()
 
 
+@probe
 def ready(request):
     """GET /api/v1/health/ready: 200 when the database and Redis answer, else 503."""
     checks = {"database": _timed(_check_database)}

@@ -5,14 +5,17 @@ from django.conf import settings
 from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.contrib.messages.middleware import MessageMiddleware
 from django.contrib.sessions.middleware import SessionMiddleware
+from django.core.exceptions import DisallowedHost
 from django.middleware.csrf import CsrfViewMiddleware
 from django.db import DatabaseError
 from django.utils.functional import SimpleLazyObject, empty
 
-from flashsale.errors import rate_limited_json
+from flashsale.errors import bad_host_json, rate_limited_json
 from flashsale.ratelimit import RateLimited, check_rate
 
 request_logger = logging.getLogger("flashsale.request")
+# The logger Django reports a refused Host to, kept so alerts on it still fire.
+disallowed_host_logger = logging.getLogger("django.security.DisallowedHost")
 
 # Probes from load balancers and orchestrators must never be throttled.
 _UNLIMITED_PATHS = ("/api/v1/health",)
@@ -55,6 +58,27 @@ def _resolved_user_id(request) -> int | None:
         return user.pk if user.is_authenticated else None
     except DatabaseError:
         return None
+
+
+class ApiHostMiddleware:
+    """A Host outside ALLOWED_HOSTS is refused under /api/ in the API's error shape.
+
+    Django raises DisallowedHost from the first `request.get_host()` (CommonMiddleware asks every
+    request) and answers with an HTML page, the debug page in DEBUG. Checking first, for /api/ only,
+    gives API clients JSON in both modes; pages keep Django's answer.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path.startswith("/api/"):
+            try:
+                request.get_host()
+            except DisallowedHost as refused:
+                disallowed_host_logger.error(str(refused))
+                return bad_host_json()
+        return self.get_response(request)
 
 
 class GlobalRateLimitMiddleware:

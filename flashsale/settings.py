@@ -97,6 +97,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "flashsale.middleware.RequestLogMiddleware",
+    # Before anything that calls request.get_host(): a bad Host under /api/ gets the JSON error.
+    "flashsale.middleware.ApiHostMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves /static/ from Daphne itself: from the apps' folders in DEBUG, from STATIC_ROOT
     # (filled by `collectstatic`, which ./scripts/serve runs) when DEBUG is off.

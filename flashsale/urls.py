@@ -25,5 +25,6 @@ urlpatterns = [
     path("sales/<int:sale_id>/", live_sale, name="live-sale-detail"),
 ]
 
+handler400 = "flashsale.views.bad_request"
 handler404 = "flashsale.views.page_not_found"
 handler500 = "flashsale.views.server_error"

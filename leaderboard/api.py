@@ -7,6 +7,8 @@ from flashsale.pagination import PageQuerySerializer, paginate
 from flashsale.responses import success
 from flashsale.schema import VALIDATION, errors, ok, page_of
 from leaderboard.selectors import chronological_purchases
+from sales import services as sale_services
+from sales.exceptions import SaleNotFound
 
 
 class LeaderboardQuerySerializer(PageQuerySerializer):
@@ -38,13 +40,15 @@ class LeaderboardView(APIView):
                 page_of("LeaderboardPage", "purchases", LeaderboardEntrySerializer),
                 paginated=True,
             ),
-            **errors(VALIDATION),
+            **errors(VALIDATION, SaleNotFound),
         },
     )
     def get(self, request):
         query = LeaderboardQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         page, limit = query.validated_data["page"], query.validated_data["limit"]
+        if query.validated_data.get("saleId") is not None:
+            sale_services.get_sale(query.validated_data["saleId"])  # 404 sale_not_found, as every endpoint
         count, purchases = paginate(
             chronological_purchases(sale_id=query.validated_data.get("saleId")), page=page, limit=limit
         )

@@ -21,7 +21,7 @@ from django.http import HttpResponse
 from django.utils import timezone
 from rest_framework.renderers import JSONRenderer
 
-from accounts.authentication import plausible_token, token_cache_key, user_from_cache
+from accounts.authentication import plausible_token, token_cache_key, user_from_cache_entry
 from flashsale.errors import error_body, rate_limited_json
 from flashsale.ratelimit import RateLimited, check_rate
 from sales import gate
@@ -62,14 +62,11 @@ class GatedPurchaseRefusalMiddleware:
             found = cache.get_many([token_key, *gate.cache_keys(sale_id)])
         except Exception:
             return None  # the full path logs the outage and asks the database
-        cached_user = found.get(token_key)
-        if cached_user is None:
+        user = user_from_cache_entry(found.get(token_key))
+        if user is None or not user.is_active:
             return None
         refusal = gate.refusal_in(found, sale_id=sale_id, moment=timezone.now())
         if refusal is None:
-            return None
-        user = user_from_cache(cached_user)
-        if not user.is_active:
             return None
         # The same limit the full path counts (sales.api.PurchaseView), keyed by this user.
         request.user = user

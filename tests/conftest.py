@@ -1,11 +1,15 @@
+import copy
 import os
 
 import pytest
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
+from django.test import override_settings
 from rest_framework.test import APIClient
 
 from tests.factories import TokenFactory, UserFactory
+from tests.redis_namespace import CACHE_KEY_PREFIX, CHANNEL_PREFIX, forget_run_keys
 
 IN_CI = bool(os.environ.get("CI"))
 
@@ -34,12 +38,37 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="needs DATABASE_URL pointing at PostgreSQL"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _redis_namespace():
+    """This process's cache and channel layer write under the run's own prefixes
+    (tests/redis_namespace.py); the servers the tests start get them from tests.servers.server_env."""
+    if not settings.REDIS_URL:
+        yield
+        return
+    caches = copy.deepcopy(settings.CACHES)
+    caches["default"]["KEY_PREFIX"] = CACHE_KEY_PREFIX
+    layers = copy.deepcopy(settings.CHANNEL_LAYERS)
+    layers["default"]["CONFIG"]["prefix"] = CHANNEL_PREFIX
+    try:
+        with override_settings(CACHES=caches, CHANNEL_LAYERS=layers):
+            yield
+    finally:
+        forget_run_keys()
+
+
+def forget_what_tests_wrote() -> None:
+    if settings.REDIS_URL:
+        forget_run_keys()  # never cache.clear(): that is FLUSHDB on a database others may use
+    else:
+        cache.clear()  # the local-memory cache belongs to this process alone
+
+
 @pytest.fixture(autouse=True)
-def _fresh_cache():
+def _fresh_cache(_redis_namespace):
     """Rate-limit counters and cached lookups must not leak from one test into the next."""
-    cache.clear()
+    forget_what_tests_wrote()
     yield
-    cache.clear()
+    forget_what_tests_wrote()
 
 
 @pytest.fixture

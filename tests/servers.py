@@ -12,6 +12,8 @@ from pathlib import Path
 import httpx
 from django.db import connection
 
+from tests.redis_namespace import CACHE_KEY_PREFIX, CHANNEL_PREFIX
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -41,6 +43,9 @@ def server_env(**overrides: str) -> dict[str, str]:
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
             "RATELIMIT_ENABLE": "false",
             "REQUEST_LOG": "false",
+            # The run's own Redis keys, never those of a server running beside the tests.
+            "CACHE_KEY_PREFIX": CACHE_KEY_PREFIX,
+            "CHANNEL_PREFIX": CHANNEL_PREFIX,
         }
     )
     env.pop("TEST_DATABASE_NAME", None)

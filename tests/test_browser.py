@@ -15,6 +15,7 @@ from playwright.sync_api import expect, sync_playwright
 from sales.models import FlashSale, Purchase
 from tests.factories import PASSWORD, SaleFactory, TokenFactory, UserFactory
 from tests.faults import server_process
+from tests.redis_namespace import scoped
 from tests.servers import PROJECT_DIR, daphne_server, server_env
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
@@ -37,7 +38,7 @@ WAIT_MS = 15_000  # upper bound for the page to catch up; passing runs take mill
 def servers(django_db_setup, tmp_path_factory):
     """Two Daphne processes (DEBUG off, static files from WhiteNoise) on one Redis channel layer."""
     static_root = tmp_path_factory.mktemp("static")
-    shared = {"CHANNEL_PREFIX": f"test-browser-{uuid4().hex[:8]}", "STATIC_ROOT": str(static_root)}
+    shared = {"CHANNEL_PREFIX": scoped(f"browser-{uuid4().hex[:8]}"), "STATIC_ROOT": str(static_root)}
     subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
         cwd=PROJECT_DIR,

@@ -3,6 +3,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from sales.models import FlashSale
 from tests.factories import PurchaseFactory, SaleFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -46,6 +47,27 @@ def test_leaderboard_never_shows_emails(api):
     PurchaseFactory(user=UserFactory(email="secret@example.com"))
 
     assert "secret@example.com" not in api.get(LEADERBOARD).content.decode()
+
+
+def test_an_unknown_sale_id_is_404_sale_not_found(api):
+    PurchaseFactory()
+
+    response = api.get(LEADERBOARD, {"saleId": 987654})
+
+    assert response.status_code == 404
+    body = response.json()
+    assert body["success"] is False
+    assert body["error"] == {"code": "sale_not_found", "message": body["error"]["message"], "details": {"saleId": 987654}}
+    assert not FlashSale.objects.filter(pk=987654).exists()
+
+
+def test_a_known_sale_without_purchases_is_an_empty_page(api):
+    sale = SaleFactory()
+    PurchaseFactory()
+
+    body = api.get(LEADERBOARD, {"saleId": sale.pk}).json()
+
+    assert (body["success"], body["count"], body["data"]["purchases"]) == (True, 0, [])
 
 
 def test_sale_filter_and_pagination(api):

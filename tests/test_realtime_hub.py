@@ -43,6 +43,16 @@ async def receive_until_version(socket: WebsocketCommunicator, version: int) -> 
                 return messages
 
 
+async def receive_until_type(socket: WebsocketCommunicator, kind: str) -> list[dict]:
+    """Messages up to and including the first of type `kind` (bounded)."""
+    messages = []
+    async with asyncio.timeout(WAIT):
+        while True:
+            messages.append(await socket.receive_json_from(timeout=WAIT))
+            if messages[-1]["type"] == kind:
+                return messages
+
+
 async def group_members(group: str) -> set[str]:
     """The channels the layer would deliver a group message to."""
     layer = get_channel_layer()
@@ -88,9 +98,36 @@ async def test_a_hundred_sockets_on_one_sale_all_end_on_the_final_stock_after_a_
         assert messages[-1] == {"type": "stock", "saleId": sale.pk, "currentStock": 70, "version": stored.version}
         shown = versions_shown(messages)
         assert shown == sorted(set(shown)), "versions must strictly increase"
-        # Coalesced: far fewer stock messages than purchases would be the point, but on a slow
-        # machine every purchase may land in its own interval; never more than one per purchase.
-        assert len(shown) <= len(buyers)
+    for socket in sockets:
+        await socket.disconnect()
+
+
+async def test_a_burst_reaches_a_hundred_sockets_coalesced_to_the_first_and_the_newest_stock(settings):
+    # A long interval makes the window deterministic (as in tests/test_realtime.py): the first
+    # purchase goes out at once, the next ones wait for the interval, and the last one's sold-out
+    # status flushes the newest stock ahead of itself. Uncoalesced, each socket would get 30 stocks.
+    settings.STOCK_PUSH_INTERVAL_MS = 60_000
+    sale = await sync_to_async(SaleFactory)(original_stock=30)
+    buyers = [await sync_to_async(UserFactory)() for _ in range(30)]
+    sockets = [await open_socket(f"/ws/sales/{sale.pk}/") for _ in range(100)]
+    snapshots = [await socket.receive_json_from() for socket in sockets]
+
+    for buyer in buyers:
+        await sync_to_async(services.purchase)(user=buyer, sale_id=sale.pk, quantity=1)
+
+    stored = await FlashSale.objects.aget(pk=sale.pk)
+    assert (stored.current_stock, stored.version) == (0, snapshots[0]["version"] + 30)
+    for socket in sockets:
+        messages = await receive_until_type(socket, "status")
+        stock = [message for message in messages if message["type"] == "stock"]
+        assert stock == [
+            {"type": "stock", "saleId": sale.pk, "currentStock": 29, "version": snapshots[0]["version"] + 1},
+            {"type": "stock", "saleId": sale.pk, "currentStock": 0, "version": stored.version},
+        ]
+        assert messages[-1] == {"type": "status", "saleId": sale.pk, "status": "completed"}
+        # The first purchase, then only the newest few of the burst (the leaderboard has them all).
+        purchases = [message for message in messages if message["type"] == "purchase"]
+        assert len(purchases) == 1 + hub_module.PURCHASE_BURST
     for socket in sockets:
         await socket.disconnect()
 

@@ -11,6 +11,7 @@ from websockets.sync.client import connect
 
 from sales.models import FlashSale
 from tests.factories import SaleFactory, TokenFactory, UserFactory
+from tests.redis_namespace import scoped
 from tests.servers import daphne_server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
@@ -32,8 +33,8 @@ def receive_until(socket, kind: str, limit: int = 20) -> tuple[dict, list[dict]]
 def test_a_socket_on_one_server_sees_a_purchase_made_through_another():
     sale = SaleFactory(original_stock=20)
     token = TokenFactory(user=UserFactory(name="Grace"))
-    # Its own channel namespace, so no other run sharing this Redis can leak into the sockets.
-    shared = {"CHANNEL_PREFIX": f"test-rt-{uuid4().hex[:8]}"}
+    # Its own channel namespace (inside the run's), so no other test or run can leak into the sockets.
+    shared = {"CHANNEL_PREFIX": scoped(f"rt-{uuid4().hex[:8]}")}
 
     with daphne_server(**shared) as server_a, daphne_server(**shared) as server_b:
         with connect(f"{server_a.replace('http', 'ws')}/ws/sales/{sale.pk}/", origin=server_a, open_timeout=10) as socket:
