@@ -14,8 +14,6 @@ from sales.management.commands.demo import DEMO_BUYERS, DEMO_PASSWORD
 from sales.models import FlashSale, Purchase
 from tests.servers import PROJECT_DIR, daphne_server, server_env
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
 TOUR_MARKER = "<!-- readme-tour:"
 
 
@@ -34,6 +32,9 @@ def seed_like_scripts_serve(env: dict[str, str]) -> None:
         subprocess.run([sys.executable, "manage.py", *command], cwd=PROJECT_DIR, env=env, check=True, capture_output=True)
 
 
+# The served instance reads the test database through DATABASE_URL (tests/servers.py): PostgreSQL.
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
 def test_the_readme_curl_tour_buys_from_its_own_sale_on_a_freshly_served_demo():
     # DEBUG on, as a fresh `./scripts/serve` runs, so that `demo` creates its accounts and sale.
     env = server_env(DEBUG="true")
