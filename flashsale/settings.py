@@ -325,6 +325,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# One ISO-like date format on every page, e.g. "2026-11-25 19:15 UTC" (flashsale/formats/en).
+FORMAT_MODULE_PATH = ["flashsale.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
