@@ -327,6 +327,13 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 
+# --- Leaderboard (public reads) -------------------------------------------------------------
+
+# How long the leaderboard's `count` is served from the cache instead of counting purchases, and
+# the deepest `page` offset served; past it clients page with `after=<purchaseId>` (keyset).
+LEADERBOARD_COUNT_CACHE_SECONDS = env_int("LEADERBOARD_COUNT_CACHE_SECONDS", 5)
+LEADERBOARD_MAX_OFFSET = env_int("LEADERBOARD_MAX_OFFSET", 10_000)
+
 # --- Real-time (sales.consumers) ------------------------------------------------------------
 
 # Each socket gets at most one stock message per interval, always the newest version (README "Real-time").
