@@ -18,7 +18,14 @@ from flashsale.ratelimit import RateLimited, check_rate
 from sales import realtime
 from sales.hub import Watcher, hub
 from sales.models import FlashSale
-from sales.socket_limits import MessageBudget, address_slots, client_address, send_protocol_close, watch_unread
+from sales.socket_limits import (
+    MessageBudget,
+    address_slots,
+    client_address,
+    guard_incoming,
+    send_protocol_close,
+    watch_unread,
+)
 
 CLOSE_POLICY = 1008  # too many sockets, too many or too large messages, or too much left unread
 CLOSE_MALFORMED = 4400
@@ -79,6 +86,9 @@ class _LiveSaleConsumer(AsyncWebsocketConsumer):
             await self._close_with(CLOSE_POLICY)
             return
         watch_unread(self.base_send, self._left_unread)
+        # Under Daphne the limits are checked as frames are read (see guard_incoming); elsewhere
+        # (the test communicator) websocket_receive checks them.
+        self.guarded = guard_incoming(self.base_send, self.budget, self._stop_writing)
         await super().websocket_connect(message)
 
     async def dispatch(self, message):
@@ -95,10 +105,11 @@ class _LiveSaleConsumer(AsyncWebsocketConsumer):
     async def websocket_receive(self, message):
         if self.watcher.closed:
             return  # closing: what is still queued is dropped without a look
-        size = len(message.get("text") or message.get("bytes") or "")
-        if size > settings.WS_MAX_MESSAGE_BYTES or not self.budget.spend():
-            await self._close_abusive()
-            return
+        if not self.guarded:
+            size = len(message.get("text") or message.get("bytes") or "")
+            if size > settings.WS_MAX_MESSAGE_BYTES or not self.budget.spend():
+                await self._close_abusive()
+                return
         await super().websocket_receive(message)
 
     async def receive(self, text_data=None, bytes_data=None):
@@ -123,6 +134,10 @@ class _LiveSaleConsumer(AsyncWebsocketConsumer):
             return
         await self.watcher.close(CLOSE_POLICY)
         await hub().leave(self.watcher)
+
+    def _stop_writing(self) -> None:
+        # Daphne already sent the close; its disconnect, at most a second later, leaves the hub.
+        self.watcher.closed = True
 
     def _left_unread(self) -> None:
         # Called by Twisted from inside a write, so the close runs on the next loop turn.
