@@ -132,6 +132,8 @@ def server_env(args, database_url: str) -> dict:
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         # Every wrk connection comes from 127.0.0.1: per-IP limits would measure the limiter.
         "RATELIMIT_ENABLE": "false",
+        # ws_fanout.py opens a thousand sockets from 127.0.0.1.
+        "WS_MAX_SOCKETS_PER_ADDRESS": "0",
         "REQUEST_LOG": args.request_log,
         "WEB_CONCURRENCY": str(args.workers),
         "GUNICORN_THREADS": str(args.gunicorn_threads),

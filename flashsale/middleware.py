@@ -17,8 +17,11 @@ request_logger = logging.getLogger("flashsale.request")
 # The logger Django reports a refused Host to, kept so alerts on it still fire.
 disallowed_host_logger = logging.getLogger("django.security.DisallowedHost")
 
-# Probes from load balancers and orchestrators must never be throttled.
-_UNLIMITED_PATHS = ("/api/v1/health",)
+# Probes from load balancers and orchestrators must never be throttled. Matched exactly: a prefix
+# match also let `/api/v1/healthXYZ...` (a 404) through unthrottled.
+_UNLIMITED_PATHS = frozenset({"/api/v1/health", "/api/v1/health/ready", "/api/v1/health/ready/"})
+# Files WhiteNoise serves never reach this middleware; anything else under here is a 404.
+_STATIC_PREFIX = "/static/"
 
 
 class RequestLogMiddleware:
@@ -82,17 +85,23 @@ class ApiHostMiddleware:
 
 
 class GlobalRateLimitMiddleware:
-    """A per-client-IP ceiling on every API request, before any view work is done."""
+    """A per-client-IP ceiling on every API request and every HTML page, before any view work."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        if request.path.startswith("/api/") and not request.path.startswith(_UNLIMITED_PATHS):
-            try:
-                check_rate(request, group="global", key="ip", rate_setting="RATELIMIT_GLOBAL")
-            except RateLimited as limited:
-                return rate_limited_json(limited.retry_after)
+        path = request.path
+        if path in _UNLIMITED_PATHS or path.startswith(_STATIC_PREFIX):
+            return self.get_response(request)
+        if path.startswith("/api/"):
+            group, rate_setting = "global", "RATELIMIT_GLOBAL"
+        else:
+            group, rate_setting = "pages", "RATELIMIT_PAGES"
+        try:
+            check_rate(request, group=group, key="ip", rate_setting=rate_setting)
+        except RateLimited as limited:
+            return rate_limited_json(limited.retry_after)
         return self.get_response(request)
 
 

@@ -287,6 +287,9 @@ RATELIMIT_LOGIN = env_str("RATELIMIT_LOGIN", "20/m")
 RATELIMIT_LOGIN_EMAIL = env_str("RATELIMIT_LOGIN_EMAIL", "10/m")
 RATELIMIT_REGISTER = env_str("RATELIMIT_REGISTER", "20/m")
 RATELIMIT_GLOBAL = env_str("RATELIMIT_GLOBAL", "300/s")
+# HTML pages (the live page, admin) per client IP, and WebSocket connections opened per client IP.
+RATELIMIT_PAGES = env_str("RATELIMIT_PAGES", "120/m")
+RATELIMIT_WS_CONNECT = env_str("RATELIMIT_WS_CONNECT", "120/m")
 # Behind a reverse proxy, the META key holding the client address, e.g. HTTP_X_REAL_IP or
 # HTTP_X_FORWARDED_FOR (the proxy must overwrite it). Empty: the socket peer address.
 TRUSTED_CLIENT_IP_HEADER = env_str("TRUSTED_CLIENT_IP_HEADER")
@@ -331,10 +334,27 @@ FORMAT_MODULE_PATH = ["flashsale.formats"]
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 
+# --- Leaderboard (public reads) -------------------------------------------------------------
+
+# How long the leaderboard's `count` is served from the cache instead of counting purchases, and
+# the deepest `page` offset served; past it clients page with `after=<purchaseId>` (keyset).
+LEADERBOARD_COUNT_CACHE_SECONDS = env_int("LEADERBOARD_COUNT_CACHE_SECONDS", 5)
+LEADERBOARD_MAX_OFFSET = env_int("LEADERBOARD_MAX_OFFSET", 10_000)
+
 # --- Real-time (sales.consumers) ------------------------------------------------------------
 
 # Each socket gets at most one stock message per interval, always the newest version (README "Real-time").
 STOCK_PUSH_INTERVAL_MS = env_int("STOCK_PUSH_INTERVAL_MS", 75)
+# What one client may cost a process (sales.socket_limits; README "What it withstands"). A socket
+# over a limit is closed with 1008. The page sends one ping per 25 s, so the message budget is
+# generous; a socket that leaves more than WS_SEND_BUFFER_BYTES unread (beyond the kernel's own
+# buffer) is many seconds behind and reconnects to a fresh snapshot. 0 sockets: no cap.
+WS_MAX_SOCKETS_PER_ADDRESS = env_int("WS_MAX_SOCKETS_PER_ADDRESS", 100)
+WS_MAX_MESSAGE_BYTES = env_int("WS_MAX_MESSAGE_BYTES", 1024)
+WS_MESSAGES_PER_SECOND = env_int("WS_MESSAGES_PER_SECOND", 5)
+WS_MESSAGE_BURST = env_int("WS_MESSAGE_BURST", 20)
+WS_SEND_BUFFER_BYTES = env_int("WS_SEND_BUFFER_BYTES", 64 * 1024)
+WS_UNKNOWN_SALE_CACHE_SECONDS = env_int("WS_UNKNOWN_SALE_CACHE_SECONDS", 5)
 
 # --- Logging --------------------------------------------------------------------------------
 
