@@ -4,6 +4,7 @@ from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.views import APIView
 
+from flashsale.ids import MAX_ID
 from flashsale.pagination import PageQuerySerializer
 from flashsale.responses import success
 from flashsale.schema import VALIDATION, errors, ok, page_of
@@ -13,10 +14,10 @@ from sales.exceptions import SaleNotFound
 
 
 class LeaderboardQuerySerializer(PageQuerySerializer):
-    saleId = serializers.IntegerField(min_value=1, max_value=2**63 - 1, required=False)
+    saleId = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
     after = serializers.IntegerField(
         min_value=1,
-        max_value=2**63 - 1,
+        max_value=MAX_ID,
         required=False,
         help_text="Keyset paging: the purchases after this purchaseId (a previous page's nextAfter). Not with page.",
     )

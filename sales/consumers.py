@@ -14,6 +14,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.core.cache import cache
 
+from flashsale.ids import MAX_ID
 from flashsale.ratelimit import RateLimited, check_rate
 from sales import realtime
 from sales.hub import Watcher, hub
@@ -30,7 +31,6 @@ from sales.socket_limits import (
 CLOSE_POLICY = 1008  # too many sockets, too many or too large messages, or too much left unread
 CLOSE_MALFORMED = 4400
 CLOSE_NOT_FOUND = 4404
-MAX_SALE_ID = 2**63 - 1
 
 
 def _unknown_sale_key(sale_id: int) -> str:
@@ -208,4 +208,4 @@ def _parse_sale_id(raw: str) -> int | None:
     if not raw.isascii() or not raw.isdigit() or len(raw) > 19:
         return None
     sale_id = int(raw)
-    return sale_id if 1 <= sale_id <= MAX_SALE_ID else None
+    return sale_id if 1 <= sale_id <= MAX_ID else None
