@@ -143,6 +143,21 @@ def test_the_client_address_comes_from_the_trusted_proxy_header_when_configured(
     assert (first.status_code, second.status_code, again.status_code) == (200, 200, 429)
 
 
+@pytest.mark.parametrize("forwarded", ["zzz", "203.0.113.7, zzz", "", "1.2.3.4:80", "::1%zz"])
+def test_a_trusted_proxy_header_that_is_not_an_address_counts_against_the_socket_peer(api, settings, forwarded):
+    settings.RATELIMIT_GLOBAL = "2/d"
+    settings.TRUSTED_CLIENT_IP_HEADER = "HTTP_X_FORWARDED_FOR"
+
+    first = api.get("/api/v1/leaderboard", HTTP_X_FORWARDED_FOR=forwarded, REMOTE_ADDR="10.0.0.9")
+    login = api.post("/api/v1/auth/login", {"email": "a@example.com", "password": "x"}, format="json",
+                     HTTP_X_FORWARDED_FOR=forwarded, REMOTE_ADDR="10.0.0.9")
+    same_peer = api.get("/api/v1/leaderboard", REMOTE_ADDR="10.0.0.9")
+
+    assert first.status_code == 200
+    assert_error_shape(login, 401, "invalid_credentials")
+    assert_error_shape(same_peer, 429, "rate_limited")
+
+
 def test_rate_limiting_can_be_switched_off(buyer_api, settings):
     settings.RATELIMIT_ENABLE = False
     settings.RATELIMIT_GLOBAL = "1/d"
