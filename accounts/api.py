@@ -70,3 +70,17 @@ class LogoutView(APIView):
     def post(self, request):
         services.logout(user=request.user)
         return success({}, "Logged out")
+
+
+class LogoutEverywhereView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        tags=["auth"],
+        summary="Delete every API token of the caller (sign out on every device)",
+        request=None,
+        responses={**ok(200, "LogoutEverywhereResponse", None), **errors(TOKEN)},
+    )
+    def post(self, request):
+        services.logout_everywhere(user=request.user)
+        return success({}, "Logged out everywhere")

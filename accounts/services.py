@@ -40,5 +40,20 @@ def login(*, email: str, password: str, request=None) -> tuple[User, Token]:
 
 
 def logout(*, user: User) -> None:
-    """Invalidate the user's API token."""
-    Token.objects.filter(user=user).delete()
+    """Invalidate the user's API token.
+
+    DRF's authtoken keeps one token per user, shared by every device that logged in, so this
+    signs the user out everywhere too; `logout_everywhere` says so explicitly.
+    """
+    revoke_tokens(user_id=user.pk)
+
+
+def logout_everywhere(*, user: User) -> None:
+    """Delete every API token of the user: every device must log in again."""
+    revoke_tokens(user_id=user.pk)
+
+
+def revoke_tokens(*, user_id: int) -> int:
+    """Delete the user's API tokens; their cached entries go with them (a delete signal)."""
+    deleted, _ = Token.objects.filter(user_id=user_id).delete()
+    return deleted

@@ -15,6 +15,7 @@ OPERATIONS = {
     ("post", "/api/v1/auth/register"): "public",
     ("post", "/api/v1/auth/login"): "public",
     ("post", "/api/v1/auth/logout"): "token",
+    ("post", "/api/v1/auth/logout-all"): "token",
     ("get", "/api/v1/flashsales/active"): "token",
     ("post", "/api/v1/flashsales/purchase"): "token",
     ("get", "/api/v1/leaderboard"): "public",
