@@ -7,5 +7,5 @@ class AccountsConfig(AppConfig):
 
     def ready(self):
         # Connects the signals that drop cached tokens on logout and user changes, and revoke
-        # tokens when a password changes.
-        from accounts import authentication, signals  # noqa: F401
+        # tokens when a password changes; counts wrong passwords.
+        from accounts import authentication, login_limits, signals  # noqa: F401

@@ -5,6 +5,7 @@ from django.db import IntegrityError, transaction
 from rest_framework.authtoken.models import Token
 
 from accounts.exceptions import EmailTaken, InvalidCredentials, WeakPassword
+from accounts.login_limits import check_login_allowed
 from accounts.models import User, normalize_email
 
 
@@ -29,9 +30,12 @@ def register(*, name: str, email: str, password: str) -> User:
 def login(*, email: str, password: str, request=None) -> tuple[User, Token]:
     """Check the credentials and return the user with their API token.
 
-    Unknown email and wrong password fail identically (Django's backend also spends the hashing
+    Raises RateLimited when this client address has used up its wrong passwords for the email
+    (accounts.login_limits). Unknown email and wrong password fail identically (Django's backend also spends the hashing
     time for unknown users), so the answer does not reveal which accounts exist.
     """
+    if request is not None:
+        check_login_allowed(request, email=email)  # a wrong password is counted by its signal
     user = authenticate(request, email=normalize_email(email), password=password)
     if user is None:
         raise InvalidCredentials()

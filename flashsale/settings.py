@@ -279,7 +279,9 @@ RATELIMIT_FAIL_OPEN = env_bool("RATELIMIT_FAIL_OPEN", True)
 # Rates are "<count>/<period>" with period s, m, h or d (django-ratelimit syntax).
 RATELIMIT_PURCHASE = env_str("RATELIMIT_PURCHASE", "10/s")
 RATELIMIT_LOGIN = env_str("RATELIMIT_LOGIN", "20/m")
-RATELIMIT_LOGIN_EMAIL = env_str("RATELIMIT_LOGIN_EMAIL", "10/m")
+# Wrong passwords, tightly per (email, client address) and loosely per email (accounts.login_limits).
+RATELIMIT_LOGIN_FAILURES = env_str("RATELIMIT_LOGIN_FAILURES", "10/h")
+RATELIMIT_LOGIN_EMAIL = env_str("RATELIMIT_LOGIN_EMAIL", "100/h")
 RATELIMIT_REGISTER = env_str("RATELIMIT_REGISTER", "20/m")
 RATELIMIT_GLOBAL = env_str("RATELIMIT_GLOBAL", "300/s")
 # Behind a reverse proxy, the META key holding the client address, e.g. HTTP_X_REAL_IP or
