@@ -270,6 +270,10 @@ SALE_GATE_SECONDS = env_int("SALE_GATE_SECONDS", 10)
 # whose request died without finishing can be retried after IDEMPOTENCY_LOCK_SECONDS.
 IDEMPOTENCY_KEY_TTL_HOURS = env_int("IDEMPOTENCY_KEY_TTL_HOURS", 24)
 IDEMPOTENCY_LOCK_SECONDS = env_int("IDEMPOTENCY_LOCK_SECONDS", 30)
+# Most unexpired keys one user may hold (a new one past it is 429), and how often the sale clock
+# deletes expired keys.
+IDEMPOTENCY_MAX_KEYS_PER_USER = env_int("IDEMPOTENCY_MAX_KEYS_PER_USER", 1000)
+IDEMPOTENCY_PURGE_SECONDS = env_int("IDEMPOTENCY_PURGE_SECONDS", 300)
 
 # --- Rate limiting (django-ratelimit) -------------------------------------------------------
 
