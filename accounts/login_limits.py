@@ -33,7 +33,11 @@ EMAIL_GROUP = "login-email"
 
 
 def _client_network(request) -> str:
-    address = ipaddress.ip_address(client_ip(request))
+    raw = client_ip(request)
+    try:
+        address = ipaddress.ip_address(raw)
+    except ValueError:  # a peer that is not an IP address (a Unix socket): counted as it is
+        return raw
     prefix = 32 if address.version == 4 else 64
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 

@@ -1,31 +1,33 @@
 """A page may open a WebSocket only from the site's own origin (scheme, host and port) or a configured one."""
 
 import pytest
-from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.core.exceptions import ImproperlyConfigured
 
 from flashsale.asgi import application
 from flashsale.websocket_origin import BrowserOriginValidator
-from tests.factories import SaleFactory
+
+
+# The check guards every socket path. This one's consumer accepts and closes at once (4400)
+# without the database or the channel layer, so a refused handshake is the origin check's alone
+# and no channels_redis receive is left to the event loop's teardown.
+PATH = "/ws/nope/"
 
 
 async def connects(path: str, *, origin: str, host: str) -> bool:
     communicator = WebsocketCommunicator(application, path, headers=[(b"origin", origin.encode()), (b"host", host.encode())])
-    connected, _ = await communicator.connect()
+    connected, _ = await communicator.connect(timeout=10)
     if connected:
-        snapshot = await communicator.receive_json_from()
-        assert snapshot["type"] == "snapshot"
-        await communicator.disconnect()
+        assert await communicator.receive_output(timeout=10) == {"type": "websocket.close", "code": 4400}
+        await communicator.disconnect(timeout=10)
     return connected
 
 
-@pytest.mark.django_db(transaction=True)
 @pytest.mark.asyncio
 async def test_only_the_pages_own_scheme_host_and_port_may_open_a_socket(settings):
     settings.ALLOWED_HOSTS = ["localhost", "127.0.0.1"]
     settings.WEBSOCKET_ALLOWED_ORIGINS = []
-    path = f"/ws/sales/{(await sync_to_async(SaleFactory)()).pk}/"
+    path = PATH
 
     assert await connects(path, origin="http://127.0.0.1:8000", host="127.0.0.1:8000")
     assert await connects(path, origin="http://localhost", host="localhost")
@@ -38,12 +40,11 @@ async def test_only_the_pages_own_scheme_host_and_port_may_open_a_socket(setting
     assert not await connects(path, origin="null", host="127.0.0.1:8000")
 
 
-@pytest.mark.django_db(transaction=True)
 @pytest.mark.asyncio
 async def test_a_configured_origin_may_open_sockets_served_on_another_port(settings):
     settings.ALLOWED_HOSTS = ["127.0.0.1"]
     settings.WEBSOCKET_ALLOWED_ORIGINS = ["http://127.0.0.1:8000"]
-    path = f"/ws/sales/{(await sync_to_async(SaleFactory)()).pk}/"
+    path = PATH
 
     assert await connects(path, origin="http://127.0.0.1:8000", host="127.0.0.1:8001")
     assert not await connects(path, origin="http://127.0.0.1:8002", host="127.0.0.1:8001")
