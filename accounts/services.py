@@ -31,8 +31,9 @@ def login(*, email: str, password: str, request=None) -> tuple[User, Token]:
     """Check the credentials and return the user with their API token.
 
     Raises RateLimited when this client address has used up its wrong passwords for the email
-    (accounts.login_limits). Unknown email and wrong password fail identically (Django's backend also spends the hashing
-    time for unknown users), so the answer does not reveal which accounts exist.
+    (accounts.login_limits). Unknown email and wrong password fail identically (Django's backend
+    also spends the hashing time for unknown users), so the answer does not reveal which accounts
+    exist.
     """
     if request is not None:
         check_login_allowed(request, email=email)  # a wrong password is counted by its signal
