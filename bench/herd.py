@@ -128,7 +128,7 @@ def server_env(args, database_url: str) -> dict:
         "DATABASE_URL": database_url,
         "REDIS_URL": args.redis,
         "DEBUG": "false",
-        "SECRET_KEY": "bench-secret-key-not-for-production",
+        "SECRET_KEY": "bench-secret-key-not-for-production-x7Qp2Lm9Zr4Tb8Kw1Vn6Yd3",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         # Every wrk connection comes from 127.0.0.1: per-IP limits would measure the limiter.
         "RATELIMIT_ENABLE": "false",
@@ -260,7 +260,7 @@ def cpu_seconds(pids: list[int]) -> float:
 
 def setup_django(database_url: str, redis_url: str) -> None:
     os.environ.update({"DATABASE_URL": database_url, "REDIS_URL": redis_url, "DEBUG": "false",
-                       "SECRET_KEY": "bench-secret-key-not-for-production", "REQUEST_LOG": "false",
+                       "SECRET_KEY": "bench-secret-key-not-for-production-x7Qp2Lm9Zr4Tb8Kw1Vn6Yd3", "REQUEST_LOG": "false",
                        "DJANGO_SETTINGS_MODULE": "flashsale.settings"})
     os.environ.pop("TEST_DATABASE_NAME", None)
     sys.path.insert(0, str(PROJECT_DIR))

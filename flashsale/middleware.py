@@ -6,7 +6,6 @@ from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.contrib.messages.middleware import MessageMiddleware
 from django.contrib.sessions.middleware import SessionMiddleware
 from django.core.exceptions import DisallowedHost
-from django.middleware.csrf import CsrfViewMiddleware
 from django.db import DatabaseError
 from django.utils.functional import SimpleLazyObject, empty
 
@@ -108,8 +107,8 @@ class GlobalRateLimitMiddleware:
 class _PagesOnly:
     """Mixed into a Django middleware: run it for HTML pages (admin, the live page), skip it under /api/.
 
-    The API is token-authenticated JSON: it reads no session, needs no CSRF token (DRF views are
-    exempt) and shows no messages, so a purchase should not pay for any of them on the hot path.
+    The API is token-authenticated JSON: it reads no session and shows no messages, so a purchase
+    should not pay for either on the hot path.
     Subclassing keeps the admin's checks (admin.E408-E410) and `isinstance` tests true.
     """
 
@@ -130,10 +129,6 @@ class _PagesOnly:
 
 
 class PageSessionMiddleware(_PagesOnly, SessionMiddleware):
-    pass
-
-
-class PageCsrfViewMiddleware(_PagesOnly, CsrfViewMiddleware):
     pass
 
 

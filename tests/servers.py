@@ -39,7 +39,7 @@ def server_env(**overrides: str) -> dict[str, str]:
         {
             "DATABASE_URL": test_database_url(),
             "DEBUG": "false",
-            "SECRET_KEY": "test-server-secret-key-not-for-production",
+            "SECRET_KEY": "test-server-secret-key-not-for-production-x7Qp2Lm9Zr4Tb8Kw1Vn6",
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
             "RATELIMIT_ENABLE": "false",
             "REQUEST_LOG": "false",

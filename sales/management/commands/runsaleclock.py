@@ -1,15 +1,20 @@
+import logging
 import os
 import signal
 import time
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.cache import cache
 from django.core.management.base import BaseCommand
-from django.db import close_old_connections, connection
+from django.db import DatabaseError, close_old_connections, connection
 from django.utils import timezone
 
+from idempotency.services import purge_expired
 from sales import events, realtime
 from sales.models import FlashSale
+
+logger = logging.getLogger("flashsale.saleclock")
 
 # Where the clock stopped, so a restarted clock still announces what passed while it was down.
 SINCE_KEY = "saleclock:since"
@@ -20,7 +25,8 @@ MAX_CATCH_UP = timedelta(minutes=5)
 
 class Command(BaseCommand):
     help = (
-        "Announce sale starts and ends over the channel layer (status messages on ws/sales/...). "
+        "Announce sale starts and ends over the channel layer (status messages on ws/sales/...), and "
+        "delete expired idempotency keys every IDEMPOTENCY_PURGE_SECONDS. "
         "Run one beside the Daphne processes; it needs REDIS_URL to reach them."
     )
 
@@ -47,10 +53,14 @@ class Command(BaseCommand):
             since = now
         self.stdout.write(f"sale clock: ticking every {interval}s")
         done = 0
+        next_purge = time.monotonic()
         while self._running and (not ticks or done < ticks):
             if parent and os.getppid() != parent:
                 break
             since = self.tick(since)
+            if time.monotonic() >= next_purge:
+                self.purge()
+                next_purge = time.monotonic() + settings.IDEMPOTENCY_PURGE_SECONDS
             done += 1
             if self._running and (not ticks or done < ticks):
                 time.sleep(interval)
@@ -72,6 +82,16 @@ class Command(BaseCommand):
             realtime.announce_featured()
         cache.set(SINCE_KEY, now, timeout=None)
         return now
+
+    def purge(self) -> None:
+        """Delete expired idempotency keys; a failure waits for the next round, the clock ticks on."""
+        try:
+            deleted = purge_expired()
+        except DatabaseError:
+            logger.warning("could not purge expired idempotency keys", exc_info=True)
+            return
+        if deleted:
+            self.stdout.write(f"sale clock: deleted {deleted} expired idempotency keys")
 
     def _stop(self, *_):
         self._running = False
