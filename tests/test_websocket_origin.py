@@ -24,6 +24,7 @@ async def connects(path: str, *, origin: str, host: str) -> bool:
 
 
 @pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)  # the consumer's connect closes stale connections
 async def test_only_the_pages_own_scheme_host_and_port_may_open_a_socket(settings):
     settings.ALLOWED_HOSTS = ["localhost", "127.0.0.1"]
     settings.WEBSOCKET_ALLOWED_ORIGINS = []
@@ -41,6 +42,7 @@ async def test_only_the_pages_own_scheme_host_and_port_may_open_a_socket(setting
 
 
 @pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
 async def test_a_configured_origin_may_open_sockets_served_on_another_port(settings):
     settings.ALLOWED_HOSTS = ["127.0.0.1"]
     settings.WEBSOCKET_ALLOWED_ORIGINS = ["http://127.0.0.1:8000"]
