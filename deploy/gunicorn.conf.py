@@ -22,3 +22,7 @@ graceful_timeout = 10
 preload_app = True
 accesslog = None  # flashsale's RequestLogMiddleware already writes one line per request.
 errorlog = "-"
+# gunicorn 25+ opens a control socket at one fixed path per user ($HOME/.gunicorn/gunicorn.ctl), so
+# every other gunicorn on the machine (tests, bench/, ./scripts/serve beside deploy/run) would take
+# it over. Nothing here uses gunicornc.
+control_socket_disable = True

@@ -22,6 +22,8 @@ def live_sale(request, sale_id: int | None = None):
         {
             "sale": sale,
             "socket_path": f"/ws/sales/{sale.pk}/" if sale else "/ws/sales/active/",
+            # Set when sockets are served on another port than pages (./scripts/serve).
+            "socket_port": settings.WEBSOCKET_PORT or "",
             "max_quantity": settings.MAX_PURCHASE_QUANTITY,
         },
     )
