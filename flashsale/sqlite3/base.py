@@ -3,8 +3,9 @@
 SQLite has one writer at a time. Threads that find the write lock taken (BEGIN IMMEDIATE) wait in
 SQLite's busy handler, which sleeps 1, 2, 5, ... up to 100 ms between tries and is woken by
 nothing, so under a herd the lock sits free while the waiters sleep and a waiter can lose every
-race until its timeout ("database is locked", a 500). Measured with gunicorn's 8 threads on one
-process: 70 purchases/s, against 140/s for a single thread. Here the threads of one process queue
+race until its timeout ("database is locked", a 500). Measured with the stock backend and
+gunicorn's 8 threads on one process: 70 purchases/s, against 140/s for a single thread (README
+"The first command"). Here the threads of one process queue
 on a Python lock first, which hands over at once; only other processes (a second gunicorn worker,
 `manage.py` commands) still meet SQLite's busy handler. The wait is bounded by the same `timeout`
 and fails the way SQLite would.
