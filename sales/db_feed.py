@@ -34,8 +34,8 @@ logger = logging.getLogger("flashsale.realtime")
 
 @dataclass
 class _Seen:
-    version: int
-    status: str
+    version: int | None  # None: not read yet
+    status: str | None
     window: tuple  # what a snapshot shows besides the stock: an edit changes it
     last_purchase_id: int
 
@@ -53,7 +53,8 @@ class DatabaseFeed:
         while True:
             await asyncio.sleep(interval)
             try:
-                messages = await self._changes(list(self.hub.feeds), bool(self.hub.followers))
+                watched = {sale_id: feed.since for sale_id, feed in self.hub.feeds.items()}
+                messages = await self._changes(watched, bool(self.hub.followers))
                 for group, kind, message in messages:
                     await self.hub.layer.group_send(group, {"type": kind, "message": message})
             except asyncio.CancelledError:
@@ -63,10 +64,12 @@ class DatabaseFeed:
                 logger.exception("the real-time database feed failed to read; retrying")
 
     @database_sync_to_async
-    def _changes(self, sale_ids: list[int], follow_featured: bool) -> list[tuple[str, str, dict]]:
+    def _changes(self, watched: dict, follow_featured: bool) -> list[tuple[str, str, dict]]:
+        """Messages for what changed since the last read; `watched` maps sale ids to the moment
+        this process started watching them."""
         now = timezone.now()
         messages = []
-        sales = {sale.pk: sale for sale in FlashSale.objects.filter(pk__in=sale_ids)}
+        sales = {sale.pk: sale for sale in FlashSale.objects.filter(pk__in=watched)}
         self.seen = {sale_id: seen for sale_id, seen in self.seen.items() if sale_id in sales}
         for sale_id, sale in sales.items():
             group = realtime.sale_group(sale_id)
@@ -74,12 +77,12 @@ class DatabaseFeed:
             status = sale.status_at(now)
             window = (sale.name, sale.start_time, sale.end_time, sale.original_stock)
             if before is None:
-                last_id = Purchase.objects.filter(sale_id=sale_id).aggregate(last=Max("id"))["last"] or 0
-                # A socket that joined just now read its snapshot before this first read; what was
-                # committed in between reaches it here (the hub drops it if it is not newer).
-                messages.append((group, realtime.SALE_EVENT, {"stock": self._stock(sale)}))
-                self.seen[sale_id] = _Seen(sale.version, status, window, last_id)
-                continue
+                # The first socket of this sale read its snapshot after the hub started watching and
+                # maybe before this first read: the stock, the status and the purchases since then
+                # are reported now (the hub drops a stock that is not newer than the snapshot).
+                older = Purchase.objects.filter(sale_id=sale_id, created_at__lt=watched[sale_id])
+                last_id = older.aggregate(last=Max("id"))["last"] or 0
+                before = self.seen[sale_id] = _Seen(None, None, window, last_id)
             purchases = list(
                 Purchase.objects.filter(sale_id=sale_id, id__gt=before.last_purchase_id)
                 .select_related("user")

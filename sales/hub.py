@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable
 
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.utils import timezone
 
 from sales import realtime
 
@@ -109,6 +110,8 @@ class _Feed:
 
     def __init__(self, sale_id: int):
         self.sale_id = sale_id
+        # Before the first socket read its snapshot: what the database feed reports from (sales/db_feed.py).
+        self.since = timezone.now()
         self.watchers: dict[Watcher, None] = {}  # insertion-ordered set
         self.newest_stock: dict | None = None
         self.stock_pending = False

@@ -120,6 +120,15 @@ def _receive_until(ws, kind: str) -> tuple[dict, list[dict]]:
     raise AssertionError(f"no {kind!r} message among {seen}")
 
 
+def _receive_status(ws, status: str) -> dict:
+    """The first status message saying `status` (the database feed restates the status it first reads)."""
+    for _ in range(20):
+        message, _ = _receive_until(ws, "status")
+        if message["status"] == status:
+            return message
+    raise AssertionError(f"no status {status!r}")
+
+
 def _sign_up(pages: str) -> str:
     account = {"name": "Grace", "email": f"grace-{uuid4().hex[:8]}@example.com", "password": PASSWORD}
     assert httpx.post(f"{pages}/api/v1/auth/register", json=account, timeout=10).status_code == 201
@@ -137,7 +146,7 @@ def _a_sale_opens_and_a_purchase_through_gunicorn_is_pushed_by_daphne(sqlite_pat
         with connect(f"{sockets}/ws/sales/{sale_id}/", origin=pages, open_timeout=10) as ws:
             snapshot = json.loads(ws.recv(timeout=10))
             # The sale clock: nobody writes anything when the sale opens, the push says it did.
-            opened, _ = _receive_until(ws, "status")
+            opened = _receive_status(ws, "active")
             response = httpx.post(f"{pages}/api/v1/flashsales/purchase", json={"saleId": sale_id, "quantity": 2},
                                   headers={"Authorization": f"Token {token}"}, timeout=10)
             stock, before = _receive_until(ws, "stock")
