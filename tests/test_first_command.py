@@ -19,9 +19,11 @@ from uuid import uuid4
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 from websockets.sync.client import connect
 
 from tests.servers import PROJECT_DIR, free_port
+from tests.test_browser import CHROMIUM, WAIT_MS, browser, page_in  # noqa: F401 (browser: a fixture)
 
 PASSWORD = "first-command-pass-1"
 
@@ -180,3 +182,27 @@ def test_first_command_with_redis_pushes_purchases_and_sale_starts_through_the_c
     env = _env(tmp_path / "first.sqlite3", REDIS_URL=os.environ["REDIS_URL"], WEB_CONCURRENCY="2",
                CHANNEL_PREFIX=f"test-first-{run}", CACHE_KEY_PREFIX=f"test-first-{run}")
     _a_sale_opens_and_a_purchase_through_gunicorn_is_pushed_by_daphne(tmp_path / "first.sqlite3", env)
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM) and not os.environ.get("CI"), reason="needs Debian's chromium")
+def test_the_page_served_by_gunicorn_shows_purchases_through_daphnes_socket(tmp_path, browser, request):  # noqa: F811
+    sqlite_path = tmp_path / "page.sqlite3"
+    env = _env(sqlite_path, STATIC_ROOT=str(tmp_path / "static"))
+    _migrate(sqlite_path)
+    subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=PROJECT_DIR, env=env,
+                   check=True)
+    with first_command(env) as (pages, _sockets):
+        token = _sign_up(pages)
+        sale_id = _insert_sale(sqlite_path, starts_in=timedelta(minutes=-1), stock=10)
+        with page_in(browser, request) as page:
+            page.goto(f"{pages}/sales/{sale_id}/")
+            # The socket opened on Daphne's port, which only the page's data attribute names.
+            expect(page.locator("#connection")).to_have_attribute("data-state", "live", timeout=WAIT_MS)
+            expect(page.get_by_test_id("stock")).to_have_text("10", timeout=WAIT_MS)
+            response = httpx.post(f"{pages}/api/v1/flashsales/purchase", json={"saleId": sale_id, "quantity": 3},
+                                  headers={"Authorization": f"Token {token}"}, timeout=10)
+            expect(page.get_by_test_id("stock")).to_have_text("7", timeout=WAIT_MS)
+
+    assert response.status_code == 201, response.text
+    with sqlite3.connect(sqlite_path) as db:
+        assert db.execute("SELECT current_stock FROM sales_flashsale WHERE id = ?", (sale_id,)).fetchone() == (7,)
