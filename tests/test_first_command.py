@@ -12,7 +12,9 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
@@ -112,6 +114,20 @@ def _insert_sale(sqlite_path, *, starts_in: timedelta, stock: int) -> int:
         return cursor.lastrowid
 
 
+def _insert_buyers(sqlite_path, count: int) -> list[str]:
+    """Buyers with tokens written straight into the database (signing up hashes a password each)."""
+    now, keys = str(datetime.now(UTC).replace(tzinfo=None)), []
+    with sqlite3.connect(sqlite_path) as db:
+        for _ in range(count):
+            user_id = db.execute(
+                "INSERT INTO accounts_user (password, is_superuser, email, name, is_staff, is_active, date_joined)"
+                " VALUES ('!', 0, ?, 'Buyer', 0, 1, ?)", (f"{uuid4().hex}@example.com", now),
+            ).lastrowid
+            keys.append(uuid4().hex[:40])
+            db.execute("INSERT INTO authtoken_token (key, created, user_id) VALUES (?, ?, ?)", (keys[-1], now, user_id))
+    return keys
+
+
 def _receive_until(ws, kind: str) -> tuple[dict, list[dict]]:
     seen = []
     for _ in range(20):
@@ -206,3 +222,33 @@ def test_the_page_served_by_gunicorn_shows_purchases_through_daphnes_socket(tmp_
     assert response.status_code == 201, response.text
     with sqlite3.connect(sqlite_path) as db:
         assert db.execute("SELECT current_stock FROM sales_flashsale WHERE id = ?", (sale_id,)).fetchone() == (7,)
+
+
+def test_a_herd_on_sqlite_through_several_gunicorn_processes_sells_the_stock_exactly_with_no_errors(tmp_path):
+    # Several processes and threads writing one SQLite file at once: each purchase must wait for the
+    # write lock (WAL, busy timeout, flashsale/sqlite3's queue) instead of failing "database is locked".
+    sqlite_path = tmp_path / "herd.sqlite3"
+    _migrate(sqlite_path)
+    tokens = _insert_buyers(sqlite_path, 60)
+    sale_id = _insert_sale(sqlite_path, starts_in=timedelta(minutes=-1), stock=40)
+    start = threading.Barrier(len(tokens))
+
+    def buy(token: str) -> httpx.Response:
+        with httpx.Client(timeout=60) as client:
+            start.wait()
+            return client.post(f"{pages}/api/v1/flashsales/purchase", json={"saleId": sale_id, "quantity": 1},
+                               headers={"Authorization": f"Token {token}"})
+
+    with first_command(_env(sqlite_path, WEB_CONCURRENCY="2")) as (pages, _sockets):
+        with ThreadPoolExecutor(len(tokens)) as pool:
+            answers = list(pool.map(buy, tokens))
+
+    statuses = [answer.status_code for answer in answers]
+    refusals = {answer.json()["error"]["code"] for answer in answers if answer.status_code == 409}
+    assert (statuses.count(201), statuses.count(409)) == (40, 20), statuses
+    assert refusals == {"sold_out"}
+    with sqlite3.connect(sqlite_path) as db:
+        stock = db.execute("SELECT current_stock FROM sales_flashsale WHERE id = ?", (sale_id,)).fetchone()[0]
+        sold, rows = db.execute("SELECT SUM(quantity), COUNT(*) FROM sales_purchase WHERE sale_id = ?",
+                                (sale_id,)).fetchone()
+    assert (stock, sold, rows) == (0, 40, 40)
