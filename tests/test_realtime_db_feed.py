@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from sales import services
@@ -19,6 +20,23 @@ from tests.test_realtime import close, drain, of_type, open_socket
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
 WAIT = 10
+
+
+@database_sync_to_async
+def stored(sale_id: int) -> FlashSale:
+    """The sale as stored; through database_sync_to_async, which closes the connection it used
+    (the async ORM's thread would keep one open past the test database's teardown)."""
+    return FlashSale.objects.get(pk=sale_id)
+
+
+@database_sync_to_async
+def purchases_of(sale_id: int) -> int:
+    return Purchase.objects.filter(sale_id=sale_id).count()
+
+
+@database_sync_to_async
+def sales_count() -> int:
+    return FlashSale.objects.count()
 
 
 @pytest.fixture(autouse=True)
@@ -46,10 +64,10 @@ async def test_a_purchase_reaches_the_socket_once_with_the_stock_it_left():
     later = await drain(socket)
     await close(socket)
 
-    stored = await FlashSale.objects.aget(pk=sale.pk)
-    assert (stored.current_stock, await Purchase.objects.filter(sale=sale).acount()) == (8, 1)
+    row = await stored(sale.pk)
+    assert (row.current_stock, await purchases_of(sale.pk)) == (8, 1)
     assert snapshot["currentStock"] == 10
-    assert stock == {"type": "stock", "saleId": sale.pk, "currentStock": 8, "version": stored.version}
+    assert stock == {"type": "stock", "saleId": sale.pk, "currentStock": 8, "version": row.version}
     # Once: the feed is the only source, the commit itself sends nothing.
     purchases = of_type(before + later, "purchase")
     assert [(p["userName"], p["quantity"]) for p in purchases] == [("Ada", 2)]
@@ -64,15 +82,15 @@ async def test_the_last_unit_is_followed_by_sold_out_and_an_edit_by_a_snapshot()
     await sync_to_async(services.purchase)(user=await sync_to_async(UserFactory)(), sale_id=sale.pk, quantity=1)
     stock, _ = await receive_until(socket, "stock")
     status, _ = await receive_until(socket, "status")
-    version = (await FlashSale.objects.aget(pk=sale.pk)).version
+    version = (await stored(sale.pk)).version
     await sync_to_async(services.update_sale)(sale_id=sale.pk, expected_version=version, changes={"name": "Renamed"})
     snapshot, _ = await receive_until(socket, "snapshot")
     await close(socket)
 
-    stored = await FlashSale.objects.aget(pk=sale.pk)
-    assert (stored.current_stock, stored.name) == (0, "Renamed")
+    row = await stored(sale.pk)
+    assert (row.current_stock, row.name) == (0, "Renamed")
     assert (stock["currentStock"], status["status"]) == (0, "completed")
-    assert (snapshot["name"], snapshot["version"]) == ("Renamed", stored.version)
+    assert (snapshot["name"], snapshot["version"]) == ("Renamed", row.version)
 
 
 async def test_a_sale_that_starts_is_announced_without_the_sale_clock():
@@ -89,7 +107,7 @@ async def test_a_sale_that_starts_is_announced_without_the_sale_clock():
     # The feed restates the status of its first read ("pending"), then announces the start.
     assert snapshot["status"] == "pending"
     assert set(statuses[:-1]) <= {"pending"}
-    assert (await FlashSale.objects.aget(pk=sale.pk)).version == snapshot["version"]  # nothing was written
+    assert (await stored(sale.pk)).version == snapshot["version"]  # nothing was written
 
 
 async def test_the_home_page_socket_switches_to_a_sale_created_after_it_connected():
@@ -104,4 +122,4 @@ async def test_the_home_page_socket_switches_to_a_sale_created_after_it_connecte
 
     assert empty["saleId"] is None
     assert (snapshot["saleId"], snapshot["name"]) == (sale.pk, "New")
-    assert await FlashSale.objects.acount() == 1
+    assert await sales_count() == 1
