@@ -434,7 +434,9 @@ def measure_phase(args, phases: dict, name: str, base_url: str, pids: list[int],
 
 def measure_floor(args, database_url: str, seeded: dict, tokens_file: Path) -> dict:
     """The framework-free floor (bench/floor_wsgi.py) under the same gunicorn settings and load."""
-    process, base_url = start_servers(args, server_env(args, database_url), "floor")
+    # The same per-user cap as the service's settings.
+    env = {**server_env(args, database_url), "MAX_UNITS_PER_USER": str(seeded["cap"])}
+    process, base_url = start_servers(args, env, "floor")
     pids = server_pids(process)
     purchase_url = base_url + PURCHASE_PATH
     phases = {}
