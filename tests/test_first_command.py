@@ -21,16 +21,15 @@ from uuid import uuid4
 
 import httpx
 import pytest
-from playwright.sync_api import expect
 from websockets.sync.client import connect
 
 from tests.servers import PROJECT_DIR, free_port
-from tests.test_browser import CHROMIUM, WAIT_MS, browser, page_in  # noqa: F401 (browser: a fixture)
 
 PASSWORD = "first-command-pass-1"
 
 
-def _env(sqlite_path, **overrides: str) -> dict[str, str]:
+def service_env(sqlite_path, **overrides: str) -> dict[str, str]:
+    """./scripts/serve's environment on `sqlite_path`, without the suite's DATABASE_URL and REDIS_URL."""
     env = {key: value for key, value in os.environ.items()
            if key not in {"DATABASE_URL", "REDIS_URL", "TEST_DATABASE_NAME", "CI"}}
     env.update({
@@ -97,12 +96,12 @@ def first_command(env: dict[str, str]):
                 process.wait()
 
 
-def _migrate(sqlite_path) -> None:
+def migrate(sqlite_path) -> None:
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=PROJECT_DIR,
-                   env=_env(sqlite_path), check=True)
+                   env=service_env(sqlite_path), check=True)
 
 
-def _insert_sale(sqlite_path, *, starts_in: timedelta, stock: int) -> int:
+def insert_sale(sqlite_path, *, starts_in: timedelta, stock: int) -> int:
     """A sale row written straight into the service's database (as a staff edit would leave it)."""
     now = datetime.now(UTC).replace(tzinfo=None)
     with sqlite3.connect(sqlite_path) as db:
@@ -147,7 +146,7 @@ def _receive_status(ws, status: str) -> dict:
     raise AssertionError(f"no status {status!r}")
 
 
-def _sign_up(pages: str) -> str:
+def sign_up(pages: str) -> str:
     account = {"name": "Grace", "email": f"grace-{uuid4().hex[:8]}@example.com", "password": PASSWORD}
     assert httpx.post(f"{pages}/api/v1/auth/register", json=account, timeout=10).status_code == 201
     login = httpx.post(f"{pages}/api/v1/auth/login", json={"email": account["email"], "password": PASSWORD},
@@ -156,11 +155,11 @@ def _sign_up(pages: str) -> str:
 
 
 def _a_sale_opens_and_a_purchase_through_gunicorn_is_pushed_by_daphne(sqlite_path, env):
-    _migrate(sqlite_path)
+    migrate(sqlite_path)
     with first_command(env) as (pages, sockets):
         page = httpx.get(f"{pages}/", timeout=10)
-        token = _sign_up(pages)
-        sale_id = _insert_sale(sqlite_path, starts_in=timedelta(seconds=3), stock=10)
+        token = sign_up(pages)
+        sale_id = insert_sale(sqlite_path, starts_in=timedelta(seconds=3), stock=10)
         with connect(f"{sockets}/ws/sales/{sale_id}/", origin=pages, open_timeout=10) as ws:
             snapshot = json.loads(ws.recv(timeout=10))
             # The sale clock: nobody writes anything when the sale opens, the push says it did.
@@ -188,49 +187,25 @@ def _a_sale_opens_and_a_purchase_through_gunicorn_is_pushed_by_daphne(sqlite_pat
 
 def test_first_command_without_redis_pushes_purchases_and_sale_starts_read_from_the_database(tmp_path):
     _a_sale_opens_and_a_purchase_through_gunicorn_is_pushed_by_daphne(
-        tmp_path / "first.sqlite3", _env(tmp_path / "first.sqlite3")
+        tmp_path / "first.sqlite3", service_env(tmp_path / "first.sqlite3")
     )
 
 
 @pytest.mark.redis
 def test_first_command_with_redis_pushes_purchases_and_sale_starts_through_the_channel_layer(tmp_path):
     run = uuid4().hex[:8]
-    env = _env(tmp_path / "first.sqlite3", REDIS_URL=os.environ["REDIS_URL"], WEB_CONCURRENCY="2",
+    env = service_env(tmp_path / "first.sqlite3", REDIS_URL=os.environ["REDIS_URL"], WEB_CONCURRENCY="2",
                CHANNEL_PREFIX=f"test-first-{run}", CACHE_KEY_PREFIX=f"test-first-{run}")
     _a_sale_opens_and_a_purchase_through_gunicorn_is_pushed_by_daphne(tmp_path / "first.sqlite3", env)
-
-
-@pytest.mark.skipif(not os.path.exists(CHROMIUM) and not os.environ.get("CI"), reason="needs Debian's chromium")
-def test_the_page_served_by_gunicorn_shows_purchases_through_daphnes_socket(tmp_path, browser, request):  # noqa: F811
-    sqlite_path = tmp_path / "page.sqlite3"
-    env = _env(sqlite_path, STATIC_ROOT=str(tmp_path / "static"))
-    _migrate(sqlite_path)
-    subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=PROJECT_DIR, env=env,
-                   check=True)
-    with first_command(env) as (pages, _sockets):
-        token = _sign_up(pages)
-        sale_id = _insert_sale(sqlite_path, starts_in=timedelta(minutes=-1), stock=10)
-        with page_in(browser, request) as page:
-            page.goto(f"{pages}/sales/{sale_id}/")
-            # The socket opened on Daphne's port, which only the page's data attribute names.
-            expect(page.locator("#connection")).to_have_attribute("data-state", "live", timeout=WAIT_MS)
-            expect(page.get_by_test_id("stock")).to_have_text("10", timeout=WAIT_MS)
-            response = httpx.post(f"{pages}/api/v1/flashsales/purchase", json={"saleId": sale_id, "quantity": 3},
-                                  headers={"Authorization": f"Token {token}"}, timeout=10)
-            expect(page.get_by_test_id("stock")).to_have_text("7", timeout=WAIT_MS)
-
-    assert response.status_code == 201, response.text
-    with sqlite3.connect(sqlite_path) as db:
-        assert db.execute("SELECT current_stock FROM sales_flashsale WHERE id = ?", (sale_id,)).fetchone() == (7,)
 
 
 def test_a_herd_on_sqlite_through_several_gunicorn_processes_sells_the_stock_exactly_with_no_errors(tmp_path):
     # Several processes and threads writing one SQLite file at once: each purchase must wait for the
     # write lock (WAL, busy timeout, flashsale/sqlite3's queue) instead of failing "database is locked".
     sqlite_path = tmp_path / "herd.sqlite3"
-    _migrate(sqlite_path)
+    migrate(sqlite_path)
     tokens = _insert_buyers(sqlite_path, 60)
-    sale_id = _insert_sale(sqlite_path, starts_in=timedelta(minutes=-1), stock=40)
+    sale_id = insert_sale(sqlite_path, starts_in=timedelta(minutes=-1), stock=40)
     start = threading.Barrier(len(tokens))
 
     def buy(token: str) -> httpx.Response:
@@ -239,7 +214,7 @@ def test_a_herd_on_sqlite_through_several_gunicorn_processes_sells_the_stock_exa
             return client.post(f"{pages}/api/v1/flashsales/purchase", json={"saleId": sale_id, "quantity": 1},
                                headers={"Authorization": f"Token {token}"})
 
-    with first_command(_env(sqlite_path, WEB_CONCURRENCY="2")) as (pages, _sockets):
+    with first_command(service_env(sqlite_path, WEB_CONCURRENCY="2")) as (pages, _sockets):
         with ThreadPoolExecutor(len(tokens)) as pool:
             answers = list(pool.map(buy, tokens))
 
