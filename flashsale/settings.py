@@ -168,11 +168,14 @@ if DATABASE_URL:
         _db["ENGINE"] = "flashsale.postgresql"
 else:
     _db = {
-        "ENGINE": "django.db.backends.sqlite3",
+        # The stock backend plus one queue per process for the write lock (flashsale/sqlite3).
+        "ENGINE": "flashsale.sqlite3",
         "NAME": env_str("SQLITE_PATH", str(BASE_DIR / "db.sqlite3")),
         # IMMEDIATE takes the write lock at BEGIN, so concurrent purchases queue instead of
-        # failing with "database is locked" when they upgrade a read lock.
-        "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
+        # failing with "database is locked" when they upgrade a read lock; `timeout` is how long
+        # one waits for it. WAL lets readers (pages, the WebSocket side's database feed, other
+        # gunicorn processes) go on while a purchase writes, instead of queueing on that lock too.
+        "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20, "init_command": "PRAGMA journal_mode=WAL"},
     }
 if env_str("TEST_DATABASE_NAME"):
     # Lets several test runs share one PostgreSQL server without dropping each other's database.
@@ -404,6 +407,14 @@ WS_MESSAGES_PER_SECOND = env_int("WS_MESSAGES_PER_SECOND", 5)
 WS_MESSAGE_BURST = env_int("WS_MESSAGE_BURST", 20)
 WS_SEND_BUFFER_BYTES = env_int("WS_SEND_BUFFER_BYTES", 64 * 1024)
 WS_UNKNOWN_SALE_CACHE_SECONDS = env_int("WS_UNKNOWN_SALE_CACHE_SECONDS", 5)
+# Above 0: the WebSocket side reads what changed from the database this often (sales/db_feed.py)
+# instead of being told through the channel layer, and nothing is sent to the layer. For
+# ./scripts/serve without REDIS_URL, where gunicorn and Daphne are separate processes and the
+# in-memory layer cannot carry a purchase from one to the other (README "Real-time").
+REALTIME_POLL_MS = env_int("REALTIME_POLL_MS", 0)
+# The port pages open their WebSocket on, when it is not their own (./scripts/serve: Daphne beside
+# gunicorn). 0: the page's own host and port (deploy/run, where HAProxy routes /ws/).
+WEBSOCKET_PORT = env_int("WEBSOCKET_PORT", 0)
 
 # --- Logging --------------------------------------------------------------------------------
 

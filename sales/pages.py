@@ -52,6 +52,8 @@ def live_sale(request, sale_id: int | None = None):
             "snapshot": realtime.snapshot_message(sale, now),
             "purchases": purchases,
             "socket_path": f"/ws/sales/{sale_id}/" if sale_id is not None else "/ws/sales/active/",
+            # Set when sockets are served on another port than pages (./scripts/serve).
+            "socket_port": settings.WEBSOCKET_PORT or "",
             "max_quantity": settings.MAX_PURCHASE_QUANTITY,
         },
     )

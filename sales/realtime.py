@@ -14,6 +14,7 @@ from datetime import datetime
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.utils import timezone
 from rest_framework.fields import DateTimeField
 
@@ -113,6 +114,10 @@ def broadcast(group: str, handler: str, message: dict) -> None:
     layer failure must not turn a successful purchase into an error: it is logged, and clients
     catch up from the snapshot they get when they reconnect.
     """
+    if settings.REALTIME_POLL_MS > 0:
+        # The WebSocket side reads every change from the database (sales/db_feed.py); a send here
+        # could only reach this process's own sockets, which would then get each purchase twice.
+        return
     layer = get_channel_layer()
     if layer is None:
         return

@@ -6,6 +6,9 @@
 
   var app = document.getElementById("app");
   var socketPath = app.dataset.socketPath;
+  // The server names the sockets' port when it is not the page's own (./scripts/serve: Daphne
+  // beside gunicorn); the host stays the one the visitor typed.
+  var socketHost = app.dataset.socketPort ? location.hostname + ":" + app.dataset.socketPort : location.host;
   var maxQuantity = parseInt(app.dataset.maxQuantity, 10) || 1;
   var TOKEN_KEY = "flashsale.token";
   var EMAIL_KEY = "flashsale.email";
@@ -258,7 +261,7 @@
   function connect() {
     if (!attempts) { setConnection("connecting", "Connecting…"); }
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    socket = new WebSocket(scheme + location.host + socketPath);
+    socket = new WebSocket(scheme + socketHost + socketPath);
     socket.onopen = function () {
       attempts = 0;
       setConnection("live", "Connected");
