@@ -19,7 +19,7 @@ from django.utils import timezone
 from rest_framework.fields import DateTimeField
 
 from sales import layer_sender
-from sales.models import FlashSale, Purchase
+from sales.models import FlashSale
 
 logger = logging.getLogger("flashsale.realtime")
 

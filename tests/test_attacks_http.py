@@ -1,7 +1,6 @@
 """Denial of service over HTTP by one client (issue 12, items 3-4): page floods, slow headers."""
 
 import os
-import signal
 import socket
 import subprocess
 from contextlib import contextmanager
@@ -12,7 +11,7 @@ from django.test import Client
 
 from sales.models import FlashSale
 from tests.factories import SaleFactory
-from tests.servers import PROJECT_DIR, daphne_server, free_port, server_env, wait_until_healthy
+from tests.servers import PROJECT_DIR, daphne_server, free_port, server_env, stop, wait_until_healthy
 
 pytestmark = pytest.mark.django_db
 
@@ -72,12 +71,7 @@ def running(command: list[str], env: dict[str, str], health_url: str):
         wait_until_healthy(health_url, process)
         yield process
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 @contextmanager

@@ -11,6 +11,7 @@ from sales.models import FlashSale, Purchase
 from tests.conftest import client_for
 from tests.factories import PASSWORD, SaleFactory, TokenFactory, UserFactory
 from tests.servers import daphne_server
+from tests.error_shape import assert_error_shape
 
 pytestmark = pytest.mark.django_db
 
@@ -26,14 +27,7 @@ ONE_MIB = 1024 * 1024
 
 def error_of(response, status: int, code: str) -> dict:
     """The error object, after checking the status and the one error shape."""
-    assert response.status_code == status, response.content[:300]
-    assert response["Content-Type"].startswith("application/json")
-    body = response.json()
-    assert body["success"] is False
-    assert set(body["error"]) == {"code", "message", "details"}
-    assert body["error"]["code"] == code
-    assert "Traceback" not in response.content.decode()
-    return body["error"]
+    return assert_error_shape(response, status, code)["error"]
 
 
 def post_raw(client, path: str, body, content_type: str = "application/json"):

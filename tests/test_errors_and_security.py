@@ -6,21 +6,11 @@ from django.test import Client, override_settings
 
 from sales.models import Purchase
 from tests.factories import SaleFactory
+from tests.error_shape import assert_error_shape
 
 pytestmark = pytest.mark.django_db
 
 PURCHASE = "/api/v1/flashsales/purchase"
-
-
-def assert_error_shape(response, status, code):
-    assert response.status_code == status
-    assert response["Content-Type"].startswith("application/json")
-    body = response.json()
-    assert body["success"] is False
-    assert set(body["error"]) == {"code", "message", "details"}
-    assert body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    return body
 
 
 @pytest.mark.parametrize("method", ["get", "post", "delete"])
