@@ -8,13 +8,10 @@ fieldsets for it. Unlike sales, users and tokens are managed under Django's mode
 from django.contrib import admin
 from django.contrib.auth import admin as auth_admin
 from django.contrib.auth import forms as auth_forms
-from django.http import HttpResponse
 from rest_framework.authtoken.admin import TokenAdmin
 from rest_framework.authtoken.models import TokenProxy
 
-from accounts.login_limits import check_login_allowed
 from accounts.models import User, normalize_email
-from flashsale.ratelimit import RateLimited, check_rate
 
 
 class _CanonicalEmail:
@@ -81,33 +78,3 @@ class FlashsaleTokenAdmin(TokenAdmin):
     autocomplete_fields = ("user",)
     search_help_text = "Search by user email."
     list_select_related = ("user",)
-
-
-# --- sign-in ------------------------------------------------------------------------------------
-
-_admin_site_login = admin.site.login
-
-
-def rate_limited_login(request, extra_context=None):
-    """The admin's sign-in, counted against the same limits (and counters) as the API's login, per
-    client address and for wrong passwords (accounts.login_limits): the admin must not be the easy
-    way to guess staff passwords."""
-    if request.method == "POST":
-        try:
-            check_rate(request, group="login", key="ip", rate_setting="RATELIMIT_LOGIN")
-            email = request.POST.get("username")
-            if email:
-                check_login_allowed(request, email=email)
-        except RateLimited as limited:
-            response = HttpResponse(
-                f"Too many sign-in attempts. Try again in {limited.retry_after} seconds.",
-                status=429,
-                content_type="text/plain; charset=utf-8",
-            )
-            response["Retry-After"] = str(limited.retry_after)
-            return response
-    return _admin_site_login(request, extra_context)
-
-
-# AdminSite builds its URLs from self.login when the URLconf loads, after this module.
-admin.site.login = rate_limited_login

@@ -27,9 +27,6 @@ from sales.admin_forms import STALE_EDIT_MESSAGE, AddUnitsForm, FlashSaleAddForm
 from sales.exceptions import SalesError, VersionConflict
 from sales.models import FlashSale, Purchase, SaleStatus
 
-admin.site.site_header = "flashsale admin"
-admin.site.site_title = "flashsale admin"
-admin.site.index_title = "Flash sales"
 
 STATUS_COLOURS = {
     SaleStatus.PENDING: "#8a6d00",

@@ -213,3 +213,14 @@ def test_staff_sign_in_through_the_admin_login_page(client):
 
     assert response.status_code == 302
     assert client.session["_auth_user_id"] == str(staff.pk)
+
+
+def test_the_admin_is_flashsales_own_site_not_a_patched_default():
+    from django.contrib import admin
+
+    from flashsale.admin_site import FlashsaleAdminSite
+
+    assert isinstance(admin.site, FlashsaleAdminSite)  # admin.site is a lazy proxy of the default site
+    assert admin.site.site_header == "flashsale admin"
+    # The rate-limited sign-in is the class's own method, not an attribute assigned at import time.
+    assert "login" not in vars(admin.site._wrapped)
