@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -154,7 +154,7 @@ def server_env(args, database_url: str) -> dict:
 def start_servers(args, env: dict, topology: str) -> tuple[subprocess.Popen, str]:
     """Start `topology` (one of --topology's, or "floor") in its own process group; return it and
     the base URL."""
-    log = open(RESULTS_DIR / f"server-{topology}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}.log", "w")
+    log = open(RESULTS_DIR / f"server-{topology}-{datetime.now(UTC):%Y%m%dT%H%M%S}.log", "w")
     if topology == "haproxy":
         port = free_port_run(4)
         env = {**env, "PORT": str(port), "BACKEND_PORT_BASE": str(port + 1)}
@@ -216,7 +216,6 @@ def drain(base_url: str) -> float:
 
 def sell_out_rest(sale_id: int, tokens_file: Path) -> int:
     """Buy what a too-short sell-out herd left, through the same purchase rule, user after user."""
-    from django.contrib.auth import get_user_model
     from rest_framework.authtoken.models import Token
 
     from sales import services
@@ -303,7 +302,7 @@ def seed(args, tokens_file: Path) -> dict:
     )
     tokens = Token.objects.bulk_create(Token(user=user, key=Token.generate_key()) for user in users)
     tokens_file.write_text("\n".join(token.key for token in tokens) + "\n")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     live = {"start_time": now - timedelta(minutes=1), "end_time": now + timedelta(hours=1)}
 
     def sale(name, stock, **window):
@@ -359,7 +358,7 @@ def wrk(args, url: str, *script_args: str, duration: int | None = None, connecti
            "-d", f"{duration or args.duration}s", "--timeout", "10s", "--latency",
            "-s", str(BENCH_DIR / "herd.lua"), url, "--", *script_args]
     output = subprocess.run(cmd, capture_output=True, text=True, timeout=(duration or args.duration) + 30).stdout
-    line = next((l for l in output.splitlines() if l.startswith("WRKJSON ")), None)
+    line = next((row for row in output.splitlines() if row.startswith("WRKJSON ")), None)
     if line is None:
         raise RuntimeError(f"wrk printed no result:\n{output}")
     result = json.loads(line[len("WRKJSON "):])
@@ -415,9 +414,9 @@ def pgbench(args, script: str, seeded: dict, workdir: Path, sale: str) -> dict:
 def measure_phase(args, phases: dict, name: str, base_url: str, pids: list[int], url: str, *script_args, **kw):
     """One wrk phase against the server at `base_url`, stored in `phases[name]`."""
     cpu_before = cpu_seconds(pids)
-    window_start = datetime.now(timezone.utc)
+    window_start = datetime.now(UTC)
     result = wrk(args, url, *script_args, **kw)
-    window_end = datetime.now(timezone.utc)
+    window_end = datetime.now(UTC)
     result["server_cpu_s"] = cpu_seconds(pids) - cpu_before
     result["drain_s"] = drain(base_url)
     if script_args[0] == "purchase":
@@ -587,7 +586,7 @@ def main() -> int:
         print(f"target {name}: {'met' if met else 'NOT met'}")
 
     result = {
-        "when": datetime.now(timezone.utc).isoformat(),
+        "when": datetime.now(UTC).isoformat(),
         "label": args.label,
         "args": {k: v for k, v in vars(args).items() if k != "pg_cli"},
         "load_average_1m": os.getloadavg()[0],
@@ -600,7 +599,7 @@ def main() -> int:
         "no_5xx": no_5xx,
         "elapsed_s": time.monotonic() - started,
     }
-    out = RESULTS_DIR / f"herd-{args.topology}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
+    out = RESULTS_DIR / f"herd-{args.topology}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps(result, indent=2, default=str))
     print(f"\nresults: {out.relative_to(PROJECT_DIR)} ({result['elapsed_s']:.0f}s)")
     return 0 if invariants_ok and no_5xx else 1

@@ -18,13 +18,11 @@ with only an info log). Prints p50/p99/max, the ratio of the N-client "last clie
 import argparse
 import asyncio
 import json
-import os
-import signal
 import statistics
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -229,7 +227,7 @@ def main() -> int:
     args = parse_args()
     herd.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     herd.need_tool("haproxy", "haproxy")
-    results = {"when": datetime.now(timezone.utc).isoformat(), "runs": []}
+    results = {"when": datetime.now(UTC).isoformat(), "runs": []}
     setup_args = argparse.Namespace(pg=args.pg, database=args.database, redis=args.redis)
     database_url = herd.prepare_database(setup_args)
     tokens, new_sale = seed(database_url, args.redis, args.purchases + args.burst)
@@ -276,7 +274,7 @@ def main() -> int:
             rss = ", ".join(f"{r['process']} {r['rss_mb']}" for r in run["rss"])
             print(f"{layer:7} {clients:7} {run['p50_ms']:8.1f} {run['p99_ms']:8.1f} {run['max_ms']:8.1f} "
                   f"{ratio:10.1f} {run['missed_final_stock']:6} {run['sockets_dropped']:7}  {rss}")
-    out = herd.RESULTS_DIR / f"ws-fanout-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
+    out = herd.RESULTS_DIR / f"ws-fanout-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps(results, indent=2, default=str))
     print(f"\nresults: {out.relative_to(herd.PROJECT_DIR)}")
     return 0 if all(r["missed_final_stock"] == 0 for r in results["runs"]) else 1

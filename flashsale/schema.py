@@ -272,7 +272,7 @@ _METHODS = {"get", "post", "put", "patch", "delete"}
 
 def postprocess_schema(result, generator, request, public):
     """Add what every API operation shares, and the endpoints that are not DRF views."""
-    for path, item in result.get("paths", {}).items():
+    for item in result.get("paths", {}).values():
         operations = [operation for method, operation in item.items() if method in _METHODS]
         for operation in operations:
             responses = operation.setdefault("responses", {})

@@ -27,7 +27,6 @@ from sales.admin_forms import STALE_EDIT_MESSAGE, AddUnitsForm, FlashSaleAddForm
 from sales.exceptions import SalesError, VersionConflict
 from sales.models import FlashSale, Purchase, SaleStatus
 
-
 STATUS_COLOURS = {
     SaleStatus.PENDING: "#8a6d00",
     SaleStatus.ACTIVE: "#1e7e34",
@@ -357,12 +356,12 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
             path(
                 "<path:object_id>/add-units/",
                 self.admin_site.admin_view(self.add_units_view),
-                name="%s_%s_add_units" % info,
+                name="{}_{}_add_units".format(*info),
             ),
             path(
                 "<path:object_id>/end/",
                 self.admin_site.admin_view(self.end_sale_view),
-                name="%s_%s_end" % info,
+                name="{}_{}_end".format(*info),
             ),
         ] + super().get_urls()
 
@@ -480,7 +479,7 @@ class PurchaseAdmin(ReadOnly, StaffRunsSales, admin.ModelAdmin):
     def get_urls(self):
         info = self.opts.app_label, self.opts.model_name
         return [
-            path("export.csv", self.admin_site.admin_view(self.export_view), name="%s_%s_export" % info),
+            path("export.csv", self.admin_site.admin_view(self.export_view), name="{}_{}_export".format(*info)),
         ] + super().get_urls()
 
     def export_view(self, request):

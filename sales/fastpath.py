@@ -22,8 +22,8 @@ from django.utils import timezone
 from rest_framework.renderers import JSONRenderer
 
 from accounts.authentication import plausible_token, token_cache_key, user_from_cache_entry
-from flashsale.ids import MAX_ID
 from flashsale.errors import error_body, rate_limited_json
+from flashsale.ids import MAX_ID
 from flashsale.ratelimit import RateLimited, check_rate
 from sales import gate
 

@@ -14,8 +14,8 @@ import weakref
 from collections.abc import Callable
 
 from django.conf import settings
-from zope.interface import implementer
 from twisted.internet.interfaces import IPushProducer
+from zope.interface import implementer
 
 logger = logging.getLogger("flashsale.realtime")
 

@@ -4,7 +4,6 @@ from rest_framework.routers import SimpleRouter
 from sales.api import ActiveSaleView, FlashSaleViewSet, PurchaseView
 
 
-
 class OptionalSlashRouter(SimpleRouter):
     """Routes that answer with or without a trailing slash, like the rest of the API."""
 

@@ -8,6 +8,7 @@ from django.db import connection
 from django.test import override_settings
 from rest_framework.test import APIClient
 
+from tests.browsers import CHROMIUM, CHROMIUM_ARGS
 from tests.factories import TokenFactory, UserFactory
 from tests.redis_namespace import CACHE_KEY_PREFIX, CHANNEL_PREFIX, forget_run_keys
 
@@ -107,3 +108,17 @@ def staff_api(staff):
 @pytest.fixture
 def on_postgres():
     return connection.vendor == "postgresql"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium for the browser tests (tests/browsers.py), one per test module."""
+    from playwright.sync_api import sync_playwright
+
+    with pytest.MonkeyPatch.context() as patch, sync_playwright() as playwright:
+        # Playwright's sync API keeps an asyncio loop on this thread, and Django refuses ORM calls
+        # next to a running loop. The test's ORM calls are plain blocking calls, so allow them.
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

@@ -1,5 +1,4 @@
 from datetime import timedelta
-
 from functools import lru_cache
 
 import factory

@@ -2,8 +2,7 @@
 its sale's live stock feed (the feed itself is driven in tests/test_browser_admin.py)."""
 
 import re
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.urls import reverse
@@ -14,7 +13,7 @@ from tests.factories import PurchaseFactory, SaleFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
-START = datetime(2026, 11, 25, 19, 15, 42, tzinfo=dt_timezone.utc)
+START = datetime(2026, 11, 25, 19, 15, 42, tzinfo=UTC)
 # Django's English formats, which the admin used to mix with ISO-like dates.
 ENGLISH_DATE = re.compile(r"\b(Jan|Feb|March|April|May|June|July|Aug|Sept|Oct|Nov|Dec)\.? \d{1,2}, \d{4}|[ap]\.m\.")
 
@@ -84,7 +83,7 @@ def test_every_admin_page_shows_dates_in_one_format(superuser_browser):
     assert "2026-11-25 19:20 UTC" in html["sale"]  # the inline's newest purchase
     assert "2026-11-25 19:20 UTC" in html["purchase list"]
     assert "2026-11-25 19:20 UTC" in html["purchase"]
-    joined = f"{buyer.date_joined.astimezone(dt_timezone.utc):%Y-%m-%d %H:%M} UTC"
+    joined = f"{buyer.date_joined.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
     assert joined in html["user list"] and joined in html["user"]
 
 

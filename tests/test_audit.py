@@ -91,7 +91,7 @@ def test_idempotency_keys_that_do_not_point_at_their_purchase_are_reported(buyer
     ok, output = audit()
 
     assert not ok
-    assert "('lost' of user %d): answered purchase" % buyer.pk in output
+    assert f"('lost' of user {buyer.pk}): answered purchase" in output
     assert "but points at no purchase" in output
     assert f"('wrong' of user {buyer.pk}): points at purchase {others_purchase.pk} of user {others_purchase.user_id}" in output
     assert "answered (purchaseId, saleId, quantity)" in output

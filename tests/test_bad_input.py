@@ -9,9 +9,9 @@ from rest_framework.authtoken.models import Token
 
 from sales.models import FlashSale, Purchase
 from tests.conftest import client_for
+from tests.error_shape import assert_error_shape
 from tests.factories import PASSWORD, SaleFactory, TokenFactory, UserFactory
 from tests.servers import daphne_server
-from tests.error_shape import assert_error_shape
 
 pytestmark = pytest.mark.django_db
 

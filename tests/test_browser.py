@@ -1,20 +1,18 @@
 """The live page in a real headless Chromium (Debian's, driven by Playwright), against two real
 Daphne processes sharing Redis: what a buyer sees, without reloading, when others buy elsewhere."""
 
-import re
 import sqlite3
 import subprocess
 import sys
-from contextlib import contextmanager
 from datetime import timedelta
-from pathlib import Path
 from uuid import uuid4
 
 import httpx
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from sales.models import FlashSale, Purchase
+from tests.browsers import WAIT_MS, page_in
 from tests.factories import PASSWORD, SaleFactory, TokenFactory, UserFactory
 from tests.faults import server_process
 from tests.redis_namespace import scoped
@@ -22,20 +20,6 @@ from tests.servers import PROJECT_DIR, daphne_server, server_env
 from tests.test_first_command import first_command, insert_sale, migrate, service_env, sign_up
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-WAIT_MS = 15_000  # upper bound for the page to catch up; passing runs take milliseconds
-
 
 @pytest.fixture(scope="module")
 def servers(django_db_setup, tmp_path_factory):
@@ -50,36 +34,6 @@ def servers(django_db_setup, tmp_path_factory):
     )
     with daphne_server(**shared) as server_a, daphne_server(**shared) as server_b:
         yield server_a, server_b, shared
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with pytest.MonkeyPatch.context() as patch, sync_playwright() as playwright:
-        # Playwright's sync API keeps an asyncio loop on this thread, and Django refuses ORM calls
-        # next to a running loop. The test's ORM calls are plain blocking calls, so allow them.
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@contextmanager
-def page_in(browser, request, **context_options):
-    """A fresh page; on failure its screenshot goes to tests/artifacts/<test>.png."""
-    context = browser.new_context(**context_options)
-    page = context.new_page()
-    errors = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    try:
-        yield page
-        assert errors == [], f"JavaScript errors: {errors}"
-    except BaseException:
-        ARTIFACTS.mkdir(exist_ok=True)
-        name = re.sub(r"[^\w.-]", "_", request.node.name)
-        page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-        raise
-    finally:
-        context.close()
 
 
 def buy_through_api(server: str, token: str, sale_id: int, quantity: int) -> httpx.Response:

@@ -9,9 +9,9 @@ import pytest
 from playwright.sync_api import expect
 
 from sales.models import FlashSale, Purchase
+from tests.browsers import ARTIFACTS, WAIT_MS, page_in
 from tests.factories import PASSWORD, PurchaseFactory, SaleFactory, TokenFactory, UserFactory
 from tests.servers import daphne_server
-from tests.test_browser import ARTIFACTS, WAIT_MS, browser, page_in  # noqa: F401 (browser is a fixture)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

@@ -9,9 +9,9 @@ import pytest
 from playwright.sync_api import expect
 
 from sales.models import Purchase
+from tests.browsers import WAIT_MS, page_in
 from tests.factories import PASSWORD, SaleFactory, UserFactory
 from tests.servers import PROJECT_DIR, daphne_server, server_env
-from tests.test_browser import WAIT_MS, browser, page_in  # noqa: F401 (the browser fixture)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 

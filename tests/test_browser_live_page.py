@@ -10,9 +10,9 @@ from playwright.sync_api import expect
 
 from accounts.models import User
 from sales.models import FlashSale, Purchase
+from tests.browsers import WAIT_MS, page_in
 from tests.factories import PASSWORD, SaleFactory, UserFactory
 from tests.servers import daphne_server
-from tests.test_browser import WAIT_MS, browser, page_in  # noqa: F401 (browser is a fixture)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

@@ -21,8 +21,8 @@ from rest_framework.test import APIClient
 from idempotency.models import IdempotencyKey
 from sales import services
 from sales.models import FlashSale, Purchase
-from tests.factories import SaleFactory, TokenFactory, UserFactory
 from tests.error_shape import assert_error_shape
+from tests.factories import SaleFactory, TokenFactory, UserFactory
 from tests.servers import daphne_server
 
 PURCHASE = "/api/v1/flashsales/purchase"

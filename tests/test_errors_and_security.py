@@ -5,8 +5,8 @@ import pytest
 from django.test import Client, override_settings
 
 from sales.models import Purchase
-from tests.factories import SaleFactory
 from tests.error_shape import assert_error_shape
+from tests.factories import SaleFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -10,7 +10,6 @@ from django.test import override_settings
 
 from sales.api import PurchaseView
 from sales.models import Purchase
-from tests.conftest import client_for
 from tests.factories import SaleFactory
 
 pytestmark = pytest.mark.django_db

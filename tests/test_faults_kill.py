@@ -69,7 +69,7 @@ def test_a_server_killed_mid_herd_keeps_the_invariant_and_every_201_is_one_store
     assert set(statuses) <= {201, 409, LOST}, statuses
 
     # Every 201 a client received is exactly one stored purchase: its own, once.
-    received = [(attempt, body["data"]) for attempt, (status, body) in zip(attempts, results) if status == 201]
+    received = [(attempt, body["data"]) for attempt, (status, body) in zip(attempts, results, strict=True) if status == 201]
     ids = [data["purchaseId"] for _, data in received]
     assert len(ids) == len(set(ids))
     stored = {p.pk: p for p in Purchase.objects.filter(pk__in=ids)}
@@ -89,15 +89,15 @@ def test_a_server_killed_mid_herd_keeps_the_invariant_and_every_201_is_one_store
     # Keyed requests that got no answer are retried on a new server. Their locks belonged to the
     # dead process; the lock timeout has passed by the time a client retries (moved, not waited for).
     IdempotencyKey.objects.filter(status_code__isnull=True).update(locked_at=timezone.now() - timedelta(hours=1))
-    lost_keyed = [a for a, (status, _) in zip(attempts, results) if status == LOST and a["key"]]
+    lost_keyed = [a for a, (status, _) in zip(attempts, results, strict=True) if status == LOST and a["key"]]
     with server_process() as second:
         retried = asyncio.run(send_all(second.base_url, lost_keyed))
 
     assert all(status in {201, 409} for status, _ in retried), Counter(s for s, _ in retried)
     assert not [body for status, body in retried if status == 409 and body["error"]["code"].startswith("idempotency")]
     # Each key now stands for at most one purchase, and the one it names is the one stored for it.
-    keyed_201 = {a["key"]: body["data"]["purchaseId"] for a, (status, body) in zip(attempts, results) if status == 201 and a["key"]}
-    keyed_201.update({a["key"]: body["data"]["purchaseId"] for a, (status, body) in zip(lost_keyed, retried) if status == 201})
+    keyed_201 = {a["key"]: body["data"]["purchaseId"] for a, (status, body) in zip(attempts, results, strict=True) if status == 201 and a["key"]}
+    keyed_201.update({a["key"]: body["data"]["purchaseId"] for a, (status, body) in zip(lost_keyed, retried, strict=True) if status == 201})
     records = dict(IdempotencyKey.objects.filter(status_code=201).values_list("key", "purchase_id"))
     assert records == keyed_201
     assert len(set(records.values())) == len(records)

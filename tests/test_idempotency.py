@@ -61,7 +61,7 @@ def test_a_retry_with_the_same_key_replays_the_first_answer_and_buys_nothing(buy
 def test_the_same_json_in_another_key_order_or_spacing_is_the_same_request(buyer_api):
     sale = SaleFactory()
     buy(buyer_api, sale, key="k")
-    raw = '{ "quantity": 1,\n  "saleId": %d }' % sale.pk
+    raw = '{ "quantity": 1,\n  "saleId": ' + str(sale.pk) + " }"
 
     replay = buyer_api.generic("POST", PURCHASE, raw, content_type="application/json", HTTP_IDEMPOTENCY_KEY="k")
 

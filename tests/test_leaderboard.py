@@ -6,7 +6,6 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from sales.models import FlashSale, Purchase
-
 from tests.factories import PurchaseFactory, SaleFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

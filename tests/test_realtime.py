@@ -4,6 +4,7 @@ Runs the real ASGI application (origin check, routing, consumers) in-process wit
 WebsocketCommunicator, on whichever channel layer the settings pick (Redis in CI).
 """
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -232,7 +233,7 @@ async def test_ping_is_answered_and_anything_else_is_ignored():
     socket = await open_socket(f"/ws/sales/{sale.pk}/")
     await socket.receive_json_from()
 
-    await socket.send_to(text_data='{"type": "purchase", "saleId": %d, "quantity": 5}' % sale.pk)
+    await socket.send_to(text_data=json.dumps({"type": "purchase", "saleId": sale.pk, "quantity": 5}))
     await socket.send_to(text_data="not json")
     await socket.send_to(bytes_data=b"\x00\x01")
     assert await drain(socket) == []

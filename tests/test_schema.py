@@ -184,7 +184,7 @@ def _service_errors(cls=ServiceError):
 def test_every_error_code_the_services_can_raise_is_documented(schema):
     documented = set()
     for _, _, operation in operations(schema):
-        for status, response in operation["responses"].items():
+        for status in operation["responses"]:
             if status >= "400":
                 documented |= error_codes(operation, int(status))
 

@@ -7,7 +7,6 @@ from django.core.exceptions import ImproperlyConfigured
 from flashsale.asgi import application
 from flashsale.websocket_origin import BrowserOriginValidator
 
-
 # The check guards every socket path. This one's consumer accepts and closes at once (4400)
 # without the database or the channel layer, so a refused handshake is the origin check's alone
 # and no channels_redis receive is left to the event loop's teardown.

@@ -1,0 +1,38 @@
+"""Headless Chromium (Debian's, driven by Playwright) for the browser tests: where it is, how it
+starts, and a page that keeps a screenshot when its test fails. The `browser` fixture is in conftest."""
+
+import re
+from contextlib import contextmanager
+from pathlib import Path
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+WAIT_MS = 15_000  # upper bound for the page to catch up; passing runs take milliseconds
+
+
+@contextmanager
+def page_in(browser, request, **context_options):
+    """A fresh page; on failure its screenshot goes to tests/artifacts/<test>.png."""
+    context = browser.new_context(**context_options)
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        yield page
+        assert errors == [], f"JavaScript errors: {errors}"
+    except BaseException:
+        ARTIFACTS.mkdir(exist_ok=True)
+        name = re.sub(r"[^\w.-]", "_", request.node.name)
+        page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+        raise
+    finally:
+        context.close()
