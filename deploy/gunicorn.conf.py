@@ -22,3 +22,12 @@ graceful_timeout = 10
 preload_app = True
 accesslog = None  # flashsale's RequestLogMiddleware already writes one line per request.
 errorlog = "-"
+
+
+def child_exit(server, worker):
+    # With PROMETHEUS_MULTIPROC_DIR (flashsale/metrics.py) a dead worker's live gauges must not be
+    # summed into the host's figures; its counters stay, so totals never go backwards.
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

@@ -17,6 +17,7 @@ from channels.layers import get_channel_layer
 from django.utils import timezone
 from rest_framework.fields import DateTimeField
 
+from flashsale import metrics
 from sales import layer_sender
 from sales.models import FlashSale, Purchase
 
@@ -123,4 +124,5 @@ def broadcast(group: str, handler: str, message: dict) -> None:
         else:
             async_to_sync(layer.group_send)(group, {"type": handler, "message": message})
     except Exception:
+        metrics.CHANNEL_LAYER_SEND_FAILURES.inc()
         logger.exception("broadcast to %s failed", group)
