@@ -12,6 +12,7 @@ from django.http import HttpResponse
 from rest_framework.authtoken.admin import TokenAdmin
 from rest_framework.authtoken.models import TokenProxy
 
+from accounts.login_limits import check_login_allowed
 from accounts.models import User, normalize_email
 from flashsale.ratelimit import RateLimited, check_rate
 
@@ -87,18 +88,16 @@ class FlashsaleTokenAdmin(TokenAdmin):
 _admin_site_login = admin.site.login
 
 
-def _login_email_key(group, request):
-    email = request.POST.get("username")
-    return normalize_email(email) if email else ""
-
-
 def rate_limited_login(request, extra_context=None):
     """The admin's sign-in, counted against the same limits (and counters) as the API's login, per
-    client address and per email: the admin must not be the easy way to guess staff passwords."""
+    client address and for wrong passwords (accounts.login_limits): the admin must not be the easy
+    way to guess staff passwords."""
     if request.method == "POST":
         try:
             check_rate(request, group="login", key="ip", rate_setting="RATELIMIT_LOGIN")
-            check_rate(request, group="login-email", key=_login_email_key, rate_setting="RATELIMIT_LOGIN_EMAIL")
+            email = request.POST.get("username")
+            if email:
+                check_login_allowed(request, email=email)
         except RateLimited as limited:
             response = HttpResponse(
                 f"Too many sign-in attempts. Try again in {limited.retry_after} seconds.",

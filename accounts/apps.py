@@ -6,5 +6,6 @@ class AccountsConfig(AppConfig):
     name = 'accounts'
 
     def ready(self):
-        # Connects the signals that drop cached tokens on logout and user changes.
-        from accounts import authentication  # noqa: F401
+        # Connects the signals that drop cached tokens on logout and user changes, and revoke
+        # tokens when a password changes; counts wrong passwords.
+        from accounts import authentication, login_limits, signals  # noqa: F401

@@ -5,6 +5,7 @@ from django.db import IntegrityError, transaction
 from rest_framework.authtoken.models import Token
 
 from accounts.exceptions import AccountDeleted, EmailTaken, InvalidCredentials, WeakPassword
+from accounts.login_limits import check_login_allowed
 from accounts.models import User, normalize_email
 
 
@@ -29,9 +30,13 @@ def register(*, name: str, email: str, password: str) -> User:
 def login(*, email: str, password: str, request=None) -> tuple[User, Token]:
     """Check the credentials and return the user with their API token.
 
-    Unknown email and wrong password fail identically (Django's backend also spends the hashing
-    time for unknown users), so the answer does not reveal which accounts exist.
+    Raises RateLimited when this client address has used up its wrong passwords for the email
+    (accounts.login_limits). Unknown email and wrong password fail identically (Django's backend
+    also spends the hashing time for unknown users), so the answer does not reveal which accounts
+    exist.
     """
+    if request is not None:
+        check_login_allowed(request, email=email)  # a wrong password is counted by its signal
     user = authenticate(request, email=normalize_email(email), password=password)
     if user is None:
         raise InvalidCredentials()
@@ -40,8 +45,23 @@ def login(*, email: str, password: str, request=None) -> tuple[User, Token]:
 
 
 def logout(*, user: User) -> None:
-    """Invalidate the user's API token."""
-    Token.objects.filter(user=user).delete()
+    """Invalidate the user's API token.
+
+    DRF's authtoken keeps one token per user, shared by every device that logged in, so this
+    signs the user out everywhere too; `logout_everywhere` says so explicitly.
+    """
+    revoke_tokens(user_id=user.pk)
+
+
+def logout_everywhere(*, user: User) -> None:
+    """Delete every API token of the user: every device must log in again."""
+    revoke_tokens(user_id=user.pk)
+
+
+def revoke_tokens(*, user_id: int) -> int:
+    """Delete the user's API tokens; their cached entries go with them (a delete signal)."""
+    deleted, _ = Token.objects.filter(user_id=user_id).delete()
+    return deleted
 
 
 def raise_if_deleted(user: User) -> None:

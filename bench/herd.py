@@ -2,15 +2,18 @@
 """The thundering-herd benchmark: one command, one table of ratios measured in the same run.
 
     .venv/bin/python bench/herd.py                   # the production topology (deploy/run)
-    .venv/bin/python bench/herd.py --topology daphne # ./scripts/serve's single Daphne, to compare
+    .venv/bin/python bench/herd.py --topology serve  # what ./scripts/serve runs (gunicorn + Daphne)
 
 It needs PostgreSQL and Redis on loopback (as CI has them), wrk and haproxy (Debian packages;
 installed with apt-get when missing and running as root) and pgbench. It recreates its own database
 (`flashsale_bench` by default), flushes its own Redis database (db 5 by default), starts the
 service the way README "Performance" deploys it on free loopback ports, seeds users, tokens and
-sales, drives load from wrk (a separate process), runs pgbench with the purchase's transaction
-shape, checks the stock invariants and prints one table. Results also go to bench/results/.
-Everything is bounded: about 6 x --duration seconds of load plus setup, then it stops by itself.
+sales, drives load from wrk (a separate process), then drives the framework-free floor
+(bench/floor_wsgi.py: the same transaction in a bare WSGI function under the same gunicorn
+settings) the same way, runs pgbench with the purchase's transaction shape, checks the stock
+invariants and prints the service, the floor and pgbench side by side. Results also go to
+bench/results/. Everything is bounded: about 9 x --duration seconds of load plus setup (6 x with
+--no-floor), then it stops by itself.
 """
 
 import argparse
@@ -37,9 +40,13 @@ PURCHASE_PATH = "/api/v1/flashsales/purchase"
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--topology", choices=["haproxy", "daphne", "gunicorn"], default="haproxy",
+    parser.add_argument("--topology", choices=["haproxy", "serve", "daphne", "gunicorn"], default="haproxy",
                         help="haproxy: deploy/run (HAProxy -> gunicorn + Daphne), the default deployment; "
-                        "daphne: one Daphne process (./scripts/serve); gunicorn: gunicorn alone, no proxy")
+                        "serve: ./scripts/serve (gunicorn for HTTP beside one Daphne, no proxy; with the "
+                        "bench's PostgreSQL and Redis); daphne: one Daphne process (the first command "
+                        "before gunicorn); gunicorn: gunicorn alone, no proxy")
+    parser.add_argument("--no-floor", action="store_true",
+                        help="skip the framework-free floor (bench/floor_wsgi.py) phases")
     parser.add_argument("--duration", type=int, default=8, help="seconds of load per measured phase")
     parser.add_argument("--connections", type=int, default=500)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
@@ -128,10 +135,12 @@ def server_env(args, database_url: str) -> dict:
         "DATABASE_URL": database_url,
         "REDIS_URL": args.redis,
         "DEBUG": "false",
-        "SECRET_KEY": "bench-secret-key-not-for-production",
+        "SECRET_KEY": "bench-secret-key-not-for-production-x7Qp2Lm9Zr4Tb8Kw1Vn6Yd3",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         # Every wrk connection comes from 127.0.0.1: per-IP limits would measure the limiter.
         "RATELIMIT_ENABLE": "false",
+        # ws_fanout.py opens a thousand sockets from 127.0.0.1.
+        "WS_MAX_SOCKETS_PER_ADDRESS": "0",
         "REQUEST_LOG": args.request_log,
         "WEB_CONCURRENCY": str(args.workers),
         "GUNICORN_THREADS": str(args.gunicorn_threads),
@@ -142,16 +151,27 @@ def server_env(args, database_url: str) -> dict:
     return env
 
 
-def start_servers(args, env: dict) -> tuple[subprocess.Popen, str]:
-    """Start the chosen topology in its own process group; return it and the base URL."""
-    log = open(RESULTS_DIR / f"server-{args.topology}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}.log", "w")
-    if args.topology == "haproxy":
+def start_servers(args, env: dict, topology: str) -> tuple[subprocess.Popen, str]:
+    """Start `topology` (one of --topology's, or "floor") in its own process group; return it and
+    the base URL."""
+    log = open(RESULTS_DIR / f"server-{topology}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}.log", "w")
+    if topology == "haproxy":
         port = free_port_run(4)
         env = {**env, "PORT": str(port), "BACKEND_PORT_BASE": str(port + 1)}
         # The bench migrated its database itself; the sale clock has nothing to do in a bench.
         env.update({"DEPLOY_SKIP_SETUP": "1", "DEPLOY_NO_CLOCK": "1"})
         cmd = [str(PROJECT_DIR / "deploy" / "run")]
-    elif args.topology == "gunicorn":
+    elif topology == "serve":
+        port = free_port_run(2)
+        # Pages and API on PORT (what wrk drives), Daphne on PORT+1. The bench migrated and seeded.
+        env = {**env, "PORT": str(port), "WEBSOCKET_PORT": str(port + 1), "SERVE_SKIP_SETUP": "1"}
+        cmd = [str(PROJECT_DIR / "scripts" / "serve")]
+    elif topology == "floor":
+        port = free_port()
+        # The same gunicorn settings (workers, threads, backlog) as the service's HTTP side.
+        cmd = [str(VENV_BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
+               "bench.floor_wsgi:application"]
+    elif topology == "gunicorn":
         port = free_port()
         cmd = [str(VENV_BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
                "flashsale.wsgi:application"]
@@ -258,7 +278,7 @@ def cpu_seconds(pids: list[int]) -> float:
 
 def setup_django(database_url: str, redis_url: str) -> None:
     os.environ.update({"DATABASE_URL": database_url, "REDIS_URL": redis_url, "DEBUG": "false",
-                       "SECRET_KEY": "bench-secret-key-not-for-production", "REQUEST_LOG": "false",
+                       "SECRET_KEY": "bench-secret-key-not-for-production-x7Qp2Lm9Zr4Tb8Kw1Vn6Yd3", "REQUEST_LOG": "false",
                        "DJANGO_SETTINGS_MODULE": "flashsale.settings"})
     os.environ.pop("TEST_DATABASE_NAME", None)
     sys.path.insert(0, str(PROJECT_DIR))
@@ -297,6 +317,7 @@ def seed(args, tokens_file: Path) -> dict:
         "cap": cap,
         "user_ids": (users[0].pk, users[-1].pk),
         "herd": sale("herd", herd_stock).pk,
+        "floor_herd": sale("floor herd", herd_stock).pk,
         "sellout": sale("sell-out", args.sellout_stock).pk,
         "pending": sale("pending", 1000, start_time=now + timedelta(hours=1), end_time=now + timedelta(hours=2)).pk,
         "pgbench": sale("pgbench", 1_000_000_000).pk,
@@ -391,6 +412,50 @@ def pgbench(args, script: str, seeded: dict, workdir: Path, sale: str) -> dict:
 # --- the run -------------------------------------------------------------------------------
 
 
+def measure_phase(args, phases: dict, name: str, base_url: str, pids: list[int], url: str, *script_args, **kw):
+    """One wrk phase against the server at `base_url`, stored in `phases[name]`."""
+    cpu_before = cpu_seconds(pids)
+    window_start = datetime.now(timezone.utc)
+    result = wrk(args, url, *script_args, **kw)
+    window_end = datetime.now(timezone.utc)
+    result["server_cpu_s"] = cpu_seconds(pids) - cpu_before
+    result["drain_s"] = drain(base_url)
+    if script_args[0] == "purchase":
+        # Commits inside the load window, from the database: wrk only counts answers it
+        # received before it stopped, not purchases still queued in the server.
+        from sales.models import Purchase
+
+        committed = Purchase.objects.filter(sale_id=int(script_args[2]), created_at__gte=window_start,
+                                            created_at__lt=window_end).count()
+        result["committed_in_window"] = committed
+        result["committed_per_s"] = committed / (window_end - window_start).total_seconds()
+    phases[name] = result
+    print(f"  {name}: {result['rps']:.0f} req/s, p99 {result['p99_ms']:.1f} ms, {result['counts']}", flush=True)
+    return result
+
+
+def measure_floor(args, database_url: str, seeded: dict, tokens_file: Path) -> dict:
+    """The framework-free floor (bench/floor_wsgi.py) under the same gunicorn settings and load."""
+    # The same per-user cap as the service's settings.
+    env = {**server_env(args, database_url), "MAX_UNITS_PER_USER": str(seeded["cap"])}
+    process, base_url = start_servers(args, env, "floor")
+    pids = server_pids(process)
+    purchase_url = base_url + PURCHASE_PATH
+    phases = {}
+    try:
+        print(f"floor (bench/floor_wsgi.py) at {base_url}, {len(pids)} server processes", flush=True)
+        wrk(args, base_url + "/api/v1/health", "get", duration=2, connections=50)
+        measure_phase(args, phases, "trivial", base_url, pids, base_url + "/api/v1/health", "get")
+        measure_phase(args, phases, "herd", base_url, pids, purchase_url, "purchase", str(tokens_file),
+                      str(seeded["floor_herd"]))
+        # The service's sell-out sale, sold out by now: the floor refuses from the database.
+        measure_phase(args, phases, "after_sellout", base_url, pids, purchase_url, "purchase", str(tokens_file),
+                      str(seeded["sellout"]))
+    finally:
+        stop_servers(process)
+    return phases
+
+
 def main() -> int:
     args = parse_args()
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
@@ -406,7 +471,7 @@ def main() -> int:
     seeded = seed(args, tokens_file)
     cap = seeded["cap"]
 
-    process, base_url = start_servers(args, server_env(args, database_url))
+    process, base_url = start_servers(args, server_env(args, database_url), args.topology)
     pids = server_pids(process)
     purchase_url = base_url + PURCHASE_PATH
     phases = {}
@@ -417,24 +482,7 @@ def main() -> int:
         wrk(args, base_url + "/api/v1/health", "get", duration=2, connections=50)
 
         def measure(name, url, *script_args, **kw):
-            cpu_before = cpu_seconds(pids)
-            window_start = datetime.now(timezone.utc)
-            result = wrk(args, url, *script_args, **kw)
-            window_end = datetime.now(timezone.utc)
-            result["server_cpu_s"] = cpu_seconds(pids) - cpu_before
-            result["drain_s"] = drain(base_url)
-            if script_args[0] == "purchase":
-                # Commits inside the load window, from the database: wrk only counts answers it
-                # received before it stopped, not purchases still queued in the server.
-                from sales.models import Purchase
-
-                committed = Purchase.objects.filter(sale_id=int(script_args[2]), created_at__gte=window_start,
-                                                    created_at__lt=window_end).count()
-                result["committed_in_window"] = committed
-                result["committed_per_s"] = committed / (window_end - window_start).total_seconds()
-            phases[name] = result
-            print(f"  {name}: {result['rps']:.0f} req/s, p99 {result['p99_ms']:.1f} ms, {result['counts']}", flush=True)
-            return result
+            return measure_phase(args, phases, name, base_url, pids, url, *script_args, **kw)
 
         measure("trivial", base_url + "/api/v1/health", "get")
         measure("herd", purchase_url, "purchase", str(tokens_file), str(seeded["herd"]))
@@ -452,6 +500,7 @@ def main() -> int:
         measure("before_start", purchase_url, "purchase", str(tokens_file), str(seeded["pending"]))
     finally:
         stop_servers(process)
+    floor = {} if args.no_floor else measure_floor(args, database_url, seeded, tokens_file)
 
     print("  pgbench (same UPDATE + SELECT + INSERT, one hot row, then 8 bucket rows)...", flush=True)
     from django.db import connection
@@ -465,7 +514,7 @@ def main() -> int:
         cursor.execute("SELECT 8000000000::bigint - SUM(stock) FROM bench_stock_bucket")
         bucket_units_taken = cursor.fetchone()[0]
 
-    checks = {name: sale_report(seeded[name], cap) for name in ("herd", "sellout", "pending")}
+    checks = {name: sale_report(seeded[name], cap) for name in ("herd", "sellout", "pending", "floor_herd")}
     checks["pgbench"] = sale_report(seeded["pgbench"], None)
     bucket_rows = sale_report(seeded["pgbench_buckets"], None)
     checks["pgbench_buckets"] = {**bucket_rows, "original": 8 * 1_000_000_000,
@@ -497,10 +546,14 @@ def main() -> int:
         "after_sellout_vs_trivial >= 0.9": ratio(phases["after_sellout"]["rps"], trivial["rps"]) >= 0.9,
         "before_start_vs_trivial >= 0.9": ratio(phases["before_start"]["rps"], trivial["rps"]) >= 0.9,
     }
+    if floor:
+        floor_commits = floor["herd"]["committed_per_s"]
+        targets["herd_commits_vs_floor >= 1.0"] = ratio(herd["committed_per_s"], floor_commits) >= 1.0
+        targets["trivial_vs_floor_trivial >= 0.5"] = ratio(trivial["rps"], floor["trivial"]["rps"]) >= 0.5
     invariants_ok = all(c["stock_invariant_ok"] for c in checks.values()) and all(
         c.get("cap_ok", True) for c in checks.values()
     )
-    no_5xx = all(p["errors_5xx"] == 0 for p in phases.values())
+    no_5xx = all(p["errors_5xx"] == 0 for p in [*phases.values(), *floor.values()])
 
     print()
     print(f"flashsale herd benchmark - topology {args.topology}, {args.connections} connections, "
@@ -522,13 +575,14 @@ def main() -> int:
           f"{ratio(herd['committed_per_s'], pg_one['tps']):.2f}")
     print(f"{'pgbench 8 bucket rows':32} {pg_buckets['tps']:8.0f} tx/s   herd ok/s vs it: "
           f"{ratio(herd['committed_per_s'], pg_buckets['tps']):.2f}")
+    print_side_by_side(args, phases, floor, pg_one)
     print()
     for name, check in checks.items():
         cap_text = f", max units of one user {check['max_units_one_user']} (cap {cap}: {'ok' if check['cap_ok'] else 'VIOLATED'})" if "cap_ok" in check else ""
         print(f"sale {name:8}: original {check['original']} - current {check['current']} = "
               f"{check['original'] - check['current']} == sum of quantities {check['sold_units']}: "
               f"{'ok' if check['stock_invariant_ok'] else 'VIOLATED'}{cap_text}")
-    print(f"5xx responses: {sum(p['errors_5xx'] for p in phases.values())}")
+    print(f"5xx responses: {sum(p['errors_5xx'] for p in [*phases.values(), *floor.values()])}")
     for name, met in targets.items():
         print(f"target {name}: {'met' if met else 'NOT met'}")
 
@@ -538,6 +592,7 @@ def main() -> int:
         "args": {k: v for k, v in vars(args).items() if k != "pg_cli"},
         "load_average_1m": os.getloadavg()[0],
         "phases": phases,
+        "floor": floor,
         "pgbench": {"one_row": pg_one, "buckets_8": pg_buckets},
         "checks": checks,
         "targets": targets,
@@ -549,6 +604,30 @@ def main() -> int:
     out.write_text(json.dumps(result, indent=2, default=str))
     print(f"\nresults: {out.relative_to(PROJECT_DIR)} ({result['elapsed_s']:.0f}s)")
     return 0 if invariants_ok and no_5xx else 1
+
+
+def print_side_by_side(args, phases: dict, floor: dict, pg_one: dict) -> None:
+    """The service, the framework-free floor and pgbench on one table (the issue's comparison)."""
+    def cell(value, fmt="8.0f"):
+        return f"{value:{fmt}}" if value is not None else f"{'-':>8}"
+
+    def of(source, phase, key):
+        return source.get(phase, {}).get(key)
+
+    print()
+    print(f"side by side, same run      {'service':>8} {'floor':>8} {'pgbench':>8}  service/floor  "
+          f"(service: --topology {args.topology}; floor: bench/floor_wsgi.py, same gunicorn settings)")
+    rows = [
+        ("trivial GET req/s", of(phases, "trivial", "rps"), of(floor, "trivial", "rps"), None),
+        ("trivial GET p99 ms", of(phases, "trivial", "p99_ms"), of(floor, "trivial", "p99_ms"), None),
+        ("herd committed purchases/s", of(phases, "herd", "committed_per_s"), of(floor, "herd", "committed_per_s"),
+         pg_one["tps"]),
+        ("herd p99 ms", of(phases, "herd", "p99_ms"), of(floor, "herd", "p99_ms"), None),
+        ("refusals after sell-out/s", of(phases, "after_sellout", "rps"), of(floor, "after_sellout", "rps"), None),
+    ]
+    for name, service, floor_value, pg in rows:
+        versus = f"{service / floor_value:13.2f}" if service is not None and floor_value else f"{'-':>13}"
+        print(f"{name:27} {cell(service)} {cell(floor_value)} {cell(pg)}  {versus}")
 
 
 if __name__ == "__main__":

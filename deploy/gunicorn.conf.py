@@ -1,7 +1,10 @@
 """gunicorn settings for the HTTP side of the production topology (see deploy/run and README
 "Performance"). Every value can be overridden from the environment or the command line."""
 
+import logging
 import os
+import socket
+import struct
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8001")
 # gunicorn serves plain Django HTTP an order of magnitude faster than Daphne on this 2-core machine
@@ -23,6 +26,38 @@ preload_app = True
 accesslog = None  # flashsale's RequestLogMiddleware already writes one line per request.
 errorlog = "-"
 
+# Slow headers (slowloris). gthread reads a request with blocking reads in a worker thread, and
+# gunicorn bounds only the wait for the first byte (5 s, then the connection goes back to the
+# poller): a client that sends part of its headers and stops holds a thread for good. Measured:
+# 4 such connections froze a 1-worker x 2-thread gunicorn, /api/v1/health timed out after 20 s.
+# gunicorn has no header-read timeout setting, so the kernel's receive timeout does it: set on the
+# listening socket, every accepted socket inherits it (Linux), and a read that waits longer fails
+# and closes the connection. It bounds each wait, not the whole header: a client trickling a byte
+# every few seconds is cut off by HAProxy's `timeout http-request` in front (deploy/haproxy.cfg).
+_read_timeout = int(os.environ.get("GUNICORN_READ_TIMEOUT", "5"))
+
+
+def when_ready(server):
+    if _read_timeout > 0:
+        for listener in server.LISTENERS:
+            listener.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", _read_timeout, 0))
+
+
+class _NoReadTimeoutTracebacks(logging.Filter):
+    """gthread logs a timed-out read as "Socket error processing request." with a traceback:
+    one per slow client would let an attacker flood the error log too."""
+
+    def filter(self, record):
+        return not (record.exc_info and isinstance(record.exc_info[1], (BlockingIOError, TimeoutError)))
+
+
+def post_worker_init(worker):
+    worker.log.error_log.addFilter(_NoReadTimeoutTracebacks())
+
+# gunicorn 25+ opens a control socket at one fixed path per user ($HOME/.gunicorn/gunicorn.ctl), so
+# every other gunicorn on the machine (tests, bench/, ./scripts/serve beside deploy/run) would take
+# it over. Nothing here uses gunicornc.
+control_socket_disable = True
 
 def child_exit(server, worker):
     # With PROMETHEUS_MULTIPROC_DIR (flashsale/metrics.py) a dead worker's live gauges must not be

@@ -78,7 +78,7 @@ _DRF_CODES = {
 def api_exception_handler(exc, context):
     """Render any exception raised in an API view as the standard error shape."""
     if isinstance(exc, ServiceError):
-        return error_response(exc.status_code, exc.code, exc.message, exc.details)
+        return error_response(exc.status_code, exc.code, exc.message, exc.details, getattr(exc, "headers", None))
     if isinstance(exc, RateLimited):
         return rate_limited_response(exc.retry_after)
     if isinstance(exc, drf.ValidationError):

@@ -6,7 +6,6 @@ from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.contrib.messages.middleware import MessageMiddleware
 from django.contrib.sessions.middleware import SessionMiddleware
 from django.core.exceptions import DisallowedHost
-from django.middleware.csrf import CsrfViewMiddleware
 from django.db import DatabaseError
 from django.utils.functional import SimpleLazyObject, empty
 
@@ -17,8 +16,11 @@ request_logger = logging.getLogger("flashsale.request")
 # The logger Django reports a refused Host to, kept so alerts on it still fire.
 disallowed_host_logger = logging.getLogger("django.security.DisallowedHost")
 
-# Probes from load balancers and orchestrators must never be throttled.
-_UNLIMITED_PATHS = ("/api/v1/health",)
+# Probes from load balancers and orchestrators must never be throttled. Matched exactly: a prefix
+# match also let `/api/v1/healthXYZ...` (a 404) through unthrottled.
+_UNLIMITED_PATHS = frozenset({"/api/v1/health", "/api/v1/health/ready", "/api/v1/health/ready/"})
+# Files WhiteNoise serves never reach this middleware; anything else under here is a 404.
+_STATIC_PREFIX = "/static/"
 
 
 class RequestLogMiddleware:
@@ -82,25 +84,31 @@ class ApiHostMiddleware:
 
 
 class GlobalRateLimitMiddleware:
-    """A per-client-IP ceiling on every API request, before any view work is done."""
+    """A per-client-IP ceiling on every API request and every HTML page, before any view work."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        if request.path.startswith("/api/") and not request.path.startswith(_UNLIMITED_PATHS):
-            try:
-                check_rate(request, group="global", key="ip", rate_setting="RATELIMIT_GLOBAL")
-            except RateLimited as limited:
-                return rate_limited_json(limited.retry_after)
+        path = request.path
+        if path in _UNLIMITED_PATHS or path.startswith(_STATIC_PREFIX):
+            return self.get_response(request)
+        if path.startswith("/api/"):
+            group, rate_setting = "global", "RATELIMIT_GLOBAL"
+        else:
+            group, rate_setting = "pages", "RATELIMIT_PAGES"
+        try:
+            check_rate(request, group=group, key="ip", rate_setting=rate_setting)
+        except RateLimited as limited:
+            return rate_limited_json(limited.retry_after)
         return self.get_response(request)
 
 
 class _PagesOnly:
     """Mixed into a Django middleware: run it for HTML pages (admin, the live page), skip it under /api/.
 
-    The API is token-authenticated JSON: it reads no session, needs no CSRF token (DRF views are
-    exempt) and shows no messages, so a purchase should not pay for any of them on the hot path.
+    The API is token-authenticated JSON: it reads no session and shows no messages, so a purchase
+    should not pay for either on the hot path.
     Subclassing keeps the admin's checks (admin.E408-E410) and `isinstance` tests true.
     """
 
@@ -121,10 +129,6 @@ class _PagesOnly:
 
 
 class PageSessionMiddleware(_PagesOnly, SessionMiddleware):
-    pass
-
-
-class PageCsrfViewMiddleware(_PagesOnly, CsrfViewMiddleware):
     pass
 
 

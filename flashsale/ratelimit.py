@@ -1,5 +1,6 @@
 """Rate limiting on top of django-ratelimit, raising an exception that knows its Retry-After."""
 
+import ipaddress
 from functools import wraps
 
 from django.conf import settings
@@ -15,15 +16,28 @@ class RateLimited(Ratelimited):
         self.retry_after = max(1, retry_after)
 
 
+def _is_address(value: str) -> bool:
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    # A zone ("fe80::1%eth0") names a local interface, never a remote client; each zone would be
+    # counted apart.
+    return getattr(address, "scope_id", None) is None
+
+
 def client_ip(request) -> str:
-    """The client address: the trusted proxy header when one is configured, else the socket peer."""
+    """The client address: the trusted proxy header when one is configured and holds an address,
+    else the socket peer."""
     header = settings.TRUSTED_CLIENT_IP_HEADER
     if header:
         forwarded = request.META.get(header, "")
         # X-Forwarded-For lists client, proxy1, proxy2...; our own proxy appends the last hop,
         # so the right-most entry is the one it saw (entries on the left are client-supplied).
         candidate = forwarded.split(",")[-1].strip()
-        if candidate:
+        # django-ratelimit parses the value as an address: anything else ("zzz", a header the
+        # proxy let through unchanged) was a 500. Counting it under the peer keeps it limited.
+        if _is_address(candidate):
             return candidate
     return request.META.get("REMOTE_ADDR") or "0.0.0.0"
 

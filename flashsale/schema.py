@@ -112,8 +112,12 @@ class _EmptyObject(serializers.DictField):
     """`data` when there is nothing to return: {}."""
 
 
-def ok(status: int, name: str, data, *, message: str = "", paginated: bool = False) -> dict[int, OpenApiResponse]:
-    """The success envelope {success: true, message, data} around `data` (a serializer, or None for {})."""
+def ok(
+    status: int, name: str, data, *, message: str = "", paginated: bool = False, extra: dict | None = None
+) -> dict[int, OpenApiResponse]:
+    """The success envelope {success: true, message, data} around `data` (a serializer, or None for {}).
+
+    `extra` adds top-level fields beside the pagination counts (e.g. the leaderboard's nextAfter)."""
     fields: dict[str, serializers.Field] = {
         "success": _TrueField(),
         "message": serializers.CharField(),
@@ -122,8 +126,9 @@ def ok(status: int, name: str, data, *, message: str = "", paginated: bool = Fal
         fields["count"] = serializers.IntegerField(min_value=0, help_text="Items across all pages.")
         fields["page"] = serializers.IntegerField(min_value=1)
         fields["limit"] = serializers.IntegerField(min_value=1)
+    fields.update(extra or {})
     fields["data"] = data() if isinstance(data, type) else (data if data is not None else _EmptyObject())
-    shape = (type(fields["data"]), paginated)
+    shape = (type(fields["data"]), paginated, tuple(extra or ()))
     # One component per name: several operations answering with the same envelope share it.
     if name not in _ENVELOPES:
         envelope = inline_serializer(name=name, fields=fields)

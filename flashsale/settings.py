@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dj_database_url
 from corsheaders.defaults import default_headers as corsheaders_default_headers
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -57,6 +58,13 @@ DEBUG = env_bool("DEBUG", True)
 def _secret_key() -> str:
     key = env_str("SECRET_KEY")
     if key:
+        # The rule of Django's deploy check (security.W009), enforced: sessions, password resets
+        # and signed values are only as strong as this key.
+        if not DEBUG and (len(key) < 50 or len(set(key)) < 5 or key.startswith("django-insecure-")):
+            raise ImproperlyConfigured(
+                "SECRET_KEY must be at least 50 characters with at least 5 different ones when DEBUG is off, "
+                "e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(50))'"
+            )
         return key
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
@@ -84,6 +92,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "corsheaders",
+    "csp",
     "rest_framework",
     "rest_framework.authtoken",
     "channels",
@@ -102,6 +111,7 @@ MIDDLEWARE = [
     # Before anything that calls request.get_host(): a bad Host under /api/ gets the JSON error.
     "flashsale.middleware.ApiHostMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     # Serves /static/ from Daphne itself: from the apps' folders in DEBUG, from STATIC_ROOT
     # (filled by `collectstatic`, which ./scripts/serve runs) when DEBUG is off.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -109,10 +119,12 @@ MIDDLEWARE = [
     "flashsale.middleware.GlobalRateLimitMiddleware",
     # A refusal the sale gate knows is answered here, before sessions and DRF (sales/fastpath.py).
     "sales.fastpath.GatedPurchaseRefusalMiddleware",
-    # Sessions, CSRF, request.user and messages serve the HTML pages only; /api/ skips them.
+    # Sessions, request.user and messages serve the HTML pages only; /api/ skips them.
     "flashsale.middleware.PageSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "flashsale.middleware.PageCsrfViewMiddleware",
+    # Stock CSRF (check --deploy looks for it by name); DRF's views are exempt, so under /api/ it
+    # only looks for a cookie.
+    "django.middleware.csrf.CsrfViewMiddleware",
     "flashsale.middleware.PageAuthenticationMiddleware",
     "flashsale.middleware.PageMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -161,11 +173,14 @@ if DATABASE_URL:
         _db["ENGINE"] = "flashsale.postgresql"
 else:
     _db = {
-        "ENGINE": "django.db.backends.sqlite3",
+        # The stock backend plus one queue per process for the write lock (flashsale/sqlite3).
+        "ENGINE": "flashsale.sqlite3",
         "NAME": env_str("SQLITE_PATH", str(BASE_DIR / "db.sqlite3")),
         # IMMEDIATE takes the write lock at BEGIN, so concurrent purchases queue instead of
-        # failing with "database is locked" when they upgrade a read lock.
-        "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
+        # failing with "database is locked" when they upgrade a read lock; `timeout` is how long
+        # one waits for it. WAL lets readers (pages, the WebSocket side's database feed, other
+        # gunicorn processes) go on while a purchase writes, instead of queueing on that lock too.
+        "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20, "init_command": "PRAGMA journal_mode=WAL"},
     }
 if env_str("TEST_DATABASE_NAME"):
     # Lets several test runs share one PostgreSQL server without dropping each other's database.
@@ -280,6 +295,10 @@ SALE_GATE_SECONDS = env_int("SALE_GATE_SECONDS", 10)
 # whose request died without finishing can be retried after IDEMPOTENCY_LOCK_SECONDS.
 IDEMPOTENCY_KEY_TTL_HOURS = env_int("IDEMPOTENCY_KEY_TTL_HOURS", 24)
 IDEMPOTENCY_LOCK_SECONDS = env_int("IDEMPOTENCY_LOCK_SECONDS", 30)
+# Most unexpired keys one user may hold (a new one past it is 429), and how often the sale clock
+# deletes expired keys.
+IDEMPOTENCY_MAX_KEYS_PER_USER = env_int("IDEMPOTENCY_MAX_KEYS_PER_USER", 1000)
+IDEMPOTENCY_PURGE_SECONDS = env_int("IDEMPOTENCY_PURGE_SECONDS", 300)
 
 # --- Rate limiting (django-ratelimit) -------------------------------------------------------
 
@@ -289,9 +308,14 @@ RATELIMIT_FAIL_OPEN = env_bool("RATELIMIT_FAIL_OPEN", True)
 # Rates are "<count>/<period>" with period s, m, h or d (django-ratelimit syntax).
 RATELIMIT_PURCHASE = env_str("RATELIMIT_PURCHASE", "10/s")
 RATELIMIT_LOGIN = env_str("RATELIMIT_LOGIN", "20/m")
-RATELIMIT_LOGIN_EMAIL = env_str("RATELIMIT_LOGIN_EMAIL", "10/m")
+# Wrong passwords, tightly per (email, client address) and loosely per email (accounts.login_limits).
+RATELIMIT_LOGIN_FAILURES = env_str("RATELIMIT_LOGIN_FAILURES", "10/h")
+RATELIMIT_LOGIN_EMAIL = env_str("RATELIMIT_LOGIN_EMAIL", "100/h")
 RATELIMIT_REGISTER = env_str("RATELIMIT_REGISTER", "20/m")
 RATELIMIT_GLOBAL = env_str("RATELIMIT_GLOBAL", "300/s")
+# HTML pages (the live page, admin) per client IP, and WebSocket connections opened per client IP.
+RATELIMIT_PAGES = env_str("RATELIMIT_PAGES", "120/m")
+RATELIMIT_WS_CONNECT = env_str("RATELIMIT_WS_CONNECT", "120/m")
 # Behind a reverse proxy, the META key holding the client address, e.g. HTTP_X_REAL_IP or
 # HTTP_X_FORWARDED_FOR (the proxy must overwrite it). Empty: the socket peer address.
 TRUSTED_CLIENT_IP_HEADER = env_str("TRUSTED_CLIENT_IP_HEADER")
@@ -305,8 +329,15 @@ SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 HTTPS = env_bool("HTTPS", False)
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
-SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
-SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+# Load balancers probe the backends over plain HTTP: a redirect would fail their checks.
+SECURE_REDIRECT_EXEMPT = [r"^api/v1/health"]
+# HSTS (sent only on HTTPS responses): a year once the site says it is served over HTTPS.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+# The preload list is a separate, hard-to-undo submission for the whole domain, which its owner
+# opts into (SECURE_HSTS_PRELOAD=true); the service cannot decide it.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 if env_bool("SECURE_PROXY_SSL", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = HTTPS
@@ -315,6 +346,30 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+# Origins (scheme://host[:port]) whose pages may open WebSockets besides the socket's own origin
+# (flashsale/websocket_origin.py), e.g. the HTTP port when Daphne listens on another one.
+WEBSOCKET_ALLOWED_ORIGINS = env_list("WEBSOCKET_ALLOWED_ORIGINS", [])
+
+# Content-Security-Policy (django-csp) on every response. Pages load scripts only from files of
+# this origin (the live page keeps its token in localStorage: no inline script, no other origin
+# may run there); styles may be inline because Django's admin and Swagger UI write some.
+# CSP_CONNECT_SRC adds fetch/WebSocket targets, e.g. ws://127.0.0.1:8001 when Daphne serves the
+# sockets on another port than the pages.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF, *env_list("CSP_CONNECT_SRC", [])],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
 
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", [])
 CORS_URLS_REGEX = r"^/api/.*$"
@@ -330,14 +385,41 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# One ISO-like date format on every page, e.g. "2026-11-25 19:15 UTC" (flashsale/formats/en).
+FORMAT_MODULE_PATH = ["flashsale.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+
+# --- Leaderboard (public reads) -------------------------------------------------------------
+
+# How long the leaderboard's `count` is served from the cache instead of counting purchases, and
+# the deepest `page` offset served; past it clients page with `after=<purchaseId>` (keyset).
+LEADERBOARD_COUNT_CACHE_SECONDS = env_int("LEADERBOARD_COUNT_CACHE_SECONDS", 5)
+LEADERBOARD_MAX_OFFSET = env_int("LEADERBOARD_MAX_OFFSET", 10_000)
 
 # --- Real-time (sales.consumers) ------------------------------------------------------------
 
 # Each socket gets at most one stock message per interval, always the newest version (README "Real-time").
 STOCK_PUSH_INTERVAL_MS = env_int("STOCK_PUSH_INTERVAL_MS", 75)
+# What one client may cost a process (sales.socket_limits; README "What it withstands"). A socket
+# over a limit is closed with 1008. The page sends one ping per 25 s, so the message budget is
+# generous; a socket that leaves more than WS_SEND_BUFFER_BYTES unread (beyond the kernel's own
+# buffer) is many seconds behind and reconnects to a fresh snapshot. 0 sockets: no cap.
+WS_MAX_SOCKETS_PER_ADDRESS = env_int("WS_MAX_SOCKETS_PER_ADDRESS", 100)
+WS_MAX_MESSAGE_BYTES = env_int("WS_MAX_MESSAGE_BYTES", 1024)
+WS_MESSAGES_PER_SECOND = env_int("WS_MESSAGES_PER_SECOND", 5)
+WS_MESSAGE_BURST = env_int("WS_MESSAGE_BURST", 20)
+WS_SEND_BUFFER_BYTES = env_int("WS_SEND_BUFFER_BYTES", 64 * 1024)
+WS_UNKNOWN_SALE_CACHE_SECONDS = env_int("WS_UNKNOWN_SALE_CACHE_SECONDS", 5)
+# Above 0: the WebSocket side reads what changed from the database this often (sales/db_feed.py)
+# instead of being told through the channel layer, and nothing is sent to the layer. For
+# ./scripts/serve without REDIS_URL, where gunicorn and Daphne are separate processes and the
+# in-memory layer cannot carry a purchase from one to the other (README "Real-time").
+REALTIME_POLL_MS = env_int("REALTIME_POLL_MS", 0)
+# The port pages open their WebSocket on, when it is not their own (./scripts/serve: Daphne beside
+# gunicorn). 0: the page's own host and port (deploy/run, where HAProxy routes /ws/).
+WEBSOCKET_PORT = env_int("WEBSOCKET_PORT", 0)
 
 # --- Logging --------------------------------------------------------------------------------
 

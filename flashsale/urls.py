@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from flashsale.health import ready
 from flashsale.metrics import metrics_view
@@ -20,7 +20,8 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("metrics", metrics_view, name="metrics"),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
-    re_path(r"^api/docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    # The split view serves Swagger UI's start-up script as a file (?script=): the CSP allows no inline script.
+    re_path(r"^api/docs/?$", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger-ui"),
     re_path(r"^api/", ApiNotFound.as_view()),
     # The live sale page (HTML); its data comes over ws/sales/... (sales.routing).
     path("", live_sale, name="live-sale"),

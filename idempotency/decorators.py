@@ -46,6 +46,7 @@ def idempotent(*, scope: str):
             if raw_key is None:
                 return handler(view, request, *args, **kwargs)
             key = services.validate_key(raw_key)
+            services.check_key_quota(user=request.user, key=key)
             outcome = services.claim(
                 user=request.user, key=key, request_fingerprint=services.fingerprint(scope, request.data)
             )

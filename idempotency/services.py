@@ -22,7 +22,12 @@ from django.utils import timezone
 
 from accounts import services as accounts_services
 from accounts.models import User
-from idempotency.exceptions import IdempotencyKeyInUse, IdempotencyKeyReused, InvalidIdempotencyKey
+from idempotency.exceptions import (
+    IdempotencyKeyInUse,
+    IdempotencyKeyLimitReached,
+    IdempotencyKeyReused,
+    InvalidIdempotencyKey,
+)
 from idempotency.models import IdempotencyKey
 
 logger = logging.getLogger("flashsale.idempotency")
@@ -137,3 +142,24 @@ def purge_expired(moment: datetime | None = None) -> int:
     """Delete keys older than IDEMPOTENCY_KEY_TTL_HOURS; returns how many."""
     deleted, _ = IdempotencyKey.objects.filter(created_at__lte=expiry_cutoff(moment)).delete()
     return deleted
+
+
+def check_key_quota(*, user: User, key: str, moment: datetime | None = None) -> None:
+    """Refuse a new key when the user already holds IDEMPOTENCY_MAX_KEYS_PER_USER unexpired ones.
+
+    Every keyed request stores a row, refusals included, so without a bound one user could fill
+    the table for a whole TTL. Counting stops at the bound (bounded work per request); the user's
+    expired keys are evicted only on the refusal path, so the bound holds without the sale clock's
+    purge. Concurrent requests may pass the bound by their number: it caps growth, not exactly.
+    """
+    limit = settings.IDEMPOTENCY_MAX_KEYS_PER_USER
+    cutoff = expiry_cutoff(moment)
+    held = IdempotencyKey.objects.filter(user=user, created_at__gt=cutoff)
+    if held[:limit].count() < limit:
+        return
+    if IdempotencyKey.objects.filter(user=user, key=key).exists():
+        return  # a retry of a key the user holds: its replay or takeover is no new key
+    IdempotencyKey.objects.filter(user=user, created_at__lte=cutoff).delete()
+    oldest = held.order_by("created_at").values_list("created_at", flat=True).first()
+    wait = (oldest - cutoff).total_seconds() if oldest else 1
+    raise IdempotencyKeyLimitReached(limit=limit, retry_after=int(wait) + 1)

@@ -1,18 +1,36 @@
+from django.conf import settings
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.views import APIView
 
-from flashsale.pagination import PageQuerySerializer, paginate
+from flashsale.ids import MAX_ID
+from flashsale.pagination import PageQuerySerializer
 from flashsale.responses import success
 from flashsale.schema import VALIDATION, errors, ok, page_of
-from leaderboard.selectors import chronological_purchases
+from leaderboard.selectors import chronological_purchases, purchase_anchor, purchase_count, purchases_after
 from sales import services as sale_services
 from sales.exceptions import SaleNotFound
 
 
 class LeaderboardQuerySerializer(PageQuerySerializer):
-    saleId = serializers.IntegerField(min_value=1, max_value=2**63 - 1, required=False)
+    saleId = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
+    after = serializers.IntegerField(
+        min_value=1,
+        max_value=MAX_ID,
+        required=False,
+        help_text="Keyset paging: the purchases after this purchaseId (a previous page's nextAfter). Not with page.",
+    )
+
+    def validate(self, attrs):
+        if "after" in attrs and "page" in self.initial_data:
+            raise serializers.ValidationError({"page": ["Use either page or after, not both."]})
+        # Deep OFFSETs cost the database every row they skip: past the cap, page with `after`.
+        if (attrs["page"] - 1) * attrs["limit"] > settings.LEADERBOARD_MAX_OFFSET:
+            raise serializers.ValidationError(
+                {"page": [f"Pages reach the first {settings.LEADERBOARD_MAX_OFFSET} purchases; continue with after=<nextAfter>."]}
+            )
+        return attrs
 
 
 class LeaderboardEntrySerializer(serializers.Serializer):
@@ -39,6 +57,12 @@ class LeaderboardView(APIView):
                 "LeaderboardResponse",
                 page_of("LeaderboardPage", "purchases", LeaderboardEntrySerializer),
                 paginated=True,
+                extra={
+                    "nextAfter": serializers.IntegerField(
+                        allow_null=True,
+                        help_text="Pass as after= for the next page; null when this page is the last.",
+                    )
+                },
             ),
             **errors(VALIDATION, SaleNotFound),
         },
@@ -47,15 +71,24 @@ class LeaderboardView(APIView):
         query = LeaderboardQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         page, limit = query.validated_data["page"], query.validated_data["limit"]
-        if query.validated_data.get("saleId") is not None:
-            sale_services.get_sale(query.validated_data["saleId"])  # 404 sale_not_found, as every endpoint
-        count, purchases = paginate(
-            chronological_purchases(sale_id=query.validated_data.get("saleId")), page=page, limit=limit
-        )
+        sale_id, after = query.validated_data.get("saleId"), query.validated_data.get("after")
+        if after is None:
+            purchases = chronological_purchases(sale_id=sale_id)[(page - 1) * limit : page * limit]
+        else:
+            anchor = purchase_anchor(after)
+            if anchor is None:
+                raise serializers.ValidationError({"after": ["No purchase with this id."]})
+            purchases = purchases_after(anchor=anchor, sale_id=sale_id)[:limit]
+        purchases = list(purchases)
+        if sale_id is not None and not purchases:
+            # 404 sale_not_found, as every endpoint. Only an empty page needs the read: a sale with
+            # purchases cannot be deleted (PROTECT), so rows prove that it exists.
+            sale_services.get_sale(sale_id)
         return success(
             {"purchases": LeaderboardEntrySerializer(purchases, many=True).data},
             "Leaderboard",
-            count=count,
+            count=purchase_count(sale_id=sale_id),
             page=page,
             limit=limit,
+            nextAfter=purchases[-1].pk if len(purchases) == limit else None,
         )

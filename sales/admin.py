@@ -17,8 +17,9 @@ from django.http import HttpResponseRedirect
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
+from django.utils import formats, timezone
 from django.utils.html import format_html
+from django.utils.translation import ngettext
 
 from sales import services
 from sales.admin_csv import purchases_csv_response
@@ -38,9 +39,15 @@ STATUS_COLOURS = {
 NEWEST_PURCHASES_SHOWN = 20
 
 
-def _short_time(moment) -> str:
-    # Compact enough for seven columns beside the admin's side bars; seconds are on the change page.
-    return f"{timezone.localtime(moment):%Y-%m-%d %H:%M}"
+def _list_time(moment) -> str:
+    """The admin's one date format (flashsale/formats), allowed to wrap only between the date and the
+    time: seven columns fit beside the admin's side bars at 1280 px that way."""
+    date, _, time = formats.date_format(timezone.localtime(moment), "DATETIME_FORMAT").partition(" ")
+    return format_html('<span class="nowrap">{}</span> <span class="nowrap">{}</span>', date, time)
+
+
+def _units(count: int) -> str:
+    return ngettext("%(count)d unit", "%(count)d units", count) % {"count": count}
 
 
 class StaffRunsSales:
@@ -179,6 +186,11 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
         ("State", {"fields": ("status_badge", "version", "created_at")}),
     )
 
+    class Media:
+        # Files, not inline code: a Content-Security-Policy without 'unsafe-inline' keeps them working.
+        css = {"all": ["sales/admin.css"]}
+        js = ["sales/admin_live_stock.js"]
+
     # --- queries ---------------------------------------------------------------------------
 
     def get_queryset(self, request):
@@ -202,13 +214,13 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
 
     # --- columns ---------------------------------------------------------------------------
 
-    @admin.display(description="starts (UTC)", ordering="start_time")
+    @admin.display(description="starts", ordering="start_time")
     def starts(self, sale):
-        return _short_time(sale.start_time)
+        return _list_time(sale.start_time)
 
-    @admin.display(description="ends (UTC)", ordering="end_time")
+    @admin.display(description="ends", ordering="end_time")
     def ends(self, sale):
-        return _short_time(sale.end_time)
+        return _list_time(sale.end_time)
 
     @admin.display(description="status")
     def status_badge(self, sale):
@@ -225,7 +237,7 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
         left = round(100 * sale.current_stock / sale.original_stock) if sale.original_stock else 0
         colour = "#1e7e34" if left > 25 else "#d39e00" if left > 0 else "#bd2130"
         return format_html(
-            '<div title="{} of {} units left" style="min-width:8em">{} / {}'
+            '<div title="{} of {} units left" style="min-width:6em"><span class="nowrap">{} / {}</span>'
             '<div style="height:5px;background:#e1e1e1;border-radius:3px;margin-top:2px">'
             '<div style="width:{}%;height:5px;background:{};border-radius:3px"></div></div></div>',
             sale.current_stock,
@@ -246,17 +258,33 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
 
     @admin.display(description="stock")
     def stock_summary(self, sale):
+        # sales/static/sales/admin_live_stock.js keeps this live from the sale's WebSocket feed
+        # (the live page's ws/sales/<id>/), so staff watching a sale see purchases land.
+        left = round(100 * sale.current_stock / sale.original_stock) if sale.original_stock else 0
+        colour = "#1e7e34" if left > 25 else "#d39e00" if left > 0 else "#bd2130"
         return format_html(
-            "{}<br><small>{} units sold. This is the stock when the page was loaded; purchases keep "
-            "changing it.</small>",
-            self.stock_bar(sale),
-            sale.units_sold,
+            '<div class="live-stock" data-live-stock data-sale-id="{}" data-version="{}" data-state="loaded">'
+            '<span class="live-stock-numbers">{} / {}</span> <small class="live-stock-note">as loaded</small>'
+            '<div class="live-stock-bar"><div class="live-stock-fill" style="width:{}%;background:{}"></div></div>'
+            '<small class="live-stock-sold">{} sold</small></div>',
+            sale.pk,
+            sale.version,
+            sale.current_stock,
+            sale.original_stock,
+            left,
+            colour,
+            _units(sale.units_sold),
         )
 
     @admin.display(description="purchases")
     def purchases_link(self, sale):
         url = reverse("admin:sales_purchase_changelist") + f"?sale__id__exact={sale.pk}"
-        return format_html('<a href="{}">{} purchases: see them all, export CSV</a>', url, sale.purchase_count)
+        text = ngettext(
+            "%(count)d purchase: see it, export CSV",
+            "%(count)d purchases: see them all, export CSV",
+            sale.purchase_count,
+        ) % {"count": sale.purchase_count}
+        return format_html('<a href="{}">{}</a>', url, text)
 
     def has_delete_permission(self, request, obj=None):
         # Deleting bypasses the services (and the viewers' live updates): never for a live sale.
@@ -377,10 +405,10 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
             except SalesError as refused:
                 messages.error(request, refused.message)
             else:
-                self.log_change(request, sale, f"Added {units} units.")
+                self.log_change(request, sale, f"Added {_units(units)}.")
                 messages.success(
                     request,
-                    f"Added {units} units to “{sale}”: stock is now {sale.current_stock} / {sale.original_stock}.",
+                    f"Added {_units(units)} to “{sale}”: stock is now {sale.current_stock} / {sale.original_stock}.",
                 )
                 return redirect(self._change_url(sale))
         return self._action_page(
@@ -398,7 +426,7 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
                 messages.error(request, refused.message)
             else:
                 self.log_change(request, sale, "Ended the sale now.")
-                messages.success(request, f"“{sale}” has ended: {sale.current_stock} units were left unsold.")
+                messages.success(request, f"“{sale}” has ended: {_units(sale.current_stock)} left unsold.")
             return redirect(self._change_url(sale))
         return self._action_page(
             request,
@@ -420,7 +448,8 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
                 self.log_change(request, sale, "Ended the sale now.")
                 ended.append(sale.name)
         if ended:
-            messages.success(request, f"Ended {len(ended)} sale(s): {', '.join(ended)}.")
+            count = ngettext("%(count)d sale", "%(count)d sales", len(ended)) % {"count": len(ended)}
+            messages.success(request, f"Ended {count}: {', '.join(ended)}.")
         if refused:
             messages.warning(request, f"Not live, left alone: {', '.join(refused)}.")
 

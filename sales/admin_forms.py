@@ -50,8 +50,11 @@ class FlashSaleAddForm(forms.ModelForm):
     def clean(self):
         cleaned = super().clean()
         start, end = cleaned.get("start_time"), cleaned.get("end_time")
-        if start and end and end <= start:
-            self.add_error("end_time", "The sale must end after it starts.")
+        if start and end:
+            try:
+                services.check_window(start, end)
+            except InvalidSaleChange as refused:
+                self.add_error("end_time", refused.message)
         return cleaned
 
 

@@ -9,7 +9,7 @@ from flashsale.ratelimit import rate_limit
 from flashsale.responses import success
 from flashsale.schema import BODY, RATE_LIMITED, STAFF, TOKEN, VALIDATION, errors, ok, page_of
 from idempotency.decorators import idempotent
-from idempotency.exceptions import IdempotencyKeyInUse, IdempotencyKeyReused
+from idempotency.exceptions import IdempotencyKeyInUse, IdempotencyKeyLimitReached, IdempotencyKeyReused
 from sales import services
 from sales.exceptions import (
     InsufficientStock,
@@ -82,6 +82,7 @@ class PurchaseView(APIView):
                 UserLimitReached,
                 IdempotencyKeyInUse,
                 IdempotencyKeyReused,
+                IdempotencyKeyLimitReached,
                 RATE_LIMITED,
             ),
         },

@@ -6,23 +6,58 @@ and writes it to its sockets, coalesced per sale and version-guarded per socket.
 only parse the path, read the snapshot, answer pings and tell the hub when they come and go.
 """
 
+import asyncio
 import json
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.core.cache import cache
 
+from flashsale.ids import MAX_ID
+from flashsale.ratelimit import RateLimited, check_rate
 from sales import realtime
 from sales.hub import Watcher, hub
 from sales.models import FlashSale
+from sales.socket_limits import (
+    MessageBudget,
+    address_slots,
+    client_address,
+    guard_incoming,
+    send_protocol_close,
+    watch_unread,
+)
 
+CLOSE_POLICY = 1008  # too many sockets, too many or too large messages, or too much left unread
 CLOSE_MALFORMED = 4400
 CLOSE_NOT_FOUND = 4404
-MAX_SALE_ID = 2**63 - 1
+
+
+def _unknown_sale_key(sale_id: int) -> str:
+    return f"ws:unknown-sale:{sale_id}"
 
 
 @database_sync_to_async
 def _read_sale(sale_id: int) -> FlashSale | None:
-    return FlashSale.objects.filter(pk=sale_id).first()
+    """The sale, or None; an id found missing is answered from the cache for a few seconds, so
+    connect/close cycles on unknown ids cost one database read per id and window, not one each."""
+    if cache.get(_unknown_sale_key(sale_id)):
+        return None
+    sale = FlashSale.objects.filter(pk=sale_id).first()
+    if sale is None:
+        cache.set(_unknown_sale_key(sale_id), True, settings.WS_UNKNOWN_SALE_CACHE_SECONDS)
+    return sale
+
+
+@database_sync_to_async
+def _within_connect_rate(address: str | None) -> bool:
+    if address is None:
+        return True
+    try:
+        check_rate(None, group="ws-connect", key=lambda group, request: address, rate_setting="RATELIMIT_WS_CONNECT")
+    except RateLimited:
+        return False
+    return True
 
 
 @database_sync_to_async
@@ -39,12 +74,46 @@ class _LiveSaleConsumer(AsyncWebsocketConsumer):
 
     async def websocket_connect(self, message):
         self.watcher = Watcher(send=self._send_text, close=self._close_text)
+        self.budget = MessageBudget()
+        self.address = client_address(self.scope)
+        self.holds_slot = False
+        # Counted before any other work, so a client at its cap costs no query and no cache call.
+        if not address_slots().take(self.address):
+            await self._close_with(CLOSE_POLICY)
+            return
+        self.holds_slot = True
+        if not await _within_connect_rate(self.address):
+            await self._close_with(CLOSE_POLICY)
+            return
+        watch_unread(self.base_send, self._left_unread)
+        # Under Daphne the limits are checked as frames are read (see guard_incoming); elsewhere
+        # (the test communicator) websocket_receive checks them.
+        self.guarded = guard_incoming(self.base_send, self.budget, self._stop_writing)
         await super().websocket_connect(message)
+
+    async def dispatch(self, message):
+        # Channels runs close_old_connections before every handler, a hop to the one thread that
+        # Django's sync views and database_sync_to_async share: a socket sending 500k pings made
+        # /api/v1/health on its process wait 21 s behind them. Receiving touches no database.
+        if message["type"] == "websocket.receive":
+            await self.websocket_receive(message)
+            return
+        await super().dispatch(message)
 
     # --- incoming: only pings are answered, everything else is ignored ----------------------
 
+    async def websocket_receive(self, message):
+        if self.watcher.closed:
+            return  # closing: what is still queued is dropped without a look
+        if not self.guarded:
+            size = len(message.get("text") or message.get("bytes") or "")
+            if size > settings.WS_MAX_MESSAGE_BYTES or not self.budget.spend():
+                await self._close_abusive()
+                return
+        await super().websocket_receive(message)
+
     async def receive(self, text_data=None, bytes_data=None):
-        if text_data is None or len(text_data) > 1024:
+        if text_data is None:
             return
         try:
             content = json.loads(text_data)
@@ -54,7 +123,27 @@ class _LiveSaleConsumer(AsyncWebsocketConsumer):
             await self._send({"type": "pong"})
 
     async def disconnect(self, code):
+        if self.holds_slot:
+            self.holds_slot = False
+            address_slots().give_back(self.address)
         await hub().leave(self.watcher)
+
+    async def _close_abusive(self) -> None:
+        """Stop writing to the socket and close it with 1008; the hub forgets it at once."""
+        if self.watcher.closed:
+            return
+        await self.watcher.close(CLOSE_POLICY)
+        await hub().leave(self.watcher)
+
+    def _stop_writing(self) -> None:
+        # Daphne already sent the close; its disconnect, at most a second later, leaves the hub.
+        self.watcher.closed = True
+
+    def _left_unread(self) -> None:
+        # Called by Twisted from inside a write, so the close runs on the next loop turn.
+        if not self.watcher.closed:
+            self.watcher.closed = True
+            self.closing = asyncio.get_running_loop().create_task(self._close_text(CLOSE_POLICY))
 
     async def _send(self, message: dict) -> None:
         await self._send_text(json.dumps(message, separators=(",", ":")))
@@ -63,13 +152,14 @@ class _LiveSaleConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=text)
 
     async def _close_text(self, code: int) -> None:
-        await self.close(code=code)
+        if code == 1000 or 3000 <= code <= 4999 or not send_protocol_close(self.base_send, code):
+            await self.close(code=code)
 
     async def _close_with(self, code: int) -> None:
         # Close codes only reach the client after the handshake: closing before accept() would
         # turn into a bare HTTP 403.
         await self.accept()
-        await self.close(code=code)
+        await self._close_text(code)
 
 
 class SaleConsumer(_LiveSaleConsumer):
@@ -118,4 +208,4 @@ def _parse_sale_id(raw: str) -> int | None:
     if not raw.isascii() or not raw.isdigit() or len(raw) > 19:
         return None
     sale_id = int(raw)
-    return sale_id if 1 <= sale_id <= MAX_SALE_ID else None
+    return sale_id if 1 <= sale_id <= MAX_ID else None

@@ -22,6 +22,7 @@ from django.utils import timezone
 from rest_framework.renderers import JSONRenderer
 
 from accounts.authentication import plausible_token, token_cache_key, user_from_cache_entry
+from flashsale.ids import MAX_ID
 from flashsale.errors import error_body, rate_limited_json
 from flashsale.ratelimit import RateLimited, check_rate
 from sales import gate
@@ -29,7 +30,6 @@ from sales import gate
 logger = logging.getLogger("flashsale.gate")
 
 PURCHASE_PATHS = frozenset({"/api/v1/flashsales/purchase", "/api/v1/flashsales/purchase/"})
-MAX_SALE_ID = 2**63 - 1
 MAX_PLAIN_BODY = 1024
 
 
@@ -89,6 +89,6 @@ def _plain_order(body: bytes) -> tuple[int, int] | None:
     sale_id, quantity = data.get("saleId"), data.get("quantity")
     if type(sale_id) is not int or type(quantity) is not int:
         return None
-    if not 1 <= sale_id <= MAX_SALE_ID or not 1 <= quantity <= min(settings.MAX_PURCHASE_QUANTITY, settings.MAX_UNITS_PER_USER):
+    if not 1 <= sale_id <= MAX_ID or not 1 <= quantity <= min(settings.MAX_PURCHASE_QUANTITY, settings.MAX_UNITS_PER_USER):
         return None
     return sale_id, quantity

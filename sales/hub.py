@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable
 
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.utils import timezone
 
 from sales import realtime
 
@@ -109,6 +110,8 @@ class _Feed:
 
     def __init__(self, sale_id: int):
         self.sale_id = sale_id
+        # Before the first socket read its snapshot: what the database feed reports from (sales/db_feed.py).
+        self.since = timezone.now()
         self.watchers: dict[Watcher, None] = {}  # insertion-ordered set
         self.newest_stock: dict | None = None
         self.stock_pending = False
@@ -132,6 +135,8 @@ class Hub:
         self.layer = None
         self.channel: str | None = None
         self.task: asyncio.Task | None = None
+        # Reads pushes from the database when no channel layer crosses processes (sales/db_feed.py).
+        self.poller: asyncio.Task | None = None
         self.feeds: dict[int, _Feed] = {}
         self.followers: dict[Watcher, None] = {}
         # Membership changes (group_add/group_discard, starting and stopping the receive loop).
@@ -239,11 +244,21 @@ class Hub:
         self.layer = get_channel_layer()
         self.channel = await self.layer.new_channel()
         self.task = asyncio.get_running_loop().create_task(self._run(self.channel))
+        if settings.REALTIME_POLL_MS > 0:
+            from sales.db_feed import DatabaseFeed
+
+            self.poller = asyncio.get_running_loop().create_task(DatabaseFeed(self).run())
+
+    def _stop_poller(self) -> None:
+        if self.poller is not None:
+            self.poller.cancel()
+            self.poller = None
 
     async def _stop_if_idle(self) -> None:
         if self.feeds or self.followers or self.task is None:
             return
         task, self.task, self.channel = self.task, None, None
+        self._stop_poller()
         task.cancel()
         if task is not asyncio.current_task():
             await asyncio.wait([task])
@@ -275,6 +290,7 @@ class Hub:
         if self.followers:
             groups.append(realtime.LIFECYCLE_GROUP)
         channel = self.channel
+        self._stop_poller()
         self.feeds, self.followers = {}, {}
         self.task, self.channel = None, None
         for watcher in watchers:

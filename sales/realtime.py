@@ -14,12 +14,13 @@ from datetime import datetime
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.utils import timezone
 from rest_framework.fields import DateTimeField
 
 from flashsale import metrics
 from sales import layer_sender
-from sales.models import FlashSale, Purchase
+from sales.models import FlashSale
 
 logger = logging.getLogger("flashsale.realtime")
 
@@ -114,6 +115,10 @@ def broadcast(group: str, handler: str, message: dict) -> None:
     layer failure must not turn a successful purchase into an error: it is logged, and clients
     catch up from the snapshot they get when they reconnect.
     """
+    if settings.REALTIME_POLL_MS > 0:
+        # The WebSocket side reads every change from the database (sales/db_feed.py); a send here
+        # could only reach this process's own sockets, which would then get each purchase twice.
+        return
     layer = get_channel_layer()
     if layer is None:
         return

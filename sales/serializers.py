@@ -1,7 +1,10 @@
 from django.conf import settings
 from rest_framework import serializers
 
+from flashsale.ids import MAX_ID
+from sales.exceptions import InvalidSaleChange
 from sales.models import FlashSale
+from sales.services import check_window
 
 
 class StrictIntegerField(serializers.IntegerField):
@@ -16,7 +19,7 @@ class StrictIntegerField(serializers.IntegerField):
 
 
 class PurchaseRequestSerializer(serializers.Serializer):
-    saleId = StrictIntegerField(min_value=1, max_value=2**63 - 1)
+    saleId = StrictIntegerField(min_value=1, max_value=MAX_ID)
 
     def get_fields(self):
         fields = super().get_fields()
@@ -41,8 +44,11 @@ class FlashSaleSerializer(serializers.ModelSerializer):
     def validate(self, attrs):
         start = attrs.get("start_time", getattr(self.instance, "start_time", None))
         end = attrs.get("end_time", getattr(self.instance, "end_time", None))
-        if start and end and end <= start:
-            raise serializers.ValidationError({"endTime": ["Must be after startTime."]})
+        if start and end:
+            try:
+                check_window(start, end)
+            except InvalidSaleChange as refused:
+                raise serializers.ValidationError(refused.details) from None
         return attrs
 
 

@@ -183,7 +183,7 @@ def _refusal(*, sale_id: int, quantity: int, moment: datetime, generation: int |
 
 
 def create_sale(*, name: str, start_time: datetime, end_time: datetime, original_stock: int = 200) -> FlashSale:
-    _check_window(start_time, end_time)
+    check_window(start_time, end_time)
     _check_stock(original_stock)
     sale = FlashSale.objects.create(
         name=name,
@@ -211,7 +211,7 @@ def check_sale_update(*, sale: FlashSale, expected_version: int, changes: dict) 
     now = timezone.now()
     start_time = changes.get("start_time", sale.start_time)
     end_time = changes.get("end_time", sale.end_time)
-    _check_window(start_time, end_time)
+    check_window(start_time, end_time)
     if sale.start_time <= now:
         if start_time != sale.start_time:
             raise InvalidSaleChange(
@@ -318,7 +318,9 @@ def _database_clock():
     return timezone.now()
 
 
-def _check_window(start_time: datetime, end_time: datetime) -> None:
+def check_window(start_time: datetime, end_time: datetime) -> None:
+    """The one home of "a sale ends after it starts" (the API's serializer and the admin's form
+    call it too; the database's check constraint backs it)."""
     if end_time <= start_time:
         raise InvalidSaleChange(
             "The sale must end after it starts.", details={"endTime": ["Must be after startTime."]}

@@ -39,7 +39,7 @@ def server_env(**overrides: str) -> dict[str, str]:
         {
             "DATABASE_URL": test_database_url(),
             "DEBUG": "false",
-            "SECRET_KEY": "test-server-secret-key-not-for-production",
+            "SECRET_KEY": "test-server-secret-key-not-for-production-x7Qp2Lm9Zr4Tb8Kw1Vn6",
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
             "RATELIMIT_ENABLE": "false",
             "REQUEST_LOG": "false",
@@ -67,6 +67,16 @@ def wait_until_healthy(base_url: str, process: subprocess.Popen, timeout: float 
     raise RuntimeError(f"server at {base_url} did not become healthy in {timeout}s")
 
 
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL if the process has not exited within 10 s."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @contextmanager
 def daphne_server(**env_overrides: str):
     """Start `daphne flashsale.asgi:application` on a free port; yield its base URL; stop it."""
@@ -84,9 +94,4 @@ def daphne_server(**env_overrides: str):
         wait_until_healthy(base_url, process)
         yield base_url
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)

@@ -488,7 +488,7 @@ def test_end_now_action_ends_the_live_sales_selected_and_leaves_the_others(brows
     assert response.status_code == 200
     assert FlashSale.objects.get(pk=live.pk).end_time <= timezone.now()
     assert FlashSale.objects.get(pk=pending.pk).end_time == pending.end_time
-    assert messages_of(response) == ["Ended 1 sale(s): Live.", "Not live, left alone: Later."]
+    assert messages_of(response) == ["Ended 1 sale: Live.", "Not live, left alone: Later."]
 
 
 def test_a_live_sale_cannot_be_deleted_but_a_pending_one_can(browser):

@@ -191,7 +191,7 @@ def test_a_user_deactivated_in_the_admin_stops_authenticating_at_once(superuser_
 def test_admin_sign_in_is_rate_limited_like_the_api_login(client, settings):
     settings.RATELIMIT_ENABLE = True
     settings.RATELIMIT_LOGIN = "100/m"
-    settings.RATELIMIT_LOGIN_EMAIL = "2/d"
+    settings.RATELIMIT_LOGIN_FAILURES = "2/d"
     UserFactory(email="boss@example.com", is_staff=True)
     login = reverse("admin:login")
 

@@ -143,8 +143,7 @@ def test_the_https_variable_decides_the_secure_flag_of_both_cookies(https, secur
     assert (computed["SESSION_COOKIE_SECURE"], computed["CSRF_COOKIE_SECURE"]) == (secure, secure)
     assert computed["SESSION_COOKIE_HTTPONLY"] is True
     assert computed["SESSION_COOKIE_SAMESITE"] == computed["CSRF_COOKIE_SAMESITE"] == "Lax"
-    # Pages keep Django's CSRF check (the API skips it: token-authenticated, DRF views are exempt).
-    assert "flashsale.middleware.PageCsrfViewMiddleware" in computed["MIDDLEWARE"]
+    assert "django.middleware.csrf.CsrfViewMiddleware" in computed["MIDDLEWARE"]
 
 
 def _set_cookies(response: httpx.Response) -> dict[str, SimpleCookie]:

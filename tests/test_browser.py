@@ -2,9 +2,11 @@
 Daphne processes sharing Redis: what a buyer sees, without reloading, when others buy elsewhere."""
 
 import re
+import sqlite3
 import subprocess
 import sys
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from uuid import uuid4
 
@@ -17,6 +19,7 @@ from tests.factories import PASSWORD, SaleFactory, TokenFactory, UserFactory
 from tests.faults import server_process
 from tests.redis_namespace import scoped
 from tests.servers import PROJECT_DIR, daphne_server, server_env
+from tests.test_first_command import first_command, insert_sale, migrate, service_env, sign_up
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
@@ -178,3 +181,27 @@ def test_the_page_reconnects_after_its_server_dies_and_shows_what_it_missed(serv
 
     assert response.status_code == 201, response.text
     assert FlashSale.objects.get(pk=sale.pk).current_stock == 26
+
+
+def test_the_page_served_by_gunicorn_under_the_first_command_shows_purchases_through_daphne(tmp_path, browser, request):
+    # ./scripts/serve on SQLite without Redis: pages from gunicorn, the socket on Daphne's port,
+    # which only the page's data attribute names. (Here rather than in test_first_command.py so the
+    # suite drives one Playwright session.)
+    sqlite_path = tmp_path / "page.sqlite3"
+    env = service_env(sqlite_path, STATIC_ROOT=str(tmp_path / "static"))
+    migrate(sqlite_path)
+    subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=PROJECT_DIR, env=env,
+                   check=True)
+    with first_command(env) as (pages, _sockets):
+        token = sign_up(pages)
+        sale_id = insert_sale(sqlite_path, starts_in=timedelta(minutes=-1), stock=10)
+        with page_in(browser, request) as page:
+            page.goto(f"{pages}/sales/{sale_id}/")
+            expect(page.locator("#connection")).to_have_attribute("data-state", "live", timeout=WAIT_MS)
+            expect(page.get_by_test_id("stock")).to_have_text("10", timeout=WAIT_MS)
+            response = buy_through_api(pages, token, sale_id, 3)
+            expect(page.get_by_test_id("stock")).to_have_text("7", timeout=WAIT_MS)
+
+    assert response.status_code == 201, response.text
+    with sqlite3.connect(sqlite_path) as db:
+        assert db.execute("SELECT current_stock FROM sales_flashsale WHERE id = ?", (sale_id,)).fetchone() == (7,)

@@ -22,22 +22,11 @@ from idempotency.models import IdempotencyKey
 from sales import services
 from sales.models import FlashSale, Purchase
 from tests.factories import SaleFactory, TokenFactory, UserFactory
+from tests.error_shape import assert_error_shape
 from tests.servers import daphne_server
 
 PURCHASE = "/api/v1/flashsales/purchase"
 README = Path(__file__).resolve().parent.parent / "README.md"
-
-
-def assert_error_shape(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.content[:300]
-    assert response["Content-Type"].startswith("application/json")
-    body = response.json()
-    assert body["success"] is False
-    assert set(body["error"]) == {"code", "message", "details"}
-    assert body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    assert isinstance(body["error"]["details"], dict)
-    return body
 
 
 def everything_stored() -> dict:

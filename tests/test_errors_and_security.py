@@ -6,21 +6,11 @@ from django.test import Client, override_settings
 
 from sales.models import Purchase
 from tests.factories import SaleFactory
+from tests.error_shape import assert_error_shape
 
 pytestmark = pytest.mark.django_db
 
 PURCHASE = "/api/v1/flashsales/purchase"
-
-
-def assert_error_shape(response, status, code):
-    assert response.status_code == status
-    assert response["Content-Type"].startswith("application/json")
-    body = response.json()
-    assert body["success"] is False
-    assert set(body["error"]) == {"code", "message", "details"}
-    assert body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    return body
 
 
 @pytest.mark.parametrize("method", ["get", "post", "delete"])
@@ -99,13 +89,13 @@ def test_login_is_rate_limited_per_ip(api, settings):
     assert response.has_header("Retry-After")
 
 
-def test_login_is_rate_limited_per_email_across_addresses(api, settings):
+def test_login_failures_are_limited_per_email_across_addresses_for_addresses_that_failed(api, settings):
     settings.RATELIMIT_LOGIN_EMAIL = "2/d"
     for address in ("10.0.0.1", "10.0.0.2"):
         api.post("/api/v1/auth/login", {"email": "a@example.com", "password": "x"}, format="json", REMOTE_ADDR=address)
 
     response = api.post(
-        "/api/v1/auth/login", {"email": "A@example.com", "password": "x"}, format="json", REMOTE_ADDR="10.0.0.3"
+        "/api/v1/auth/login", {"email": "A@example.com", "password": "x"}, format="json", REMOTE_ADDR="10.0.0.1"
     )
 
     assert_error_shape(response, 429, "rate_limited")
@@ -142,6 +132,21 @@ def test_the_client_address_comes_from_the_trusted_proxy_header_when_configured(
     again = api.get("/api/v1/leaderboard", HTTP_X_FORWARDED_FOR="other-spoof, 203.0.113.7")
 
     assert (first.status_code, second.status_code, again.status_code) == (200, 200, 429)
+
+
+@pytest.mark.parametrize("forwarded", ["zzz", "203.0.113.7, zzz", "", "1.2.3.4:80", "::1%zz"])
+def test_a_trusted_proxy_header_that_is_not_an_address_counts_against_the_socket_peer(api, settings, forwarded):
+    settings.RATELIMIT_GLOBAL = "2/d"
+    settings.TRUSTED_CLIENT_IP_HEADER = "HTTP_X_FORWARDED_FOR"
+
+    first = api.get("/api/v1/leaderboard", HTTP_X_FORWARDED_FOR=forwarded, REMOTE_ADDR="10.0.0.9")
+    login = api.post("/api/v1/auth/login", {"email": "a@example.com", "password": "x"}, format="json",
+                     HTTP_X_FORWARDED_FOR=forwarded, REMOTE_ADDR="10.0.0.9")
+    same_peer = api.get("/api/v1/leaderboard", REMOTE_ADDR="10.0.0.9")
+
+    assert first.status_code == 200
+    assert_error_shape(login, 401, "invalid_credentials")
+    assert_error_shape(same_peer, 429, "rate_limited")
 
 
 def test_rate_limiting_can_be_switched_off(buyer_api, settings):

@@ -51,9 +51,10 @@ def _fuzz(base_url: str, headers: dict[str, str], seen: dict | None = None) -> l
     seen = {} if seen is None else seen
     schema = schemathesis.openapi.from_url(f"{base_url}/api/schema/?format=json")
     failures = []
-    # Logout deletes the token the other operations are called with: it goes last.
+    # Logout (and logout-all) deletes the token the other operations are called with: they go last.
     operations = sorted(
-        (result.ok() for result in schema.get_all_operations()), key=lambda op: op.path.endswith("/logout")
+        (result.ok() for result in schema.get_all_operations()),
+        key=lambda op: op.path.endswith(("/logout", "/logout-all")),
     )
     assert len(operations) >= 12, "the schema lost operations"
     for operation in operations:

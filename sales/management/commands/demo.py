@@ -1,3 +1,4 @@
+import secrets
 from datetime import timedelta
 
 from django.conf import settings
@@ -9,6 +10,8 @@ from accounts.models import User
 from sales import services
 from sales.models import FlashSale
 
+# The buyers' password is published (README): demo buyers can only buy demo stock. The staff
+# account runs the admin, so its password is random, printed once when it is set.
 DEMO_PASSWORD = "flash-sale-demo"
 DEMO_STAFF = ("staff@example.com", "Demo Staff")
 DEMO_BUYERS = [("ada@example.com", "Ada"), ("grace@example.com", "Grace"), ("linus@example.com", "Linus")]
@@ -18,11 +21,11 @@ DEMO_SALE_NAME = "Demo sneakers"
 class Command(BaseCommand):
     help = (
         "Create demo accounts and, unless a sale is pending or live, a sale starting in a minute. "
-        "Idempotent. Refuses to run when DEBUG is off unless --force (it creates known passwords)."
+        "Idempotent. The staff password is random and printed once. Never runs when DEBUG is off "
+        "(the buyers' password is published)."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--force", action="store_true", help="run even when DEBUG is off")
         parser.add_argument(
             "--only-if-debug", action="store_true", help="when DEBUG is off, do nothing and succeed (scripts/serve)"
         )
@@ -30,15 +33,16 @@ class Command(BaseCommand):
         parser.add_argument("--duration", type=int, default=30 * 60, help="seconds the demo sale stays open")
         parser.add_argument("--stock", type=int, default=100)
 
-    def handle(self, *args, force, only_if_debug, starts_in, duration, stock, **options):
-        if not settings.DEBUG and only_if_debug and not force:
-            self.stdout.write("demo: DEBUG is off, no demo data created.")
-            return
-        if not settings.DEBUG and not force:
-            raise CommandError("DEBUG is off: demo accounts have published passwords. Use --force to run anyway.")
+    def handle(self, *args, only_if_debug, starts_in, duration, stock, **options):
+        if not settings.DEBUG:
+            if only_if_debug:
+                self.stdout.write("demo: DEBUG is off, no demo data created.")
+                return
+            raise CommandError("DEBUG is off: the demo creates accounts with a published password, so it never runs.")
         with transaction.atomic():
-            for email, name, is_staff in [(*DEMO_STAFF, True), *((e, n, False) for e, n in DEMO_BUYERS)]:
-                self._ensure_user(email, name, is_staff)
+            for email, name in DEMO_BUYERS:
+                self._ensure_buyer(email, name)
+            staff_password = self._ensure_staff()
             now = timezone.now()
             # A pending or live sale already gives a newcomer something to watch: leave it alone.
             sale = (
@@ -59,9 +63,26 @@ class Command(BaseCommand):
         self.stdout.write(f"Sign in on the live page with any of these (password {DEMO_PASSWORD!r}):")
         for email, name in DEMO_BUYERS:
             self.stdout.write(f"  buyer  {email}  ({name})")
-        self.stdout.write(f"  staff  {DEMO_STAFF[0]}  (admin at /admin/)")
+        if staff_password:
+            self.stdout.write(f"Admin at /admin/: {DEMO_STAFF[0]}, password {staff_password} (shown only now).")
+        else:
+            self.stdout.write(f"Admin at /admin/: {DEMO_STAFF[0]}, with the password printed when it was created.")
 
-    def _ensure_user(self, email: str, name: str, is_staff: bool) -> None:
+    def _ensure_buyer(self, email: str, name: str) -> None:
+        if not User.objects.filter(email=email).exists():
+            User.objects.create_user(email=email, name=name, password=DEMO_PASSWORD)
+
+    def _ensure_staff(self) -> str | None:
+        """A new random password when the staff account is created, or still has the password
+        earlier demos published; None when it keeps its own."""
+        email, name = DEMO_STAFF
         user = User.objects.filter(email=email).first()
+        if user is not None and not user.check_password(DEMO_PASSWORD):
+            return None
+        password = secrets.token_urlsafe(12)
         if user is None:
-            User.objects.create_user(email=email, name=name, password=DEMO_PASSWORD, is_staff=is_staff)
+            User.objects.create_user(email=email, name=name, password=password, is_staff=True)
+        else:
+            user.set_password(password)
+            user.save(update_fields=["password"])
+        return password

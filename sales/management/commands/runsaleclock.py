@@ -1,16 +1,21 @@
+import logging
 import os
 import signal
 import time
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.cache import cache
 from django.core.management.base import BaseCommand
-from django.db import close_old_connections, connection
+from django.db import DatabaseError, close_old_connections, connection
 from django.utils import timezone
 
+from idempotency.services import purge_expired
 from sales import events, realtime
 from sales.clock_lease import ClockLease
 from sales.models import FlashSale
+
+logger = logging.getLogger("flashsale.saleclock")
 
 # Where the clock stopped, so a restarted clock still announces what passed while it was down.
 SINCE_KEY = "saleclock:since"
@@ -21,9 +26,10 @@ MAX_CATCH_UP = timedelta(minutes=5)
 
 class Command(BaseCommand):
     help = (
-        "Announce sale starts and ends over the channel layer (status messages on ws/sales/...). "
-        "Run one on every app host: one of them (the holder of a PostgreSQL advisory lock) announces, the "
-        "others take over when it dies. It needs REDIS_URL to reach the Daphne processes."
+        "Announce sale starts and ends over the channel layer (status messages on ws/sales/...), and "
+        "delete expired idempotency keys every IDEMPOTENCY_PURGE_SECONDS. Run one on every app host: one "
+        "of them (the holder of a PostgreSQL advisory lock) does both, the others take over when it dies. "
+        "It needs REDIS_URL to reach the Daphne processes."
     )
 
     def add_arguments(self, parser):
@@ -49,6 +55,7 @@ class Command(BaseCommand):
         leading = False
         since = None
         done = 0
+        next_purge = time.monotonic()
         try:
             while self._running and (not ticks or done < ticks):
                 if parent and os.getppid() != parent:
@@ -60,6 +67,9 @@ class Command(BaseCommand):
                         leading, since = True, self._resume_point()
                         self.stdout.write("sale clock: leading")
                     since = self.tick(since)
+                    if time.monotonic() >= next_purge:
+                        self.purge()
+                        next_purge = time.monotonic() + settings.IDEMPOTENCY_PURGE_SECONDS
                 elif leading or done == 0:
                     leading = False
                     self.stdout.write("sale clock: standing by (another host's clock announces)")
@@ -94,6 +104,16 @@ class Command(BaseCommand):
             realtime.announce_featured()
         cache.set(SINCE_KEY, now, timeout=None)
         return now
+
+    def purge(self) -> None:
+        """Delete expired idempotency keys; a failure waits for the next round, the clock ticks on."""
+        try:
+            deleted = purge_expired()
+        except DatabaseError:
+            logger.warning("could not purge expired idempotency keys", exc_info=True)
+            return
+        if deleted:
+            self.stdout.write(f"sale clock: deleted {deleted} expired idempotency keys")
 
     def _stop(self, *_):
         self._running = False

@@ -6,6 +6,9 @@
 
   var app = document.getElementById("app");
   var socketPath = app.dataset.socketPath;
+  // The server names the sockets' port when it is not the page's own (./scripts/serve: Daphne
+  // beside gunicorn); the host stays the one the visitor typed.
+  var socketHost = app.dataset.socketPort ? location.hostname + ":" + app.dataset.socketPort : location.host;
   var maxQuantity = parseInt(app.dataset.maxQuantity, 10) || 1;
   var TOKEN_KEY = "flashsale.token";
   var EMAIL_KEY = "flashsale.email";
@@ -15,7 +18,11 @@
   var el = {
     connection: $("connection"), name: $("sale-name"), status: $("status"), countdown: $("countdown"),
     stock: $("stock"), stockOf: $("stock-of"), bar: $("bar"), barFill: $("bar-fill"),
+    times: $("times"), startTime: $("start-time"), endTime: $("end-time"), account: $("account"),
     loginForm: $("login-form"), email: $("email"), password: $("password"), loginButton: $("login-button"),
+    registerForm: $("register-form"), registerName: $("register-name"), registerEmail: $("register-email"),
+    registerPassword: $("register-password"), registerButton: $("register-button"),
+    showRegister: $("show-register"), showLoginForm: $("show-login"),
     signedIn: $("signed-in"), signedInEmail: $("signed-in-email"), logout: $("logout-button"),
     buyForm: $("buy-form"), quantity: $("quantity"), buyButton: $("buy-button"),
     message: $("message"), purchases: $("purchases"), noPurchases: $("no-purchases")
@@ -23,6 +30,8 @@
 
   // The sale as last told by the server. `version` only moves forward within one sale.
   var sale = null;
+  // Whether the account card shows the register form instead of the sign-in form.
+  var registering = false;
 
   // --- error codes (README "Error codes") -> what a buyer should read ------------------------
   var MESSAGES = {
@@ -107,6 +116,20 @@
 
   function two(n) { return (n < 10 ? "0" : "") + n; }
 
+  // The format the server renders (and the admin uses): "2026-11-25 19:15 UTC".
+  function utcMinute(iso) {
+    return new Date(iso).toISOString().slice(0, 16).replace("T", " ") + " UTC";
+  }
+
+  function renderTimes(snapshot) {
+    el.times.hidden = snapshot.saleId === null;
+    if (snapshot.saleId === null) { return; }
+    el.startTime.dateTime = snapshot.startTime;
+    el.startTime.textContent = utcMinute(snapshot.startTime);
+    el.endTime.dateTime = snapshot.endTime;
+    el.endTime.textContent = utcMinute(snapshot.endTime);
+  }
+
   function duration(ms) {
     var s = Math.max(0, Math.ceil(ms / 1000));
     var d = Math.floor(s / 86400), h = Math.floor(s % 86400 / 3600), m = Math.floor(s % 3600 / 60);
@@ -181,7 +204,10 @@
   }
 
   // --- socket messages ----------------------------------------------------------------------
-  function onSnapshot(snapshot) {
+  // `rendered`: the snapshot the server rendered into the page, purchases included; a socket's
+  // snapshot (on every connect, after a reconnect too) reloads the purchases it may have missed.
+  function onSnapshot(snapshot, rendered) {
+    renderTimes(snapshot);
     if (snapshot.saleId === null) {
       sale = { saleId: null };
       el.name.textContent = "No sale yet";
@@ -201,7 +227,7 @@
     el.name.textContent = snapshot.name;
     document.title = snapshot.name + " · flashsale";
     renderStock();
-    loadRecentPurchases(snapshot.saleId);
+    if (!rendered) { loadRecentPurchases(snapshot.saleId); }
   }
 
   function onStock(message) {
@@ -233,8 +259,9 @@
   }
 
   function connect() {
+    if (!attempts) { setConnection("connecting", "Connecting…"); }
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    socket = new WebSocket(scheme + location.host + socketPath);
+    socket = new WebSocket(scheme + socketHost + socketPath);
     socket.onopen = function () {
       attempts = 0;
       setConnection("live", "Connected");
@@ -270,7 +297,8 @@
   // --- account and buying -------------------------------------------------------------------
   function showLogin() {
     var token = localStorage.getItem(TOKEN_KEY);
-    el.loginForm.hidden = !!token;
+    el.loginForm.hidden = !!token || registering;
+    el.registerForm.hidden = !!token || !registering;
     el.signedIn.hidden = !token;
     el.buyForm.hidden = !token;
     el.signedInEmail.textContent = token && localStorage.getItem(EMAIL_KEY) ? " as " + localStorage.getItem(EMAIL_KEY) : "";
@@ -282,19 +310,49 @@
     showLogin();
   }
 
+  function signIn(email, password) {
+    return api("POST", "/api/v1/auth/login", { email: email, password: password }).then(function (payload) {
+      localStorage.setItem(TOKEN_KEY, payload.data.token);
+      localStorage.setItem(EMAIL_KEY, email);
+      registering = false;
+      showLogin();
+    });
+  }
+
   el.loginForm.addEventListener("submit", function (event) {
     event.preventDefault();
     el.loginButton.disabled = true;
-    var email = el.email.value.trim();
-    api("POST", "/api/v1/auth/login", { email: email, password: el.password.value })
-      .then(function (payload) {
-        localStorage.setItem(TOKEN_KEY, payload.data.token);
-        localStorage.setItem(EMAIL_KEY, email);
+    say("");
+    signIn(el.email.value.trim(), el.password.value)
+      .then(function () {
         el.password.value = "";
         say("Signed in. Good luck!", "success");
-        showLogin();
       }, function (error) { say(describeError(error), "error"); })
       .then(function () { el.loginButton.disabled = false; });
+  });
+
+  function switchForm(toRegister) {
+    registering = toRegister;
+    say("");
+    showLogin();
+    (toRegister ? el.registerName : el.email).focus();
+  }
+  el.showRegister.addEventListener("click", function () { switchForm(true); });
+  el.showLoginForm.addEventListener("click", function () { switchForm(false); });
+
+  // Register, then sign in with the same password: one step for the shopper.
+  el.registerForm.addEventListener("submit", function (event) {
+    event.preventDefault();
+    el.registerButton.disabled = true;
+    say("");
+    var email = el.registerEmail.value.trim(), password = el.registerPassword.value;
+    api("POST", "/api/v1/auth/register", { name: el.registerName.value.trim(), email: email, password: password })
+      .then(function () { return signIn(email, password); })
+      .then(function () {
+        el.registerPassword.value = "";
+        say("Account created. You are signed in. Good luck!", "success");
+      }, function (error) { say(describeError(error), "error"); })
+      .then(function () { el.registerButton.disabled = false; });
   });
 
   el.logout.addEventListener("click", function () {
@@ -306,10 +364,12 @@
 
   el.buyForm.addEventListener("submit", function (event) {
     event.preventDefault();
+    // The last answer is about the last attempt, not this one.
+    say("");
     if (!sale || !sale.saleId) { say(MESSAGES.no_active_sale, "error"); return; }
-    var quantity = parseInt(el.quantity.value, 10);
-    if (!(quantity >= 1 && quantity <= maxQuantity)) {
-      say("Choose a quantity from 1 to " + maxQuantity + ".", "error");
+    var quantity = Number(el.quantity.value);
+    if (!(Number.isInteger(quantity) && quantity >= 1 && quantity <= maxQuantity)) {
+      say("You can buy 1 to " + maxQuantity + " units at a time. Please choose a quantity in that range.", "error");
       return;
     }
     el.buyButton.disabled = true;
@@ -323,6 +383,9 @@
       .then(renderClock);
   });
 
+  // The server rendered the page from this snapshot: start from it, so nothing changes on first paint.
+  onSnapshot(JSON.parse($("sale-snapshot").textContent), true);
+  el.account.hidden = false;
   showLogin();
   renderClock();
   setInterval(renderClock, 1000);

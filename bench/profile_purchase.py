@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""What one API request costs in Python, in-process (no server, no network): the purchase that
+succeeds, the refusal the sale gate knows, and the trivial health check.
+
+    .venv/bin/python bench/profile_purchase.py                 # timings only
+    .venv/bin/python bench/profile_purchase.py --profile gated # + a pyinstrument profile of one case
+
+Each case runs --requests times through Django's full handler and middleware (django.test.Client)
+against PostgreSQL (it recreates its own database, `flashsale_profile` by default) and, with
+--redis, a Redis cache (a spare db it flushes). It prints microseconds per request. Measured on one
+thread, so the figure is the CPU a request holds the GIL for, the quantity that bounds a
+gunicorn worker's throughput.
+"""
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
+    parser.add_argument("--database", default="flashsale_profile")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/6", help="flushed at the start; '' for no Redis")
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--profile", choices=["bought", "gated", "health"], help="profile one case with pyinstrument")
+    return parser.parse_args()
+
+
+def recreate_database(pg: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(f"{pg}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def main() -> None:
+    args = parse_args()
+    recreate_database(args.pg, args.database)
+    os.environ.update(
+        DATABASE_URL=f"{args.pg}/{args.database}", DEBUG="false", REQUEST_LOG="false", RATELIMIT_ENABLE="true",
+        RATELIMIT_PURCHASE="1000000/m", RATELIMIT_GLOBAL="1000000/m",
+        SECRET_KEY="profile-only-secret-key-" + "x" * 40, ALLOWED_HOSTS="testserver",
+        MAX_UNITS_PER_USER="1000000", MAX_PURCHASE_QUANTITY="1",
+    )
+    if args.redis:
+        os.environ["REDIS_URL"] = args.redis
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flashsale.settings")
+    sys.path.insert(0, str(PROJECT_DIR))
+    import django
+
+    django.setup()
+    from datetime import timedelta
+
+    from django.core.cache import cache
+    from django.core.management import call_command
+    from django.test import Client
+    from django.utils import timezone
+    from rest_framework.authtoken.models import Token
+
+    from accounts.models import User
+    from sales.models import FlashSale
+
+    call_command("migrate", verbosity=0)
+    if args.redis:
+        import redis
+
+        redis.Redis.from_url(args.redis).flushdb()
+    cache.clear()
+    user = User.objects.create_user(email="profile@example.com", name="Profile", password="unused-password-1")
+    token = Token.objects.create(user=user)
+    now = timezone.now()
+    live = FlashSale.objects.create(name="live", start_time=now - timedelta(minutes=1),
+                                    end_time=now + timedelta(hours=1), original_stock=10_000_000)
+    sold_out = FlashSale.objects.create(name="sold out", start_time=now - timedelta(minutes=1),
+                                        end_time=now + timedelta(hours=1), original_stock=1, current_stock=0)
+    client = Client(HTTP_AUTHORIZATION=f"Token {token.key}")
+
+    def buy(sale):
+        return client.post("/api/v1/flashsales/purchase", {"saleId": sale.pk, "quantity": 1},
+                           content_type="application/json")
+
+    cases = {
+        "bought": (lambda: buy(live), 201),
+        "gated": (lambda: buy(sold_out), 409),
+        "health": (lambda: client.get("/api/v1/health"), 200),
+    }
+    for name, (request, expected) in cases.items():
+        for _ in range(50):  # warm: token cached, gate primed, pools open
+            assert request().status_code == expected, name
+        started = time.perf_counter()
+        for _ in range(args.requests):
+            request()
+        elapsed = time.perf_counter() - started
+        print(f"{name:>7}: {elapsed / args.requests * 1e6:8.0f} us/request ({args.requests} requests)")
+    if args.profile:
+        from pyinstrument import Profiler
+
+        request, _ = cases[args.profile]
+        with Profiler(interval=0.0002) as profiler:
+            for _ in range(args.requests):
+                request()
+        print(profiler.output_text(unicode=True, color=False, show_all=False))
+
+
+if __name__ == "__main__":
+    main()

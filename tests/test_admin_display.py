@@ -1,0 +1,107 @@
+"""What the admin shows: counts read as English, one date format on every page, a change page wired to
+its sale's live stock feed (the feed itself is driven in tests/test_browser_admin.py)."""
+
+import re
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+
+import pytest
+from django.urls import reverse
+
+from sales import services
+from sales.models import FlashSale, Purchase
+from tests.factories import PurchaseFactory, SaleFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+START = datetime(2026, 11, 25, 19, 15, 42, tzinfo=dt_timezone.utc)
+# Django's English formats, which the admin used to mix with ISO-like dates.
+ENGLISH_DATE = re.compile(r"\b(Jan|Feb|March|April|May|June|July|Aug|Sept|Oct|Nov|Dec)\.? \d{1,2}, \d{4}|[ap]\.m\.")
+
+
+@pytest.fixture
+def superuser_browser(client):
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    return client
+
+
+def change_url(sale) -> str:
+    return reverse("admin:sales_flashsale_change", args=[sale.pk])
+
+
+def test_a_sale_with_one_purchase_says_one_purchase_and_with_two_says_purchases(superuser_browser):
+    one = SaleFactory(name="One")
+    PurchaseFactory(sale=one)
+    two = SaleFactory(name="Two")
+    PurchaseFactory.create_batch(2, sale=two, quantity=1)
+
+    page_one = superuser_browser.get(change_url(one)).content.decode()
+    page_two = superuser_browser.get(change_url(two)).content.decode()
+
+    assert "1 purchase: see it, export CSV" in page_one
+    assert "1 purchases" not in page_one
+    assert "2 purchases: see them all, export CSV" in page_two
+    assert Purchase.objects.filter(sale=two).count() == 2
+
+
+def test_restocking_one_unit_says_one_unit(superuser_browser):
+    sale = SaleFactory(name="Socks", original_stock=10)
+
+    response = superuser_browser.post(
+        reverse("admin:sales_flashsale_add_units", args=[sale.pk]), {"units": "1"}, follow=True
+    )
+
+    assert "Added 1 unit to “Socks”: stock is now 11 / 11." in response.content.decode()
+    assert FlashSale.objects.get(pk=sale.pk).original_stock == 11
+
+
+def test_every_admin_page_shows_dates_in_one_format(superuser_browser):
+    sale = SaleFactory(name="Boots", start_time=START, end_time=START + timedelta(hours=2))
+    FlashSale.objects.filter(pk=sale.pk).update(created_at=START - timedelta(days=1))
+    buyer = UserFactory(name="Grace")
+    purchase = PurchaseFactory(sale=sale, user=buyer)
+    Purchase.objects.filter(pk=purchase.pk).update(created_at=START + timedelta(minutes=5))
+
+    pages = {
+        "sale list": reverse("admin:sales_flashsale_changelist"),
+        "sale": change_url(sale),
+        "purchase list": reverse("admin:sales_purchase_changelist"),
+        "purchase": reverse("admin:sales_purchase_change", args=[purchase.pk]),
+        "user list": reverse("admin:accounts_user_changelist"),
+        "user": reverse("admin:accounts_user_change", args=[buyer.pk]),
+    }
+    html = {}
+    for name, url in pages.items():
+        response = superuser_browser.get(url)
+        assert response.status_code == 200, name
+        html[name] = response.content.decode()
+        assert not ENGLISH_DATE.search(html[name]), (name, ENGLISH_DATE.search(html[name]).group(0))
+
+    # The list wraps between date and time only; the text is the same format.
+    assert '<span class="nowrap">2026-11-25</span> <span class="nowrap">19:15 UTC</span>' in html["sale list"]
+    assert '<span class="nowrap">2026-11-25</span> <span class="nowrap">21:15 UTC</span>' in html["sale list"]
+    assert "2026-11-24 19:15 UTC" in html["sale"]  # created at
+    assert "2026-11-25 19:20 UTC" in html["sale"]  # the inline's newest purchase
+    assert "2026-11-25 19:20 UTC" in html["purchase list"]
+    assert "2026-11-25 19:20 UTC" in html["purchase"]
+    joined = f"{buyer.date_joined.astimezone(dt_timezone.utc):%Y-%m-%d %H:%M} UTC"
+    assert joined in html["user list"] and joined in html["user"]
+
+
+def test_a_sale_change_page_is_wired_to_its_live_stock_feed_without_inline_script(superuser_browser):
+    sale = SaleFactory(name="Live", original_stock=40)
+    services.purchase(user=UserFactory(), sale_id=sale.pk, quantity=3)
+    sale.refresh_from_db()
+
+    response = superuser_browser.get(change_url(sale))
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert f'data-live-stock data-sale-id="{sale.pk}" data-version="{sale.version}"' in html
+    assert '<span class="live-stock-numbers">37 / 40</span>' in html
+    assert '<small class="live-stock-sold">3 units sold</small>' in html
+    assert 'src="/static/sales/admin_live_stock.js"' in html
+    assert 'href="/static/sales/admin.css"' in html
+    # Our templates add no inline <style> or <script> (the CSS moved into admin.css).
+    assert "<style>" not in html
+    assert FlashSale.objects.get(pk=sale.pk).current_stock == 37
