@@ -59,6 +59,7 @@ def post_worker_init(worker):
 # it over. Nothing here uses gunicornc.
 control_socket_disable = True
 
+
 def child_exit(server, worker):
     # With PROMETHEUS_MULTIPROC_DIR (flashsale/metrics.py) a dead worker's live gauges must not be
     # summed into the host's figures; its counters stay, so totals never go backwards.

@@ -135,25 +135,21 @@ class MetricsMiddleware:
 
 
 def count_open_websockets(app):
-    """Wrap an ASGI app so the sockets it accepts are counted in OPEN_WEBSOCKETS while open."""
+    """Wrap an ASGI app so its WebSocket connections are counted in OPEN_WEBSOCKETS while they last.
+
+    `send` is handed through untouched: sales/socket_limits.py reaches through it to Daphne's
+    protocol (a wrapped `send` hid it, and the hub's 1013 closes silently did nothing). A handshake
+    that is refused is counted for the moment it takes.
+    """
 
     async def counted(scope, receive, send):
         if scope["type"] != "websocket":
             return await app(scope, receive, send)
-        accepted = False
-
-        async def send_counting(message):
-            nonlocal accepted
-            if not accepted and message["type"] == "websocket.accept":
-                accepted = True
-                OPEN_WEBSOCKETS.inc()
-            await send(message)
-
+        OPEN_WEBSOCKETS.inc()
         try:
-            return await app(scope, receive, send_counting)
+            return await app(scope, receive, send)
         finally:
-            if accepted:
-                OPEN_WEBSOCKETS.dec()
+            OPEN_WEBSOCKETS.dec()
 
     return counted
 
