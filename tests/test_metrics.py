@@ -1,5 +1,6 @@
 """/metrics: Prometheus figures that add up across gunicorn workers and Daphne processes, for token holders only."""
 
+import json
 import os
 import signal
 import subprocess
@@ -12,12 +13,14 @@ from contextlib import contextmanager
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from flashsale.metrics import purchase_route
 from sales.models import FlashSale, Purchase
 from tests.factories import SaleFactory, TokenFactory, UserFactory
-from tests.servers import PROJECT_DIR, free_port, server_env, wait_until_healthy
+from tests.faults import redis_server
+from tests.servers import PROJECT_DIR, daphne_server, free_port, server_env, wait_until_healthy
 
 PURCHASE = "/api/v1/flashsales/purchase"
 TOKEN = "metrics-test-token"
@@ -147,3 +150,24 @@ def test_purchase_counters_scraped_from_any_process_equal_the_purchases_in_the_d
     # One socket open on the Daphne process, reported under its pid.
     assert sorted(open_sockets.values()).count(1.0) == 1 and sum(open_sockets.values()) == 1
     assert FlashSale.objects.filter(pk=sale.pk, current_stock=0).exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_with_metrics_on_a_socket_is_still_closed_1013_when_its_daphne_loses_redis():
+    # The open-socket gauge wraps the ASGI app; Daphne's protocol must stay reachable through
+    # `send` (sales/socket_limits.py), or the hub's "try again later" close silently does nothing.
+    sale = SaleFactory(original_stock=5)
+    with redis_server() as redis, tempfile.TemporaryDirectory() as metrics_dir:
+        env = {"REDIS_URL": redis.url, "PROMETHEUS_MULTIPROC_DIR": metrics_dir, "METRICS_TOKEN": TOKEN,
+               "SECRET_KEY": LONG_SECRET_KEY}
+        with daphne_server(**env) as base_url:
+            with connect(f"{base_url.replace('http', 'ws')}/ws/sales/{sale.pk}/", open_timeout=10) as socket:
+                assert json.loads(socket.recv(timeout=10))["currentStock"] == 5
+                assert sum(scrape(base_url)["flashsale_open_websockets"].values()) == 1
+                redis.stop()
+                with pytest.raises(ConnectionClosed) as closed:
+                    while True:
+                        socket.recv(timeout=10)
+            assert closed.value.rcvd.code == 1013
+    assert FlashSale.objects.get(pk=sale.pk).current_stock == 5
