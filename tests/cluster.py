@@ -106,8 +106,9 @@ def remove_namespaces() -> None:
 
 
 class Cluster:
-    def __init__(self, workers: int = 2, threads: int = 4):
+    def __init__(self, workers: int = 2, threads: int = 4, settings: dict[str, str] | None = None):
         self.workers, self.threads = workers, threads
+        self.settings = settings or {}  # extra environment for every app host
         self.dir: Path | None = None
         self.processes: dict[str, list[subprocess.Popen]] = {}
         self.lb_url = f"http://{ADDRESSES['lb']}:{LB_PORT}"
@@ -241,6 +242,7 @@ class Cluster:
             # A claim orphaned by a killed host is taken over after this long (30 s by default).
             IDEMPOTENCY_LOCK_SECONDS="4",
         )
+        env.update(self.settings)
         Path(env["PROMETHEUS_MULTIPROC_DIR"]).mkdir(exist_ok=True)
         return env
 
