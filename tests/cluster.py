@@ -22,6 +22,7 @@ import atexit
 import json
 import os
 import pwd
+import resource
 import shutil
 import signal
 import subprocess
@@ -44,7 +45,7 @@ METRICS_TOKEN = "cluster-metrics-token"
 # Health checks often enough that a dead or cut-off host is drained in about a second.
 HAPROXY_CONFIG = """
 global
-    maxconn 8000
+    maxconn {maxconn}
 defaults
     mode http
     option forwardfor
@@ -272,7 +273,9 @@ class Cluster:
 
     def _load_balancer(self) -> None:
         config = self.dir / "haproxy.cfg"
-        config.write_text(HAPROXY_CONFIG.format(lb_port=LB_PORT, http=HTTP_PORT, ws=WS_PORT, **ADDRESSES))
+        # Two descriptors per proxied connection, within the hard limit HAProxy inherits.
+        maxconn = (resource.getrlimit(resource.RLIMIT_NOFILE)[1] - 1000) // 2
+        config.write_text(HAPROXY_CONFIG.format(lb_port=LB_PORT, http=HTTP_PORT, ws=WS_PORT, maxconn=maxconn, **ADDRESSES))
         self._popen("lb", "haproxy", [shutil.which("haproxy"), "-db", "-f", str(config)])
         try:
             wait_for(lambda: self.http_status("client", f"{self.lb_url}/api/v1/health") == 200, 20, "haproxy")
