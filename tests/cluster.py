@@ -28,6 +28,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -121,6 +122,10 @@ class Cluster:
     def __enter__(self):
         remove_namespaces()  # a previous run that died without tearing down
         atexit.register(self.close)
+        # A plain SIGTERM (a timeout, a CI stop) skips atexit: turn it into SystemExit so that
+        # the `with` block unwinds and tears down.
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         try:
             self.dir = Path(tempfile.mkdtemp(prefix="flashsale-cluster-"))
             self._network()
