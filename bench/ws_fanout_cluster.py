@@ -15,7 +15,6 @@ hard limit first (every socket is a descriptor on the client, HAProxy and Daphne
 
 import argparse
 import json
-import os
 import resource
 import sys
 from pathlib import Path

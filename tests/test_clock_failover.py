@@ -1,7 +1,6 @@
 """The sale clock runs on every app host, exactly one announces, and a killed leader hands over."""
 
 import json
-import os
 import queue
 import signal
 import subprocess

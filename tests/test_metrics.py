@@ -1,7 +1,6 @@
 """/metrics: Prometheus figures that add up across gunicorn workers and Daphne processes, for token holders only."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
