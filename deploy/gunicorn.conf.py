@@ -58,3 +58,12 @@ def post_worker_init(worker):
 # every other gunicorn on the machine (tests, bench/, ./scripts/serve beside deploy/run) would take
 # it over. Nothing here uses gunicornc.
 control_socket_disable = True
+
+
+def child_exit(server, worker):
+    # With PROMETHEUS_MULTIPROC_DIR (flashsale/metrics.py) a dead worker's live gauges must not be
+    # summed into the host's figures; its counters stay, so totals never go backwards.
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

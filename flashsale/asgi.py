@@ -12,6 +12,7 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from flashsale.metrics import count_open_websockets, forget_this_process_at_exit  # noqa: E402
 from flashsale.websocket_origin import browser_origin_validator  # noqa: E402
 from sales.routing import websocket_urlpatterns  # noqa: E402
 
@@ -29,11 +30,12 @@ def _complete_twisted_reason_phrases() -> None:
 
 
 _complete_twisted_reason_phrases()
+forget_this_process_at_exit()
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         # Sockets are anonymous and read-only, but a page on another origin still may not open them.
-        "websocket": browser_origin_validator(URLRouter(websocket_urlpatterns)),
+        "websocket": count_open_websockets(browser_origin_validator(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -106,6 +106,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost, so request latency covers every other middleware (flashsale/metrics.py).
+    "flashsale.metrics.MetricsMiddleware",
     "flashsale.middleware.RequestLogMiddleware",
     # Before anything that calls request.get_host(): a bad Host under /api/ gets the JSON error.
     "flashsale.middleware.ApiHostMiddleware",
@@ -130,6 +132,9 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "flashsale.urls"
+
+# /metrics (Prometheus) answers only "Authorization: Bearer <METRICS_TOKEN>"; unset, it is a 404.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 
 TEMPLATES = [
     {

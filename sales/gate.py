@@ -22,6 +22,7 @@ from datetime import datetime
 from django.conf import settings
 from django.core.cache import cache
 
+from flashsale import metrics
 from sales.exceptions import SaleNotActive, SoldOut
 
 logger = logging.getLogger("flashsale.gate")
@@ -62,7 +63,10 @@ def refusal_in(found: dict, *, sale_id: int, moment: datetime) -> Exception | No
     entry = found.get(_entry_key(sale_id))
     if entry is None or entry["generation"] != found.get(_generation_key(sale_id), 0):
         return None
-    return _refusal(sale_id, entry, moment)
+    refusal = _refusal(sale_id, entry, moment)
+    if refusal is not None:
+        metrics.SALE_GATE_HITS.labels(code=refusal.code).inc()
+    return refusal
 
 
 def _refusal(sale_id: int, entry: dict, moment: datetime) -> Exception | None:

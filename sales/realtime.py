@@ -18,6 +18,7 @@ from django.conf import settings
 from django.utils import timezone
 from rest_framework.fields import DateTimeField
 
+from flashsale import metrics
 from sales import layer_sender
 from sales.models import FlashSale
 
@@ -128,4 +129,5 @@ def broadcast(group: str, handler: str, message: dict) -> None:
         else:
             async_to_sync(layer.group_send)(group, {"type": handler, "message": message})
     except Exception:
+        metrics.CHANNEL_LAYER_SEND_FAILURES.inc()
         logger.exception("broadcast to %s failed", group)

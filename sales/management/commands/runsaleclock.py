@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from idempotency.services import purge_expired
 from sales import events, realtime
+from sales.clock_lease import ClockLease
 from sales.models import FlashSale
 
 logger = logging.getLogger("flashsale.saleclock")
@@ -26,8 +27,9 @@ MAX_CATCH_UP = timedelta(minutes=5)
 class Command(BaseCommand):
     help = (
         "Announce sale starts and ends over the channel layer (status messages on ws/sales/...), and "
-        "delete expired idempotency keys every IDEMPOTENCY_PURGE_SECONDS. "
-        "Run one beside the Daphne processes; it needs REDIS_URL to reach them."
+        "delete expired idempotency keys every IDEMPOTENCY_PURGE_SECONDS. Run one on every app host: one "
+        "of them (the holder of a PostgreSQL advisory lock) does both, the others take over when it dies. "
+        "It needs REDIS_URL to reach the Daphne processes."
     )
 
     def add_arguments(self, parser):
@@ -47,24 +49,44 @@ class Command(BaseCommand):
                 signal.signal(sig, handler)
 
     def _run(self, interval, ticks, parent):
+        self.stdout.write(f"sale clock: ticking every {interval}s")
+        # Every app host runs a clock; only the lease holder announces (sales/clock_lease.py).
+        lease = ClockLease()
+        leading = False
+        since = None
+        done = 0
+        next_purge = time.monotonic()
+        try:
+            while self._running and (not ticks or done < ticks):
+                if parent and os.getppid() != parent:
+                    break
+                if lease.renew():
+                    if not leading:
+                        # Taking over: resume where the last holder stopped, so nothing that
+                        # passed while no clock (or a dying one) held the lease goes unannounced.
+                        leading, since = True, self._resume_point()
+                        self.stdout.write("sale clock: leading")
+                    since = self.tick(since)
+                    if time.monotonic() >= next_purge:
+                        self.purge()
+                        next_purge = time.monotonic() + settings.IDEMPOTENCY_PURGE_SECONDS
+                elif leading or done == 0:
+                    leading = False
+                    self.stdout.write("sale clock: standing by (another host's clock announces)")
+                done += 1
+                if self._running and (not ticks or done < ticks):
+                    time.sleep(interval)
+        finally:
+            lease.close()
+        self.stdout.write("sale clock: stopped")
+
+    @staticmethod
+    def _resume_point():
         now = timezone.now()
         since = cache.get(SINCE_KEY)
         if since is None or now - since > MAX_CATCH_UP:
             since = now
-        self.stdout.write(f"sale clock: ticking every {interval}s")
-        done = 0
-        next_purge = time.monotonic()
-        while self._running and (not ticks or done < ticks):
-            if parent and os.getppid() != parent:
-                break
-            since = self.tick(since)
-            if time.monotonic() >= next_purge:
-                self.purge()
-                next_purge = time.monotonic() + settings.IDEMPOTENCY_PURGE_SECONDS
-            done += 1
-            if self._running and (not ticks or done < ticks):
-                time.sleep(interval)
-        self.stdout.write("sale clock: stopped")
+        return since
 
     def tick(self, since):
         """Announce every start and end in (since, now]; return now."""

@@ -1,0 +1,216 @@
+"""The client host of tests/cluster.py: drives a keyed purchase herd and WebSocket watchers through lb.
+
+    python -m tests.cluster_client herd --stock 150 --users 60 --attempts 3 --watchers 20
+
+Run inside the client namespace with the cluster's DATABASE_URL (to create the sale and buyers and to
+check the outcome against the database afterwards) and CLUSTER_LB_URL. Prints "progress N" lines
+while answers come in (a test injects its fault on one of them), then one JSON line with the results.
+Every loop is bounded in time.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+import uuid
+from collections import Counter
+
+import django
+
+FINAL = {201, 404, 409, 422}  # answers a retry would not change
+RETRY_DEADLINE = 90
+SETTLE_DEADLINE = 20
+
+
+def setup(stock: int, users: int):
+    from django.utils import timezone
+    from datetime import timedelta
+    from rest_framework.authtoken.models import Token
+
+    from accounts.models import User
+    from sales.models import FlashSale
+
+    now = timezone.now()
+    sale = FlashSale.objects.create(
+        name=f"cluster {uuid.uuid4().hex[:8]}", start_time=now - timedelta(minutes=1), end_time=now + timedelta(hours=1),
+        original_stock=stock, current_stock=stock,
+    )
+    run = uuid.uuid4().hex[:10]
+    buyers = User.objects.bulk_create(
+        [User(name=f"Buyer {i}", email=f"c{run}-{i}@example.com", password="!") for i in range(users)]
+    )
+    tokens = {Token.objects.create(user=user).key: user.pk for user in buyers}
+    return sale, tokens
+
+
+async def buy(client, lb, token, key, sale_id, progress):
+    headers = {"Authorization": f"Token {token}", "Idempotency-Key": key}
+    deadline = time.monotonic() + RETRY_DEADLINE
+    tries = 0
+    import httpx
+
+    while True:
+        tries += 1
+        try:
+            response = await client.post(f"{lb}/api/v1/flashsales/purchase", json={"saleId": sale_id, "quantity": 1},
+                                         headers=headers)
+            # A claim left by a request that died with its host answers "in use" until it is
+            # IDEMPOTENCY_LOCK_SECONDS old; then the retry takes it over (README "Idempotent purchases").
+            in_use = response.status_code == 409 and response.json()["error"]["code"] == "idempotency_key_in_use"
+            if response.status_code in FINAL and not in_use:
+                progress()
+                return {"status": response.status_code, "body": response.json(), "tries": tries, "key": key,
+                        "token": token}
+        except httpx.TransportError:
+            pass  # the answer was lost: the same key makes the retry safe
+        if time.monotonic() > deadline:
+            return {"status": None, "tries": tries, "key": key, "token": token}
+        await asyncio.sleep(0.2)
+
+
+class Watcher:
+    """One WebSocket through lb on the sale; reconnects when its host goes away."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.stock = None
+        self.connections = 0
+        self.stop = False
+
+    async def run(self, connecting: asyncio.Semaphore):
+        import websockets
+
+        while not self.stop:
+            try:
+                async with connecting:
+                    socket = await websockets.connect(self.url, open_timeout=10)
+                async with socket:
+                    self.connections += 1
+                    # Until the socket closes or the task is cancelled (no per-receive timeout:
+                    # thousands of watchers would spend the client's CPU on timers).
+                    async for text in socket:
+                        message = json.loads(text)
+                        if message.get("currentStock") is not None:
+                            self.stock = message["currentStock"]
+            except (OSError, asyncio.TimeoutError, websockets.WebSocketException):
+                await asyncio.sleep(0.2)
+
+
+async def herd(args, sale, tokens):
+    import httpx
+    from asgiref.sync import sync_to_async
+
+    lb = os.environ["CLUSTER_LB_URL"]
+    watchers = [Watcher(f"{lb.replace('http', 'ws')}/ws/sales/{sale.pk}/") for _ in range(args.watchers)]
+    # A few hundred handshakes at a time: thousands at once would overflow the listen backlogs.
+    connecting = asyncio.Semaphore(200)
+    watching = [asyncio.create_task(w.run(connecting)) for w in watchers]
+    deadline = time.monotonic() + 20 + args.watchers / 50
+    while any(w.connections == 0 for w in watchers) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    print(f"connected {sum(1 for w in watchers if w.connections)}", flush=True)
+    answered = 0
+
+    def progress():
+        nonlocal answered
+        answered += 1
+        if answered % 10 == 0:
+            print(f"progress {answered}", flush=True)
+
+    attempts = [(token, f"{token[:8]}-{n}") for n in range(args.attempts) for token in tokens]
+    limits = httpx.Limits(max_connections=args.concurrency)
+    print("started", flush=True)
+    async with httpx.AsyncClient(limits=limits, timeout=10) as client:
+        gate = asyncio.Semaphore(args.concurrency)
+
+        async def one(token, key):
+            async with gate:
+                return await buy(client, lb, token, key, sale.pk, progress)
+
+        results = await asyncio.gather(*(one(t, k) for t, k in attempts))
+
+    herd_done = time.monotonic()
+    final_stock = (await sync_to_async(lambda: type(sale).objects.get(pk=sale.pk).current_stock)())
+    deadline = time.monotonic() + SETTLE_DEADLINE
+    while any(w.stock != final_stock for w in watchers) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    settle_seconds = round(time.monotonic() - herd_done, 2)
+    for w, task in zip(watchers, watching):
+        w.stop = True
+        task.cancel()
+    await asyncio.gather(*watching, return_exceptions=True)
+    return results, watchers, settle_seconds
+
+
+def check(sale, tokens, results) -> dict:
+    """The invariants, from the database."""
+    from django.db.models import Count, Sum
+
+    from sales.models import Purchase
+
+    sale.refresh_from_db()
+    purchases = Purchase.objects.filter(sale=sale)
+    sold = purchases.aggregate(total=Sum("quantity"))["total"] or 0
+    per_user = purchases.values("user").annotate(units=Sum("quantity"), n=Count("id"))
+    received = [r for r in results if r["status"] == 201]
+    ids = [r["body"]["data"]["purchaseId"] for r in received]
+    stored = {p.pk: p for p in purchases.filter(pk__in=ids)}
+    mismatched = [
+        r["key"] for r in received
+        if (p := stored.get(r["body"]["data"]["purchaseId"])) is None or p.user_id != tokens[r["token"]]
+    ]
+    from django.conf import settings
+
+    return {
+        "original": sale.original_stock,
+        "current": sale.current_stock,
+        "sold": sold,
+        "stored_purchases": purchases.count(),
+        "max_units_per_user": max((row["units"] for row in per_user), default=0),
+        "cap": settings.MAX_UNITS_PER_USER,
+        "received_201": len(ids),
+        "distinct_201_ids": len(set(ids)),
+        "mismatched_201": mismatched,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("command", choices=["herd"])
+    parser.add_argument("--stock", type=int, default=150)
+    parser.add_argument("--users", type=int, default=60)
+    parser.add_argument("--attempts", type=int, default=3, help="keyed purchases per user, one unit each")
+    parser.add_argument("--watchers", type=int, default=20)
+    parser.add_argument("--concurrency", type=int, default=30)
+    args = parser.parse_args()
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flashsale.settings")
+    django.setup()
+
+    sale, tokens = setup(args.stock, args.users)
+    started = time.monotonic()
+    results, watchers, settle_seconds = asyncio.run(herd(args, sale, tokens))
+    elapsed = time.monotonic() - started
+    from django.db import connection
+
+    connection.close()
+    summary = check(sale, tokens, results)
+    summary.update(
+        sale=sale.pk,
+        statuses=dict(Counter(str(r["status"]) for r in results)),
+        codes=dict(Counter(r["body"]["error"]["code"] for r in results if r["status"] not in (201, None))),
+        retried=sum(1 for r in results if r["tries"] > 1),
+        watcher_stocks=dict(Counter(str(w.stock) for w in watchers)),
+        watcher_reconnects=sum(1 for w in watchers if w.connections > 1),
+        users=len(tokens),
+        seconds=round(elapsed, 2),
+        # From the last answer of the herd until every watcher showed the final stock.
+        settle_seconds=settle_seconds,
+        tries=sum(r["tries"] for r in results),
+    )
+    print(json.dumps(summary), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
