@@ -48,7 +48,9 @@ class CachedTokenAuthentication(TokenAuthentication):
             return super().authenticate(request)
         except UnicodeError:
             # DRF encodes the header as latin-1 before its own checks; other characters were a 500.
-            raise AuthenticationFailed("Invalid token header. Token string should not contain invalid characters.") from None
+            raise AuthenticationFailed(
+                "Invalid token header. Token string should not contain invalid characters."
+            ) from None
 
     def authenticate_credentials(self, key):
         if not _PLAUSIBLE_KEY.fullmatch(key):
@@ -102,8 +104,11 @@ def forget_tokens(keys) -> None:
     try:
         cache.delete_many(keys)
     except Exception:
-        logger.error("could not drop cached tokens; they stay valid for at most %ss",
-                     settings.AUTH_TOKEN_CACHE_SECONDS, exc_info=True)
+        logger.error(
+            "could not drop cached tokens; they stay valid for at most %ss",
+            settings.AUTH_TOKEN_CACHE_SECONDS,
+            exc_info=True,
+        )
 
 
 @receiver(post_delete, sender=Token, dispatch_uid="accounts.forget_deleted_token")

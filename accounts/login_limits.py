@@ -44,8 +44,11 @@ def _client_network(request) -> str:
 
 def _failures(request, *, group: str, value: str, rate_setting: str, increment: bool):
     return get_usage(
-        request, group=group, key=lambda _group, _request: value,
-        rate=getattr(settings, rate_setting), increment=increment,
+        request,
+        group=group,
+        key=lambda _group, _request: value,
+        rate=getattr(settings, rate_setting),
+        increment=increment,
     )
 
 
@@ -53,8 +56,11 @@ def check_login_allowed(request, *, email: str) -> None:
     """Raise RateLimited if this address may not try `email` now (see the module's rules)."""
     email = normalize_email(email)
     pair = _failures(
-        request, group=FAILURES_GROUP, value=f"{email} {_client_network(request)}",
-        rate_setting="RATELIMIT_LOGIN_FAILURES", increment=False,
+        request,
+        group=FAILURES_GROUP,
+        value=f"{email} {_client_network(request)}",
+        rate_setting="RATELIMIT_LOGIN_FAILURES",
+        increment=False,
     )
     if pair is None:  # limits off, or the cache cannot count (RATELIMIT_FAIL_OPEN)
         return
@@ -62,9 +68,7 @@ def check_login_allowed(request, *, email: str) -> None:
         raise RateLimited(retry_after=pair["time_left"])
     if pair["count"] == 0:
         return
-    anywhere = _failures(
-        request, group=EMAIL_GROUP, value=email, rate_setting="RATELIMIT_LOGIN_EMAIL", increment=False
-    )
+    anywhere = _failures(request, group=EMAIL_GROUP, value=email, rate_setting="RATELIMIT_LOGIN_EMAIL", increment=False)
     if anywhere is not None and anywhere["count"] >= anywhere["limit"]:
         raise RateLimited(retry_after=anywhere["time_left"])
 
@@ -72,8 +76,11 @@ def check_login_allowed(request, *, email: str) -> None:
 def record_login_failure(request, *, email: str) -> None:
     email = normalize_email(email)
     _failures(
-        request, group=FAILURES_GROUP, value=f"{email} {_client_network(request)}",
-        rate_setting="RATELIMIT_LOGIN_FAILURES", increment=True,
+        request,
+        group=FAILURES_GROUP,
+        value=f"{email} {_client_network(request)}",
+        rate_setting="RATELIMIT_LOGIN_FAILURES",
+        increment=True,
     )
     _failures(request, group=EMAIL_GROUP, value=email, rate_setting="RATELIMIT_LOGIN_EMAIL", increment=True)
 

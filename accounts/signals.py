@@ -32,9 +32,7 @@ def _revoke_tokens_on_password_change(sender, instance, created, update_fields=N
     # re-hashing with a newer hasher clears it before saving: that login is no password change.
     password_set = instance._password is not None
     current = instance.__dict__.get("password")
-    made_unusable = (
-        current is not None and not is_password_usable(current) and current != instance._loaded_password
-    )
+    made_unusable = current is not None and not is_password_usable(current) and current != instance._loaded_password
     if password_set or made_unusable:
         services.revoke_tokens(user_id=instance.pk)
     instance._loaded_password = current

@@ -49,8 +49,9 @@ def _connections() -> ConnectionPool:
             size = int(os.environ.get("GUNICORN_THREADS", "4"))
             # autocommit: conn.transaction() then sends BEGIN ... COMMIT itself (without it, the
             # token lookup would open an implicit transaction and the block would be a savepoint).
-            _pool = ConnectionPool(os.environ["DATABASE_URL"], min_size=size, max_size=size,
-                                   kwargs={"autocommit": True}, open=True)
+            _pool = ConnectionPool(
+                os.environ["DATABASE_URL"], min_size=size, max_size=size, kwargs={"autocommit": True}, open=True
+            )
             _pool_pid = os.getpid()
         return _pool
 
@@ -94,9 +95,20 @@ def _purchase(environ, start_response):
             if held + args["q"] > CAP:
                 raise _Refused("user_limit_reached")  # leaving the block by an exception rolls back
             purchase_id, created_at = conn.execute(INSERT, args).fetchone()
-    return _answer(start_response, "201 Created", {"success": True, "data": {
-        "purchaseId": purchase_id, "saleId": args["sale"], "quantity": args["q"], "remainingStock": stock,
-        "timestamp": created_at.isoformat()}})
+    return _answer(
+        start_response,
+        "201 Created",
+        {
+            "success": True,
+            "data": {
+                "purchaseId": purchase_id,
+                "saleId": args["sale"],
+                "quantity": args["q"],
+                "remainingStock": stock,
+                "timestamp": created_at.isoformat(),
+            },
+        },
+    )
 
 
 class _Refused(Exception):

@@ -40,28 +40,44 @@ PURCHASE_PATH = "/api/v1/flashsales/purchase"
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--topology", choices=["haproxy", "serve", "daphne", "gunicorn"], default="haproxy",
-                        help="haproxy: deploy/run (HAProxy -> gunicorn + Daphne), the default deployment; "
-                        "serve: ./scripts/serve (gunicorn for HTTP beside one Daphne, no proxy; with the "
-                        "bench's PostgreSQL and Redis); daphne: one Daphne process (the first command "
-                        "before gunicorn); gunicorn: gunicorn alone, no proxy")
-    parser.add_argument("--no-floor", action="store_true",
-                        help="skip the framework-free floor (bench/floor_wsgi.py) phases")
+    parser.add_argument(
+        "--topology",
+        choices=["haproxy", "serve", "daphne", "gunicorn"],
+        default="haproxy",
+        help="haproxy: deploy/run (HAProxy -> gunicorn + Daphne), the default deployment; "
+        "serve: ./scripts/serve (gunicorn for HTTP beside one Daphne, no proxy; with the "
+        "bench's PostgreSQL and Redis); daphne: one Daphne process (the first command "
+        "before gunicorn); gunicorn: gunicorn alone, no proxy",
+    )
+    parser.add_argument(
+        "--no-floor", action="store_true", help="skip the framework-free floor (bench/floor_wsgi.py) phases"
+    )
     parser.add_argument("--duration", type=int, default=8, help="seconds of load per measured phase")
     parser.add_argument("--connections", type=int, default=500)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--users", type=int, default=2000)
-    parser.add_argument("--herd-stock", type=int, default=0,
-                        help="units of the measured herd sale; default users x cap, so it lasts the window")
+    parser.add_argument(
+        "--herd-stock",
+        type=int,
+        default=0,
+        help="units of the measured herd sale; default users x cap, so it lasts the window",
+    )
     parser.add_argument("--sellout-stock", type=int, default=1000, help="units of the sale sold out before phase 3")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
     parser.add_argument("--gunicorn-threads", type=int, default=4, help="threads per gunicorn worker (1: sync workers)")
     parser.add_argument("--pgbench-clients", type=int, default=20)
-    parser.add_argument("--request-log", choices=["true", "false"], default="true",
-                        help="REQUEST_LOG of the servers (one JSON line per request, to /dev/null)")
+    parser.add_argument(
+        "--request-log",
+        choices=["true", "false"],
+        default="true",
+        help="REQUEST_LOG of the servers (one JSON line per request, to /dev/null)",
+    )
     parser.add_argument("--database", default="flashsale_bench")
-    parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432",
-                        help="PostgreSQL server URL (no database); the bench owns --database on it")
+    parser.add_argument(
+        "--pg",
+        default="postgres://postgres@127.0.0.1:5432",
+        help="PostgreSQL server URL (no database); the bench owns --database on it",
+    )
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/5", help="flushed at the start: use a spare db")
     parser.add_argument("--label", default="", help="free text stored in the JSON result")
     return parser.parse_args()
@@ -79,8 +95,9 @@ def need_tool(name: str, package: str) -> str:
         apt_env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         # A new machine has empty package lists: without the update the install finds nothing.
         subprocess.run(["apt-get", "update", "-qq"], check=False, stdout=subprocess.DEVNULL, env=apt_env)
-        subprocess.run(["apt-get", "install", "-y", "-qq", package], check=False,
-                       stdout=subprocess.DEVNULL, env=apt_env)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", package], check=False, stdout=subprocess.DEVNULL, env=apt_env
+        )
         path = shutil.which(name)
     if not path:
         sys.exit(f"bench/herd.py needs `{name}`: apt-get install {package}")
@@ -131,21 +148,23 @@ def prepare_database(args) -> str:
 
 def server_env(args, database_url: str) -> dict:
     env = dict(os.environ)
-    env.update({
-        "DATABASE_URL": database_url,
-        "REDIS_URL": args.redis,
-        "DEBUG": "false",
-        "SECRET_KEY": "bench-secret-key-not-for-production-x7Qp2Lm9Zr4Tb8Kw1Vn6Yd3",
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        # Every wrk connection comes from 127.0.0.1: per-IP limits would measure the limiter.
-        "RATELIMIT_ENABLE": "false",
-        # ws_fanout.py opens a thousand sockets from 127.0.0.1.
-        "WS_MAX_SOCKETS_PER_ADDRESS": "0",
-        "REQUEST_LOG": args.request_log,
-        "WEB_CONCURRENCY": str(args.workers),
-        "GUNICORN_THREADS": str(args.gunicorn_threads),
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "DATABASE_URL": database_url,
+            "REDIS_URL": args.redis,
+            "DEBUG": "false",
+            "SECRET_KEY": "bench-secret-key-not-for-production-x7Qp2Lm9Zr4Tb8Kw1Vn6Yd3",
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            # Every wrk connection comes from 127.0.0.1: per-IP limits would measure the limiter.
+            "RATELIMIT_ENABLE": "false",
+            # ws_fanout.py opens a thousand sockets from 127.0.0.1.
+            "WS_MAX_SOCKETS_PER_ADDRESS": "0",
+            "REQUEST_LOG": args.request_log,
+            "WEB_CONCURRENCY": str(args.workers),
+            "GUNICORN_THREADS": str(args.gunicorn_threads),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     env.pop("TEST_DATABASE_NAME", None)
     env.pop("CI", None)
     return env
@@ -169,21 +188,36 @@ def start_servers(args, env: dict, topology: str) -> tuple[subprocess.Popen, str
     elif topology == "floor":
         port = free_port()
         # The same gunicorn settings (workers, threads, backlog) as the service's HTTP side.
-        cmd = [str(VENV_BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
-               "bench.floor_wsgi:application"]
+        cmd = [
+            str(VENV_BIN / "gunicorn"),
+            "-c",
+            "deploy/gunicorn.conf.py",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "bench.floor_wsgi:application",
+        ]
     elif topology == "gunicorn":
         port = free_port()
-        cmd = [str(VENV_BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
-               "flashsale.wsgi:application"]
+        cmd = [
+            str(VENV_BIN / "gunicorn"),
+            "-c",
+            "deploy/gunicorn.conf.py",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "flashsale.wsgi:application",
+        ]
     else:
         port = free_port()
-        cmd = [str(VENV_BIN / "daphne"), "-e", f"tcp:port={port}:interface=127.0.0.1:backlog=1024",
-               "flashsale.asgi:application"]
+        cmd = [
+            str(VENV_BIN / "daphne"),
+            "-e",
+            f"tcp:port={port}:interface=127.0.0.1:backlog=1024",
+            "flashsale.asgi:application",
+        ]
     # The request log goes nowhere: its cost is the formatting, not a terminal.
     # Without the request log, stdout carries only warnings and errors: keep them.
     stdout = subprocess.DEVNULL if env.get("REQUEST_LOG") != "false" else log
-    process = subprocess.Popen(cmd, cwd=PROJECT_DIR, env=env, stdout=stdout, stderr=log,
-                               start_new_session=True)
+    process = subprocess.Popen(cmd, cwd=PROJECT_DIR, env=env, stdout=stdout, stderr=log, start_new_session=True)
     base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 40
     while time.monotonic() < deadline:
@@ -276,9 +310,16 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 def setup_django(database_url: str, redis_url: str) -> None:
-    os.environ.update({"DATABASE_URL": database_url, "REDIS_URL": redis_url, "DEBUG": "false",
-                       "SECRET_KEY": "bench-secret-key-not-for-production-x7Qp2Lm9Zr4Tb8Kw1Vn6Yd3", "REQUEST_LOG": "false",
-                       "DJANGO_SETTINGS_MODULE": "flashsale.settings"})
+    os.environ.update(
+        {
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "DEBUG": "false",
+            "SECRET_KEY": "bench-secret-key-not-for-production-x7Qp2Lm9Zr4Tb8Kw1Vn6Yd3",
+            "REQUEST_LOG": "false",
+            "DJANGO_SETTINGS_MODULE": "flashsale.settings",
+        }
+    )
     os.environ.pop("TEST_DATABASE_NAME", None)
     sys.path.insert(0, str(PROJECT_DIR))
     import django
@@ -354,14 +395,28 @@ def sale_report(sale_id: int, cap: int | None) -> dict:
 
 
 def wrk(args, url: str, *script_args: str, duration: int | None = None, connections: int | None = None) -> dict:
-    cmd = ["wrk", "-t", str(args.threads), "-c", str(connections or args.connections),
-           "-d", f"{duration or args.duration}s", "--timeout", "10s", "--latency",
-           "-s", str(BENCH_DIR / "herd.lua"), url, "--", *script_args]
+    cmd = [
+        "wrk",
+        "-t",
+        str(args.threads),
+        "-c",
+        str(connections or args.connections),
+        "-d",
+        f"{duration or args.duration}s",
+        "--timeout",
+        "10s",
+        "--latency",
+        "-s",
+        str(BENCH_DIR / "herd.lua"),
+        url,
+        "--",
+        *script_args,
+    ]
     output = subprocess.run(cmd, capture_output=True, text=True, timeout=(duration or args.duration) + 30).stdout
     line = next((row for row in output.splitlines() if row.startswith("WRKJSON ")), None)
     if line is None:
         raise RuntimeError(f"wrk printed no result:\n{output}")
-    result = json.loads(line[len("WRKJSON "):])
+    result = json.loads(line[len("WRKJSON ") :])
     seconds = result["duration_us"] / 1e6
     result["rps"] = result["requests"] / seconds
     result["p50_ms"], result["p99_ms"] = result["p50_us"] / 1000, result["p99_us"] / 1000
@@ -398,8 +453,20 @@ def pgbench(args, script: str, seeded: dict, workdir: Path, sale: str) -> dict:
     path = workdir / "pgbench.sql"
     umin, umax = seeded["user_ids"]
     path.write_text(script.format(umin=umin, umax=umax, sale=seeded[sale]))
-    cmd = ["pgbench", *args.pg_cli, "-n", "-c", str(args.pgbench_clients), "-j", "2",
-           "-T", str(args.duration), "-f", str(path), args.database]
+    cmd = [
+        "pgbench",
+        *args.pg_cli,
+        "-n",
+        "-c",
+        str(args.pgbench_clients),
+        "-j",
+        "2",
+        "-T",
+        str(args.duration),
+        "-f",
+        str(path),
+        args.database,
+    ]
     output = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration + 60).stdout
     tps = re.search(r"tps = ([0-9.]+)", output)
     latency = re.search(r"latency average = ([0-9.]+) ms", output)
@@ -424,8 +491,9 @@ def measure_phase(args, phases: dict, name: str, base_url: str, pids: list[int],
         # received before it stopped, not purchases still queued in the server.
         from sales.models import Purchase
 
-        committed = Purchase.objects.filter(sale_id=int(script_args[2]), created_at__gte=window_start,
-                                            created_at__lt=window_end).count()
+        committed = Purchase.objects.filter(
+            sale_id=int(script_args[2]), created_at__gte=window_start, created_at__lt=window_end
+        ).count()
         result["committed_in_window"] = committed
         result["committed_per_s"] = committed / (window_end - window_start).total_seconds()
     phases[name] = result
@@ -445,11 +513,21 @@ def measure_floor(args, database_url: str, seeded: dict, tokens_file: Path) -> d
         print(f"floor (bench/floor_wsgi.py) at {base_url}, {len(pids)} server processes", flush=True)
         wrk(args, base_url + "/api/v1/health", "get", duration=2, connections=50)
         measure_phase(args, phases, "trivial", base_url, pids, base_url + "/api/v1/health", "get")
-        measure_phase(args, phases, "herd", base_url, pids, purchase_url, "purchase", str(tokens_file),
-                      str(seeded["floor_herd"]))
+        measure_phase(
+            args, phases, "herd", base_url, pids, purchase_url, "purchase", str(tokens_file), str(seeded["floor_herd"])
+        )
         # The service's sell-out sale, sold out by now: the floor refuses from the database.
-        measure_phase(args, phases, "after_sellout", base_url, pids, purchase_url, "purchase", str(tokens_file),
-                      str(seeded["sellout"]))
+        measure_phase(
+            args,
+            phases,
+            "after_sellout",
+            base_url,
+            pids,
+            purchase_url,
+            "purchase",
+            str(tokens_file),
+            str(seeded["sellout"]),
+        )
     finally:
         stop_servers(process)
     return phases
@@ -475,8 +553,11 @@ def main() -> int:
     purchase_url = base_url + PURCHASE_PATH
     phases = {}
     try:
-        print(f"topology {args.topology} at {base_url}, {len(pids)} server processes; "
-              f"{args.connections} connections, {args.duration}s per phase", flush=True)
+        print(
+            f"topology {args.topology} at {base_url}, {len(pids)} server processes; "
+            f"{args.connections} connections, {args.duration}s per phase",
+            flush=True,
+        )
         # A short warm-up so every worker has imported, connected and cached before measuring.
         wrk(args, base_url + "/api/v1/health", "get", duration=2, connections=50)
 
@@ -486,8 +567,9 @@ def main() -> int:
         measure("trivial", base_url + "/api/v1/health", "get")
         measure("herd", purchase_url, "purchase", str(tokens_file), str(seeded["herd"]))
         # The real herd: a 1000-unit sale bought by every connection at once, for a bounded time.
-        sellout_herd = wrk(args, purchase_url, "purchase", str(tokens_file), str(seeded["sellout"]),
-                           duration=args.duration)
+        sellout_herd = wrk(
+            args, purchase_url, "purchase", str(tokens_file), str(seeded["sellout"]), duration=args.duration
+        )
         sellout_herd["drain_s"] = drain(base_url)
         phases["sellout_herd"] = sellout_herd
         left = sale_report(seeded["sellout"], cap)["current"]
@@ -516,9 +598,12 @@ def main() -> int:
     checks = {name: sale_report(seeded[name], cap) for name in ("herd", "sellout", "pending", "floor_herd")}
     checks["pgbench"] = sale_report(seeded["pgbench"], None)
     bucket_rows = sale_report(seeded["pgbench_buckets"], None)
-    checks["pgbench_buckets"] = {**bucket_rows, "original": 8 * 1_000_000_000,
-                                 "current": 8 * 1_000_000_000 - bucket_units_taken,
-                                 "stock_invariant_ok": bucket_units_taken == bucket_rows["sold_units"]}
+    checks["pgbench_buckets"] = {
+        **bucket_rows,
+        "original": 8 * 1_000_000_000,
+        "current": 8 * 1_000_000_000 - bucket_units_taken,
+        "stock_invariant_ok": bucket_units_taken == bucket_rows["sold_units"],
+    }
     shutil.rmtree(workdir, ignore_errors=True)
 
     trivial = phases["trivial"]
@@ -529,14 +614,30 @@ def main() -> int:
 
     rows = [
         ("trivial GET /api/v1/health", trivial["rps"], None, trivial, 1.0, 1.0),
-        ("purchase herd, stock lasting", herd["rps"], herd["committed_per_s"], herd,
-         ratio(herd["rps"], trivial["rps"]), ratio(herd["p99_ms"], trivial["p99_ms"])),
-        ("purchase after sell-out", phases["after_sellout"]["rps"], None, phases["after_sellout"],
-         ratio(phases["after_sellout"]["rps"], trivial["rps"]),
-         ratio(phases["after_sellout"]["p99_ms"], trivial["p99_ms"])),
-        ("purchase before start", phases["before_start"]["rps"], None, phases["before_start"],
-         ratio(phases["before_start"]["rps"], trivial["rps"]),
-         ratio(phases["before_start"]["p99_ms"], trivial["p99_ms"])),
+        (
+            "purchase herd, stock lasting",
+            herd["rps"],
+            herd["committed_per_s"],
+            herd,
+            ratio(herd["rps"], trivial["rps"]),
+            ratio(herd["p99_ms"], trivial["p99_ms"]),
+        ),
+        (
+            "purchase after sell-out",
+            phases["after_sellout"]["rps"],
+            None,
+            phases["after_sellout"],
+            ratio(phases["after_sellout"]["rps"], trivial["rps"]),
+            ratio(phases["after_sellout"]["p99_ms"], trivial["p99_ms"]),
+        ),
+        (
+            "purchase before start",
+            phases["before_start"]["rps"],
+            None,
+            phases["before_start"],
+            ratio(phases["before_start"]["rps"], trivial["rps"]),
+            ratio(phases["before_start"]["p99_ms"], trivial["p99_ms"]),
+        ),
     ]
     targets = {
         "herd_success_vs_pgbench >= 0.5": ratio(herd["committed_per_s"], pg_one["tps"]) >= 0.5,
@@ -555,32 +656,55 @@ def main() -> int:
     no_5xx = all(p["errors_5xx"] == 0 for p in [*phases.values(), *floor.values()])
 
     print()
-    print(f"flashsale herd benchmark - topology {args.topology}, {args.connections} connections, "
-          f"{args.users} users, {args.duration}s per phase, {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f}")
-    print(f"{'phase':32} {'req/s':>8} {'commit/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'x trivial':>10} {'p99 x':>7}  responses")
+    print(
+        f"flashsale herd benchmark - topology {args.topology}, {args.connections} connections, "
+        f"{args.users} users, {args.duration}s per phase, {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"{'phase':32} {'req/s':>8} {'commit/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'x trivial':>10} {'p99 x':>7}  responses"
+    )
     for name, rps, ok, res, r, p99r in rows:
         ok_text = f"{ok:8.0f}" if ok is not None else f"{'':8}"
-        print(f"{name:32} {rps:8.0f} {ok_text} {res['p50_ms']:8.1f} {res['p99_ms']:8.1f} {r:10.2f} {p99r:7.2f}  "
-              f"{res['counts']}")
+        print(
+            f"{name:32} {rps:8.0f} {ok_text} {res['p50_ms']:8.1f} {res['p99_ms']:8.1f} {r:10.2f} {p99r:7.2f}  "
+            f"{res['counts']}"
+        )
     sh = phases["sellout_herd"]
     sold_in_herd = args.sellout_stock - sh["left_after_herd"]
-    print(f"{'sell-out herd (' + str(args.sellout_stock) + ' units)':32} {sh['rps']:8.0f} {sh['success_rps']:8.0f} "
-          f"{sh['p50_ms']:8.1f} {sh['p99_ms']:8.1f} {ratio(sh['rps'], trivial['rps']):10.2f} "
-          f"{ratio(sh['p99_ms'], trivial['p99_ms']):7.2f}  "
-          + (f"sold out within the {args.duration}s window" if not sh["left_after_herd"]
-             else f"{sold_in_herd} sold in {args.duration}s, {sh['left_after_herd']} left (then bought directly)"))
-    print(f"{'pgbench one hot row':32} {pg_one['tps']:8.0f} tx/s   herd ok/s vs it: "
-          f"{ratio(herd['committed_per_s'], pg_one['tps']):.2f}")
-    print(f"{'pgbench 8 bucket rows':32} {pg_buckets['tps']:8.0f} tx/s   herd ok/s vs it: "
-          f"{ratio(herd['committed_per_s'], pg_buckets['tps']):.2f}")
+    print(
+        f"{'sell-out herd (' + str(args.sellout_stock) + ' units)':32} {sh['rps']:8.0f} {sh['success_rps']:8.0f} "
+        f"{sh['p50_ms']:8.1f} {sh['p99_ms']:8.1f} {ratio(sh['rps'], trivial['rps']):10.2f} "
+        f"{ratio(sh['p99_ms'], trivial['p99_ms']):7.2f}  "
+        + (
+            f"sold out within the {args.duration}s window"
+            if not sh["left_after_herd"]
+            else f"{sold_in_herd} sold in {args.duration}s, {sh['left_after_herd']} left (then bought directly)"
+        )
+    )
+    print(
+        f"{'pgbench one hot row':32} {pg_one['tps']:8.0f} tx/s   herd ok/s vs it: "
+        f"{ratio(herd['committed_per_s'], pg_one['tps']):.2f}"
+    )
+    print(
+        f"{'pgbench 8 bucket rows':32} {pg_buckets['tps']:8.0f} tx/s   herd ok/s vs it: "
+        f"{ratio(herd['committed_per_s'], pg_buckets['tps']):.2f}"
+    )
     print_side_by_side(args, phases, floor, pg_one)
     print()
     for name, check in checks.items():
-        cap_text = f", max units of one user {check['max_units_one_user']} (cap {cap}: {'ok' if check['cap_ok'] else 'VIOLATED'})" if "cap_ok" in check else ""
-        print(f"sale {name:8}: original {check['original']} - current {check['current']} = "
-              f"{check['original'] - check['current']} == sum of quantities {check['sold_units']}: "
-              f"{'ok' if check['stock_invariant_ok'] else 'VIOLATED'}{cap_text}")
+        cap_text = (
+            f", max units of one user {check['max_units_one_user']}"
+            f" (cap {cap}: {'ok' if check['cap_ok'] else 'VIOLATED'})"
+            if "cap_ok" in check
+            else ""
+        )
+        print(
+            f"sale {name:8}: original {check['original']} - current {check['current']} = "
+            f"{check['original'] - check['current']} == sum of quantities {check['sold_units']}: "
+            f"{'ok' if check['stock_invariant_ok'] else 'VIOLATED'}{cap_text}"
+        )
     print(f"5xx responses: {sum(p['errors_5xx'] for p in [*phases.values(), *floor.values()])}")
     for name, met in targets.items():
         print(f"target {name}: {'met' if met else 'NOT met'}")
@@ -607,6 +731,7 @@ def main() -> int:
 
 def print_side_by_side(args, phases: dict, floor: dict, pg_one: dict) -> None:
     """The service, the framework-free floor and pgbench on one table (the issue's comparison)."""
+
     def cell(value, fmt="8.0f"):
         return f"{value:{fmt}}" if value is not None else f"{'-':>8}"
 
@@ -614,13 +739,19 @@ def print_side_by_side(args, phases: dict, floor: dict, pg_one: dict) -> None:
         return source.get(phase, {}).get(key)
 
     print()
-    print(f"side by side, same run      {'service':>8} {'floor':>8} {'pgbench':>8}  service/floor  "
-          f"(service: --topology {args.topology}; floor: bench/floor_wsgi.py, same gunicorn settings)")
+    print(
+        f"side by side, same run      {'service':>8} {'floor':>8} {'pgbench':>8}  service/floor  "
+        f"(service: --topology {args.topology}; floor: bench/floor_wsgi.py, same gunicorn settings)"
+    )
     rows = [
         ("trivial GET req/s", of(phases, "trivial", "rps"), of(floor, "trivial", "rps"), None),
         ("trivial GET p99 ms", of(phases, "trivial", "p99_ms"), of(floor, "trivial", "p99_ms"), None),
-        ("herd committed purchases/s", of(phases, "herd", "committed_per_s"), of(floor, "herd", "committed_per_s"),
-         pg_one["tps"]),
+        (
+            "herd committed purchases/s",
+            of(phases, "herd", "committed_per_s"),
+            of(floor, "herd", "committed_per_s"),
+            pg_one["tps"],
+        ),
         ("herd p99 ms", of(phases, "herd", "p99_ms"), of(floor, "herd", "p99_ms"), None),
         ("refusals after sell-out/s", of(phases, "after_sellout", "rps"), of(floor, "after_sellout", "rps"), None),
     ]

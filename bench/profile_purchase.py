@@ -43,10 +43,16 @@ def main() -> None:
     args = parse_args()
     recreate_database(args.pg, args.database)
     os.environ.update(
-        DATABASE_URL=f"{args.pg}/{args.database}", DEBUG="false", REQUEST_LOG="false", RATELIMIT_ENABLE="true",
-        RATELIMIT_PURCHASE="1000000/m", RATELIMIT_GLOBAL="1000000/m",
-        SECRET_KEY="profile-only-secret-key-" + "x" * 40, ALLOWED_HOSTS="testserver",
-        MAX_UNITS_PER_USER="1000000", MAX_PURCHASE_QUANTITY="1",
+        DATABASE_URL=f"{args.pg}/{args.database}",
+        DEBUG="false",
+        REQUEST_LOG="false",
+        RATELIMIT_ENABLE="true",
+        RATELIMIT_PURCHASE="1000000/m",
+        RATELIMIT_GLOBAL="1000000/m",
+        SECRET_KEY="profile-only-secret-key-" + "x" * 40,
+        ALLOWED_HOSTS="testserver",
+        MAX_UNITS_PER_USER="1000000",
+        MAX_PURCHASE_QUANTITY="1",
     )
     if args.redis:
         os.environ["REDIS_URL"] = args.redis
@@ -75,15 +81,22 @@ def main() -> None:
     user = User.objects.create_user(email="profile@example.com", name="Profile", password="unused-password-1")
     token = Token.objects.create(user=user)
     now = timezone.now()
-    live = FlashSale.objects.create(name="live", start_time=now - timedelta(minutes=1),
-                                    end_time=now + timedelta(hours=1), original_stock=10_000_000)
-    sold_out = FlashSale.objects.create(name="sold out", start_time=now - timedelta(minutes=1),
-                                        end_time=now + timedelta(hours=1), original_stock=1, current_stock=0)
+    live = FlashSale.objects.create(
+        name="live", start_time=now - timedelta(minutes=1), end_time=now + timedelta(hours=1), original_stock=10_000_000
+    )
+    sold_out = FlashSale.objects.create(
+        name="sold out",
+        start_time=now - timedelta(minutes=1),
+        end_time=now + timedelta(hours=1),
+        original_stock=1,
+        current_stock=0,
+    )
     client = Client(HTTP_AUTHORIZATION=f"Token {token.key}")
 
     def buy(sale):
-        return client.post("/api/v1/flashsales/purchase", {"saleId": sale.pk, "quantity": 1},
-                           content_type="application/json")
+        return client.post(
+            "/api/v1/flashsales/purchase", {"saleId": sale.pk, "quantity": 1}, content_type="application/json"
+        )
 
     cases = {
         "bought": (lambda: buy(live), 201),

@@ -11,7 +11,9 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": CHANNEL_LAYERS["default"]["CONFIG"]["hosts"],
-                       "prefix": CHANNEL_LAYERS["default"]["CONFIG"].get("prefix", "flashsale")},
+            "CONFIG": {
+                "hosts": CHANNEL_LAYERS["default"]["CONFIG"]["hosts"],
+                "prefix": CHANNEL_LAYERS["default"]["CONFIG"].get("prefix", "flashsale"),
+            },
         }
     }

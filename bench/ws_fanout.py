@@ -40,7 +40,9 @@ def parse_args():
     parser.add_argument("--layers", default="core,pubsub", help="comma-separated: core, pubsub")
     parser.add_argument("--purchases", type=int, default=5, help="sequential purchases measured per run")
     parser.add_argument("--burst", type=int, default=200, help="parallel purchases before the final-stock check")
-    parser.add_argument("--final-wait", type=float, default=60, help="seconds every client gets to show the final stock")
+    parser.add_argument(
+        "--final-wait", type=float, default=60, help="seconds every client gets to show the final stock"
+    )
     parser.add_argument("--connect-batch", type=int, default=100, help="sockets opened at once while connecting")
     parser.add_argument("--database", default="flashsale_bench_ws")
     parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
@@ -110,8 +112,11 @@ def seed(database_url: str, redis_url: str, users: int):
     tokens = [t.key for t in Token.objects.bulk_create(Token(user=u, key=Token.generate_key()) for u in created)]
     now = dj_timezone.now()
     return tokens, lambda: FlashSale.objects.create(
-        name="fan-out", original_stock=100_000, current_stock=100_000,
-        start_time=now - dj_timezone.timedelta(minutes=1), end_time=now + dj_timezone.timedelta(hours=2),
+        name="fan-out",
+        original_stock=100_000,
+        current_stock=100_000,
+        start_time=now - dj_timezone.timedelta(minutes=1),
+        end_time=now + dj_timezone.timedelta(hours=2),
     )
 
 
@@ -125,7 +130,7 @@ async def one_run(base_url: str, sale, tokens: list[str], clients: int, args) ->
     # this measures fan-out to N open sockets, not a storm of N simultaneous handshakes (on this
     # 2-core box Daphne refuses handshakes its app has not accepted within 5 s with a 403).
     for start in range(0, clients, args.connect_batch):
-        batch = watchers[start:start + args.connect_batch]
+        batch = watchers[start : start + args.connect_batch]
         tasks.extend(asyncio.ensure_future(w.run(ws_url, base_url, stop)) for w in batch)
         await asyncio.wait_for(asyncio.gather(*(w.ready.wait() for w in batch)), timeout=120)
     connect_s = time.monotonic() - connect_started
@@ -134,9 +139,13 @@ async def one_run(base_url: str, sale, tokens: list[str], clients: int, args) ->
     latencies_ms: list[float] = []
     last_client_ms: list[float] = []
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+
         async def buy(token: str) -> dict:
-            response = await http.post("/api/v1/flashsales/purchase", json={"saleId": sale.pk, "quantity": 1},
-                                       headers={"Authorization": f"Token {token}"})
+            response = await http.post(
+                "/api/v1/flashsales/purchase",
+                json={"saleId": sale.pk, "quantity": 1},
+                headers={"Authorization": f"Token {token}"},
+            )
             response.raise_for_status()
             return response.json()["data"]
 
@@ -145,7 +154,11 @@ async def one_run(base_url: str, sale, tokens: list[str], clients: int, args) ->
             committed = datetime.fromisoformat(data["timestamp"].replace("Z", "+00:00")).timestamp()
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
-                got = [w for w in watchers if not w.error and w.last_stock is not None and w.last_stock <= data["remainingStock"]]
+                got = [
+                    w
+                    for w in watchers
+                    if not w.error and w.last_stock is not None and w.last_stock <= data["remainingStock"]
+                ]
                 if len(got) == clients - failed_connect:
                     break
                 await asyncio.sleep(0.01)
@@ -235,8 +248,7 @@ def main() -> int:
 
     logging.getLogger("httpx").setLevel(logging.WARNING)
     for layer in [name.strip() for name in args.layers.split(",") if name.strip()]:
-        env_args = argparse.Namespace(redis=args.redis, request_log="false", workers=args.workers,
-                                      gunicorn_threads=4)
+        env_args = argparse.Namespace(redis=args.redis, request_log="false", workers=args.workers, gunicorn_threads=4)
         env = herd.server_env(env_args, database_url)
         env["DJANGO_SETTINGS_MODULE"] = LAYER_SETTINGS[layer]
         env["PYTHONPATH"] = str(herd.PROJECT_DIR)
@@ -249,10 +261,13 @@ def main() -> int:
                 run["layer"] = layer
                 run["rss"] = rss_by_process(process)
                 results["runs"].append(run)
-                print(f"{layer:7} {clients:5} clients: p50 {run['p50_ms']:.1f} ms, p99 {run['p99_ms']:.1f} ms, "
-                      f"max {run['max_ms']:.1f} ms, missed final stock {run['missed_final_stock']}, "
-                      f"dropped {run['sockets_dropped']} {run['socket_errors']}, final {run['final_stock']}, "
-                      f"missed ones show {run['missed_last_stock_values']}", flush=True)
+                print(
+                    f"{layer:7} {clients:5} clients: p50 {run['p50_ms']:.1f} ms, p99 {run['p99_ms']:.1f} ms, "
+                    f"max {run['max_ms']:.1f} ms, missed final stock {run['missed_final_stock']}, "
+                    f"dropped {run['sockets_dropped']} {run['socket_errors']}, final {run['final_stock']}, "
+                    f"missed ones show {run['missed_last_stock_values']}",
+                    flush=True,
+                )
                 # The sale's tokens are reused; give the next run fresh stock and per-user room.
                 from sales.models import Purchase
 
@@ -262,8 +277,10 @@ def main() -> int:
 
     print()
     print(f"WebSocket fan-out - {args.purchases} sequential purchases, then a burst of {args.burst}")
-    print(f"{'layer':7} {'clients':>7} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'last x N=1':>10} "
-          f"{'missed':>6} {'dropped':>7}  RSS per server process (MB)")
+    print(
+        f"{'layer':7} {'clients':>7} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'last x N=1':>10} "
+        f"{'missed':>6} {'dropped':>7}  RSS per server process (MB)"
+    )
     by_layer = {}
     for run in results["runs"]:
         by_layer.setdefault(run["layer"], {})[run["clients"]] = run
@@ -272,8 +289,10 @@ def main() -> int:
         for clients, run in sorted(runs.items()):
             ratio = run["max_ms"] / one["max_ms"] if one and one["max_ms"] else float("nan")
             rss = ", ".join(f"{r['process']} {r['rss_mb']}" for r in run["rss"])
-            print(f"{layer:7} {clients:7} {run['p50_ms']:8.1f} {run['p99_ms']:8.1f} {run['max_ms']:8.1f} "
-                  f"{ratio:10.1f} {run['missed_final_stock']:6} {run['sockets_dropped']:7}  {rss}")
+            print(
+                f"{layer:7} {clients:7} {run['p50_ms']:8.1f} {run['p99_ms']:8.1f} {run['max_ms']:8.1f} "
+                f"{ratio:10.1f} {run['missed_final_stock']:6} {run['sockets_dropped']:7}  {rss}"
+            )
     out = herd.RESULTS_DIR / f"ws-fanout-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps(results, indent=2, default=str))
     print(f"\nresults: {out.relative_to(herd.PROJECT_DIR)}")

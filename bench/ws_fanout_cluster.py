@@ -42,8 +42,17 @@ def one_run(cluster: Cluster, watchers: int, burst: int) -> dict:
     users = max(1, burst // 4)
     before = daphne_rss_kib()
     process = cluster.client_process(
-        "herd", "--stock", str(burst), "--users", str(users), "--attempts", "4", "--watchers", str(watchers),
-        "--concurrency", "40",
+        "herd",
+        "--stock",
+        str(burst),
+        "--users",
+        str(users),
+        "--attempts",
+        "4",
+        "--watchers",
+        str(watchers),
+        "--concurrency",
+        "40",
     )
     with_sockets = None
     lines = []
@@ -86,9 +95,11 @@ def main() -> int:
         print(json.dumps(result))
     single, many = runs
     if single["settle_seconds"] and many["settle_seconds"] is not None:
-        print(f"final stock on every watcher after the burst: 1 watcher {single['settle_seconds']} s, "
-              f"{many['watchers']} watchers {many['settle_seconds']} s, "
-              f"ratio {many['settle_seconds'] / max(single['settle_seconds'], 0.05):.1f}")
+        print(
+            f"final stock on every watcher after the burst: 1 watcher {single['settle_seconds']} s, "
+            f"{many['watchers']} watchers {many['settle_seconds']} s, "
+            f"ratio {many['settle_seconds'] / max(single['settle_seconds'], 0.05):.1f}"
+        )
     print(f"memory per open socket (Daphne RSS growth / sockets): {many['kib_per_socket']} KiB")
     return 0
 

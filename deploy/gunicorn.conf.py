@@ -54,6 +54,7 @@ class _NoReadTimeoutTracebacks(logging.Filter):
 def post_worker_init(worker):
     worker.log.error_log.addFilter(_NoReadTimeoutTracebacks())
 
+
 # gunicorn 25+ opens a control socket at one fixed path per user ($HOME/.gunicorn/gunicorn.ctl), so
 # every other gunicorn on the machine (tests, bench/, ./scripts/serve beside deploy/run) would take
 # it over. Nothing here uses gunicornc.

@@ -84,7 +84,9 @@ def api_exception_handler(exc, context):
     if isinstance(exc, drf.ValidationError):
         return error_response(400, "validation_error", "The request is invalid.", _validation_details(exc.detail))
     if isinstance(exc, drf.ParseError):
-        return error_response(400, "validation_error", "The request body is not valid JSON.", {"body": [str(exc.detail)]})
+        return error_response(
+            400, "validation_error", "The request body is not valid JSON.", {"body": [str(exc.detail)]}
+        )
     if isinstance(exc, RequestDataTooBig):
         return error_response(413, "payload_too_large", "The request body is too large.")
     if isinstance(exc, Http404):

@@ -22,8 +22,16 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpResponse, JsonResponse
 from django.urls import resolve
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client import generate_latest, multiprocess
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 from flashsale.errors import error_body
 
@@ -59,11 +67,13 @@ DB_POOL_ERRORS = Counter(
     "flashsale_db_pool_errors", "Requests for a pooled database connection that failed (timeout, pool closed)"
 )
 DB_POOL_WAITING = Gauge(
-    "flashsale_db_pool_waiting", "Requests waiting for a pooled connection when last sampled",
+    "flashsale_db_pool_waiting",
+    "Requests waiting for a pooled connection when last sampled",
     multiprocess_mode="livesum",
 )
 OPEN_WEBSOCKETS = Gauge(
-    "flashsale_open_websockets", "WebSocket connections open, per process (pid label in multiprocess mode)",
+    "flashsale_open_websockets",
+    "WebSocket connections open, per process (pid label in multiprocess mode)",
     multiprocess_mode="liveall",
 )
 CHANNEL_LAYER_SEND_FAILURES = Counter(

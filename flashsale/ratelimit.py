@@ -47,9 +47,7 @@ def check_rate(request, *, group: str, key, rate_setting: str) -> None:
 
     `rate_setting` names a setting, read per request so tests and operators can change it.
     """
-    usage = get_usage(
-        request, group=group, key=key, rate=getattr(settings, rate_setting), increment=True
-    )
+    usage = get_usage(request, group=group, key=key, rate=getattr(settings, rate_setting), increment=True)
     if usage is not None and usage["should_limit"]:
         raise RateLimited(retry_after=usage["time_left"])
 

@@ -28,7 +28,9 @@ class FrameworkError:
         self.status_code, self.code, self.default_message = status_code, code, message
 
 
-VALIDATION = FrameworkError(400, "validation_error", "Missing or invalid fields, a body that is not a JSON object, or malformed JSON.")
+VALIDATION = FrameworkError(
+    400, "validation_error", "Missing or invalid fields, a body that is not a JSON object, or malformed JSON."
+)
 NOT_AUTHENTICATED = FrameworkError(401, "not_authenticated", "No Authorization header.")
 AUTHENTICATION_FAILED = FrameworkError(401, "authentication_failed", "A malformed, unknown or deleted token.")
 PERMISSION_DENIED = FrameworkError(403, "permission_denied", "The user is not staff.")
@@ -68,7 +70,9 @@ def error_schema(codes: list[str]) -> dict[str, Any]:
                     "details": {
                         "type": "object",
                         "additionalProperties": True,
-                        "description": "Context for the error; for validation_error, each field mapped to its messages.",
+                        "description": (
+                            "Context for the error; for validation_error, each field mapped to its messages."
+                        ),
                     },
                 },
             },
@@ -294,7 +298,6 @@ def postprocess_schema(result, generator, request, public):
     schemes = result.setdefault("components", {}).setdefault("securitySchemes", {})
     if "tokenAuth" in schemes:
         schemes["tokenAuth"]["description"] = (
-            'Send "Authorization: Token <key>" with the token from POST /api/v1/auth/login. '
-            "Logout deletes it."
+            'Send "Authorization: Token <key>" with the token from POST /api/v1/auth/login. Logout deletes it.'
         )
     return result

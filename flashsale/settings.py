@@ -223,8 +223,13 @@ if REDIS_URL:
                 # max_connections: redis-py 8's asyncio pool refuses (MaxConnectionsError, "Too many
                 # connections") past 100 instead of waiting, and every socket's handshake borrows one
                 # for group_add: 1000 watchers connecting at once got 500s (bench/ws_fanout.py).
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 15,
-                           "max_connections": env_int("CHANNEL_LAYER_MAX_CONNECTIONS", 2000)}],
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": 15,
+                        "max_connections": env_int("CHANNEL_LAYER_MAX_CONNECTIONS", 2000),
+                    }
+                ],
                 "prefix": env_str("CHANNEL_PREFIX", "flashsale"),
             },
         }

@@ -51,9 +51,7 @@ def idempotent(*, scope: str):
                 user=request.user, key=key, request_fingerprint=services.fingerprint(scope, request.data)
             )
             if isinstance(outcome, services.Replay):
-                return Response(
-                    json.loads(outcome.body), status=outcome.status_code, headers={REPLAYED_HEADER: "true"}
-                )
+                return Response(json.loads(outcome.body), status=outcome.status_code, headers={REPLAYED_HEADER: "true"})
             try:
                 with transaction.atomic():
                     response = handler(view, request, *args, **kwargs)

@@ -25,9 +25,7 @@ class IdempotencyKey(models.Model):
     # The rendered JSON body, as text so a replay is byte-for-byte the first answer (jsonb would
     # reorder the keys).
     response_body = models.TextField(blank=True, default="")
-    purchase = models.ForeignKey(
-        "sales.Purchase", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
-    )
+    purchase = models.ForeignKey("sales.Purchase", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
 
     class Meta:
         constraints = [

@@ -83,8 +83,12 @@ def claim(*, user: User, key: str, request_fingerprint: str) -> Claim | Replay:
         try:
             with transaction.atomic():
                 record = IdempotencyKey.objects.create(
-                    user=user, key=key, fingerprint=request_fingerprint, created_at=now,
-                    lock_token=token, locked_at=now,
+                    user=user,
+                    key=key,
+                    fingerprint=request_fingerprint,
+                    created_at=now,
+                    lock_token=token,
+                    locked_at=now,
                 )
             return Claim(record.pk, token)
         except IntegrityError:
@@ -131,9 +135,7 @@ def release(held: Claim) -> None:
     Best effort: if the database is down the lock simply expires after IDEMPOTENCY_LOCK_SECONDS.
     """
     try:
-        IdempotencyKey.objects.filter(
-            pk=held.record_id, lock_token=held.lock_token, status_code__isnull=True
-        ).delete()
+        IdempotencyKey.objects.filter(pk=held.record_id, lock_token=held.lock_token, status_code__isnull=True).delete()
     except DatabaseError:
         logger.warning("could not release idempotency key %s", held.record_id)
 

@@ -28,7 +28,12 @@ class LeaderboardQuerySerializer(PageQuerySerializer):
         # Deep OFFSETs cost the database every row they skip: past the cap, page with `after`.
         if (attrs["page"] - 1) * attrs["limit"] > settings.LEADERBOARD_MAX_OFFSET:
             raise serializers.ValidationError(
-                {"page": [f"Pages reach the first {settings.LEADERBOARD_MAX_OFFSET} purchases; continue with after=<nextAfter>."]}
+                {
+                    "page": [
+                        f"Pages reach the first {settings.LEADERBOARD_MAX_OFFSET} purchases; "
+                        "continue with after=<nextAfter>."
+                    ]
+                }
             )
         return attrs
 

@@ -285,9 +285,7 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         # Deleting bypasses the services (and the viewers' live updates): never for a live sale.
         # Sales with purchases are protected by the database (on_delete=PROTECT) anyway.
-        return super().has_delete_permission(request, obj) and (
-            obj is None or not obj.is_live_at(timezone.now())
-        )
+        return super().has_delete_permission(request, obj) and (obj is None or not obj.is_live_at(timezone.now()))
 
     def get_actions(self, request):
         # The bulk delete would not ask has_delete_permission about each sale.

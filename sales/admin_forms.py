@@ -17,8 +17,7 @@ from sales.exceptions import InvalidSaleChange, VersionConflict
 from sales.models import FlashSale
 
 STALE_EDIT_MESSAGE = (
-    "This sale changed while you were editing, reload the page and make your change again. "
-    "Nothing was saved."
+    "This sale changed while you were editing, reload the page and make your change again. Nothing was saved."
 )
 
 # The services report refused fields by their API names.

@@ -101,7 +101,9 @@ def idempotency_violations() -> list[str]:
     completed = IdempotencyKey.objects.filter(status_code__gte=200, status_code__lt=300).order_by("pk")
     purchases = {
         row["pk"]: row
-        for row in Purchase.objects.filter(pk__in=completed.values("purchase_id")).values("pk", "user_id", "sale_id", "quantity")
+        for row in Purchase.objects.filter(pk__in=completed.values("purchase_id")).values(
+            "pk", "user_id", "sale_id", "quantity"
+        )
     }
     for record in completed.only("pk", "key", "user_id", "purchase_id", "response_body"):
         label = f"idempotency key {record.pk} ({record.key!r} of user {record.user_id})"

@@ -72,6 +72,12 @@ class ClockLease:
         params.pop("cursor_factory", None)
         options = " ".join(filter(None, [params.pop("options", ""), SESSION_OPTIONS]))
         return psycopg.connect(
-            **params, options=options, autocommit=True, tcp_user_timeout=CLIENT_TCP_USER_TIMEOUT_MS,
-            keepalives=1, keepalives_idle=1, keepalives_interval=1, keepalives_count=2,
+            **params,
+            options=options,
+            autocommit=True,
+            tcp_user_timeout=CLIENT_TCP_USER_TIMEOUT_MS,
+            keepalives=1,
+            keepalives_idle=1,
+            keepalives_interval=1,
+            keepalives_count=2,
         )

@@ -91,7 +91,9 @@ class DatabaseFeed:
             # Oldest first, as they were committed; the hub keeps the newest few of a burst anyway.
             for purchase in reversed(purchases):
                 message = realtime.purchase_message(
-                    sale_id=sale_id, user_name=purchase.user.name, quantity=purchase.quantity,
+                    sale_id=sale_id,
+                    user_name=purchase.user.name,
+                    quantity=purchase.quantity,
                     timestamp=purchase.created_at,
                 )
                 messages.append((group, realtime.SALE_EVENT, {"purchase": message}))

@@ -34,7 +34,6 @@ def send_after_commit(event: Callable[..., None], **fields: Any) -> None:
     transaction.on_commit(send, robust=True)
 
 
-
 def stock_changed(*, sale_id: int, current_stock: int, version: int) -> None:
     """The sale's stock is now `current_stock` as of `version` (a staff edit or restock)."""
     sale = FlashSale.objects.filter(pk=sale_id).first()
@@ -89,4 +88,3 @@ def sale_window_passed(*, sale: FlashSale, moment: datetime) -> None:
 def _status(sale: FlashSale, current_stock: int) -> str:
     sale.current_stock = current_stock
     return sale.status_at(timezone.now())
-

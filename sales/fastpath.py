@@ -89,6 +89,8 @@ def _plain_order(body: bytes) -> tuple[int, int] | None:
     sale_id, quantity = data.get("saleId"), data.get("quantity")
     if type(sale_id) is not int or type(quantity) is not int:
         return None
-    if not 1 <= sale_id <= MAX_ID or not 1 <= quantity <= min(settings.MAX_PURCHASE_QUANTITY, settings.MAX_UNITS_PER_USER):
+    if not 1 <= sale_id <= MAX_ID or not 1 <= quantity <= min(
+        settings.MAX_PURCHASE_QUANTITY, settings.MAX_UNITS_PER_USER
+    ):
         return None
     return sale_id, quantity

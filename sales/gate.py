@@ -81,8 +81,9 @@ def _refusal(sale_id: int, entry: dict, moment: datetime) -> Exception | None:
     return None
 
 
-def remember(*, sale_id: int, generation: int | None, refusal: Exception, start_time: datetime,
-             end_time: datetime) -> Exception:
+def remember(
+    *, sale_id: int, generation: int | None, refusal: Exception, start_time: datetime, end_time: datetime
+) -> Exception:
     """Record the database's refusal of a purchase so the next attempts skip the database.
 
     Only refusals that hold for every buyer and quantity are kept: sold out, and outside the
@@ -112,5 +113,9 @@ def forget(sale_id: int) -> None:
         cache.incr(key)
     except Exception:
         # Without the bump a stale refusal could be replayed until it expires; say so loudly.
-        logger.error("sale gate: could not invalidate sale %s; refusals may be stale for %ss",
-                     sale_id, settings.SALE_GATE_SECONDS, exc_info=True)
+        logger.error(
+            "sale gate: could not invalidate sale %s; refusals may be stale for %ss",
+            sale_id,
+            settings.SALE_GATE_SECONDS,
+            exc_info=True,
+        )

@@ -113,8 +113,13 @@ def _take_on_postgresql(*, user: User, sale_id: int, quantity: int, cap: int, ge
     if outcome == "not_found":
         raise SaleNotFound(details={"saleId": sale_id})
     raise _refusal(
-        sale_id=sale_id, quantity=quantity, moment=db_now, generation=generation,
-        start_time=start_time, end_time=end_time, current_stock=stock,
+        sale_id=sale_id,
+        quantity=quantity,
+        moment=db_now,
+        generation=generation,
+        start_time=start_time,
+        end_time=end_time,
+        current_stock=stock,
     )
 
 
@@ -160,20 +165,27 @@ def _stock_and_holding(sale_id: int, user: User) -> tuple[int, int, int]:
     )
 
 
-def _refusal(*, sale_id: int, quantity: int, moment: datetime, generation: int | None,
-             start_time: datetime, end_time: datetime, current_stock: int) -> Exception:
+def _refusal(
+    *,
+    sale_id: int,
+    quantity: int,
+    moment: datetime,
+    generation: int | None,
+    start_time: datetime,
+    end_time: datetime,
+    current_stock: int,
+) -> Exception:
     """Name a refused decrement from the sale as read after it; the read decides nothing about stock.
 
     Refusals that hold for everyone (sold out, outside the window) are handed to the gate so the
     rest of the herd is answered from the cache. The refused UPDATE matched no row, so no row lock
     is held while the cache is written.
     """
-    remember = partial(gate.remember, sale_id=sale_id, generation=generation,
-                       start_time=start_time, end_time=end_time)
+    remember = partial(gate.remember, sale_id=sale_id, generation=generation, start_time=start_time, end_time=end_time)
     if not start_time <= moment < end_time:
-        return remember(refusal=SaleNotActive(
-            details={"saleId": sale_id, "startTime": start_time, "endTime": end_time}
-        ))
+        return remember(
+            refusal=SaleNotActive(details={"saleId": sale_id, "startTime": start_time, "endTime": end_time})
+        )
     if current_stock == 0:
         return remember(refusal=SoldOut(details={"saleId": sale_id, "currentStock": 0}))
     return InsufficientStock(details={"saleId": sale_id, "currentStock": current_stock, "requested": quantity})
@@ -215,7 +227,8 @@ def check_sale_update(*, sale: FlashSale, expected_version: int, changes: dict) 
     if sale.start_time <= now:
         if start_time != sale.start_time:
             raise InvalidSaleChange(
-                "A sale that has started cannot have its start moved.", details={"startTime": ["The sale has already started."]}
+                "A sale that has started cannot have its start moved.",
+                details={"startTime": ["The sale has already started."]},
             )
         if end_time < sale.end_time and sale.end_time > now:
             raise InvalidSaleChange(
@@ -322,16 +335,12 @@ def check_window(start_time: datetime, end_time: datetime) -> None:
     """The one home of "a sale ends after it starts" (the API's serializer and the admin's form
     call it too; the database's check constraint backs it)."""
     if end_time <= start_time:
-        raise InvalidSaleChange(
-            "The sale must end after it starts.", details={"endTime": ["Must be after startTime."]}
-        )
+        raise InvalidSaleChange("The sale must end after it starts.", details={"endTime": ["Must be after startTime."]})
 
 
 def _check_stock(original_stock: int) -> None:
     if original_stock < 1:
-        raise InvalidSaleChange(
-            "A sale needs at least one unit.", details={"originalStock": ["Must be at least 1."]}
-        )
+        raise InvalidSaleChange("A sale needs at least one unit.", details={"originalStock": ["Must be at least 1."]})
 
 
 def _conflict(sale: FlashSale) -> VersionConflict:

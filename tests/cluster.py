@@ -37,8 +37,13 @@ from tests.faults import _pg_bin, wait_for
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PREFIX = "fscl"
 SUBNET = "10.213.47"
-ADDRESSES = {"db": f"{SUBNET}.10", "app1": f"{SUBNET}.11", "app2": f"{SUBNET}.12", "lb": f"{SUBNET}.20",
-             "client": f"{SUBNET}.30"}
+ADDRESSES = {
+    "db": f"{SUBNET}.10",
+    "app1": f"{SUBNET}.11",
+    "app2": f"{SUBNET}.12",
+    "lb": f"{SUBNET}.20",
+    "client": f"{SUBNET}.30",
+}
 APP_HOSTS = ("app1", "app2")
 HTTP_PORT, WS_PORT, LB_PORT = 8001, 8002, 8000
 SECRET_KEY = "cluster-test-secret-key-shared-by-every-app-host-" + "k" * 40
@@ -102,8 +107,11 @@ def remove_namespaces() -> None:
     for namespace in existing_namespaces():
         kill_processes_in(namespace)
     for namespace in existing_namespaces():
-        wait_for(lambda: not run("ip", "netns", "pids", namespace, check=False).stdout.split(), 10,
-                 f"the processes of {namespace} to exit")
+        wait_for(
+            lambda namespace=namespace: not run("ip", "netns", "pids", namespace, check=False).stdout.split(),
+            10,
+            f"the processes of {namespace} to exit",
+        )
         run("ip", "netns", "delete", namespace, check=False)
 
 
@@ -208,21 +216,78 @@ class Cluster:
         os.chown(self.dir, postgres.pw_uid, postgres.pw_gid)
         os.chown(pg_dir, postgres.pw_uid, postgres.pw_gid)
         as_postgres = ["runuser", "-u", "postgres", "--"]
-        run(*as_postgres, _pg_bin("initdb"), "-D", str(pg_dir / "data"), "-U", "postgres", "--auth=trust",
-            "-E", "UTF8", "--no-sync")
+        run(
+            *as_postgres,
+            _pg_bin("initdb"),
+            "-D",
+            str(pg_dir / "data"),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        )
         (pg_dir / "data" / "pg_hba.conf").write_text("local all all trust\nhost all all 0.0.0.0/0 trust\n")
-        options = (f"-c listen_addresses={ADDRESSES['db']} -p 5432 -k {pg_dir} -c fsync=off -c synchronous_commit=off"
-                   " -c full_page_writes=off -c max_connections=200")
-        run("ip", "netns", "exec", netns("db"), *as_postgres, _pg_bin("pg_ctl"), "-D", str(pg_dir / "data"),
-            "-o", options, "-l", str(pg_dir / "log"), "-w", "start")
-        run("ip", "netns", "exec", netns("db"), *as_postgres, _pg_bin("createdb"), "-h", ADDRESSES["db"],
-            "-U", "postgres", "flashsale")
+        options = (
+            f"-c listen_addresses={ADDRESSES['db']} -p 5432 -k {pg_dir} -c fsync=off -c synchronous_commit=off"
+            " -c full_page_writes=off -c max_connections=200"
+        )
+        run(
+            "ip",
+            "netns",
+            "exec",
+            netns("db"),
+            *as_postgres,
+            _pg_bin("pg_ctl"),
+            "-D",
+            str(pg_dir / "data"),
+            "-o",
+            options,
+            "-l",
+            str(pg_dir / "log"),
+            "-w",
+            "start",
+        )
+        run(
+            "ip",
+            "netns",
+            "exec",
+            netns("db"),
+            *as_postgres,
+            _pg_bin("createdb"),
+            "-h",
+            ADDRESSES["db"],
+            "-U",
+            "postgres",
+            "flashsale",
+        )
 
     def start_redis(self) -> None:
-        self._popen("db", "redis", ["redis-server", "--bind", ADDRESSES["db"], "--port", "6379", "--save", "",
-                                    "--appendonly", "no", "--protected-mode", "no", "--loglevel", "warning"])
-        wait_for(lambda: self.in_ns("db", "redis-cli", "-h", ADDRESSES["db"], "ping", check=False).stdout.strip() == "PONG",
-                 10, "redis on db")
+        self._popen(
+            "db",
+            "redis",
+            [
+                "redis-server",
+                "--bind",
+                ADDRESSES["db"],
+                "--port",
+                "6379",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "no",
+                "--loglevel",
+                "warning",
+            ],
+        )
+        wait_for(
+            lambda: self.in_ns("db", "redis-cli", "-h", ADDRESSES["db"], "ping", check=False).stdout.strip() == "PONG",
+            10,
+            "redis on db",
+        )
 
     def restart_redis_empty(self) -> None:
         """Kill redis-server (it keeps nothing on disk) and start a fresh, empty one."""
@@ -236,10 +301,20 @@ class Cluster:
     def app_env(self, host: str) -> dict[str, str]:
         env = {key: value for key, value in os.environ.items() if not key.startswith(("DATABASE_", "REDIS_", "TEST_"))}
         env.update(
-            DATABASE_URL=self.database_url, REDIS_URL=self.redis_url, DEBUG="false", SECRET_KEY=SECRET_KEY,
-            ALLOWED_HOSTS="*", RATELIMIT_ENABLE="false", REQUEST_LOG="false", METRICS_TOKEN=METRICS_TOKEN,
-            WEB_CONCURRENCY=str(self.workers), GUNICORN_THREADS=str(self.threads), DB_POOL_MAX_SIZE="8",
-            DB_POOL_MIN_SIZE="1", TRUSTED_CLIENT_IP_HEADER="HTTP_X_FORWARDED_FOR", PYTHONUNBUFFERED="1",
+            DATABASE_URL=self.database_url,
+            REDIS_URL=self.redis_url,
+            DEBUG="false",
+            SECRET_KEY=SECRET_KEY,
+            ALLOWED_HOSTS="*",
+            RATELIMIT_ENABLE="false",
+            REQUEST_LOG="false",
+            METRICS_TOKEN=METRICS_TOKEN,
+            WEB_CONCURRENCY=str(self.workers),
+            GUNICORN_THREADS=str(self.threads),
+            DB_POOL_MAX_SIZE="8",
+            DB_POOL_MIN_SIZE="1",
+            TRUSTED_CLIENT_IP_HEADER="HTTP_X_FORWARDED_FOR",
+            PYTHONUNBUFFERED="1",
             PROMETHEUS_MULTIPROC_DIR=str(self.dir / f"metrics-{host}"),
             # A claim orphaned by a killed host is taken over after this long (30 s by default).
             IDEMPOTENCY_LOCK_SECONDS="4",
@@ -256,14 +331,41 @@ class Cluster:
         metrics.mkdir()
         python = sys.executable
         self.processes[host] = [p for p in self.processes.get(host, []) if p.poll() is None]
-        self._popen(host, "gunicorn", [python, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "--bind",
-                                       f"{address}:{HTTP_PORT}", "flashsale.wsgi:application"], env)
-        self._popen(host, "daphne", [python, "-m", "daphne", "-e", f"tcp:port={WS_PORT}:interface={address}:backlog=1024",
-                                     "flashsale.asgi:application"], env)
+        self._popen(
+            host,
+            "gunicorn",
+            [
+                python,
+                "-m",
+                "gunicorn",
+                "-c",
+                "deploy/gunicorn.conf.py",
+                "--bind",
+                f"{address}:{HTTP_PORT}",
+                "flashsale.wsgi:application",
+            ],
+            env,
+        )
+        self._popen(
+            host,
+            "daphne",
+            [
+                python,
+                "-m",
+                "daphne",
+                "-e",
+                f"tcp:port={WS_PORT}:interface={address}:backlog=1024",
+                "flashsale.asgi:application",
+            ],
+            env,
+        )
         self._popen(host, "clock", [python, "manage.py", "runsaleclock", "--interval", "0.25"], env)
         for port in (HTTP_PORT, WS_PORT):
-            wait_for(lambda: self.http_status(host, f"http://{address}:{port}/api/v1/health") == 200, 60,
-                     f"{host}:{port} to answer")
+            wait_for(
+                lambda port=port: self.http_status(host, f"http://{address}:{port}/api/v1/health") == 200,
+                60,
+                f"{host}:{port} to answer",
+            )
 
     def kill_app(self, host: str) -> None:
         """SIGKILL every process of an app host, as when the machine dies."""
@@ -276,7 +378,9 @@ class Cluster:
         config = self.dir / "haproxy.cfg"
         # Two descriptors per proxied connection, within the hard limit HAProxy inherits.
         maxconn = (resource.getrlimit(resource.RLIMIT_NOFILE)[1] - 1000) // 2
-        config.write_text(HAPROXY_CONFIG.format(lb_port=LB_PORT, http=HTTP_PORT, ws=WS_PORT, maxconn=maxconn, **ADDRESSES))
+        config.write_text(
+            HAPROXY_CONFIG.format(lb_port=LB_PORT, http=HTTP_PORT, ws=WS_PORT, maxconn=maxconn, **ADDRESSES)
+        )
         self._popen("lb", "haproxy", [shutil.which("haproxy"), "-db", "-f", str(config)])
         try:
             wait_for(lambda: self.http_status("client", f"{self.lb_url}/api/v1/health") == 200, 20, "haproxy")
@@ -287,8 +391,15 @@ class Cluster:
     # --- looking in -----------------------------------------------------------------------------
 
     def in_ns(self, host: str, *command: str, check: bool = True, timeout: float = 60, env=None):
-        return subprocess.run(["ip", "netns", "exec", netns(host), *command], capture_output=True, text=True,
-                              check=check, timeout=timeout, env=env, cwd=PROJECT_DIR)
+        return subprocess.run(
+            ["ip", "netns", "exec", netns(host), *command],
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=timeout,
+            env=env,
+            cwd=PROJECT_DIR,
+        )
 
     def http_status(self, host: str, url: str) -> int | None:
         result = self.in_ns(host, "curl", "-s", "-o", "/dev/null", "-m", "2", "-w", "%{http_code}", url, check=False)
@@ -311,17 +422,32 @@ class Cluster:
 
     def client(self, *args: str, timeout: float = 180) -> dict:
         """Run tests/cluster_client.py on the client host; returns the JSON it prints."""
-        result = self.in_ns("client", sys.executable, "-m", "tests.cluster_client", *args, env=self.client_env(),
-                            check=False, timeout=timeout)
+        result = self.in_ns(
+            "client",
+            sys.executable,
+            "-m",
+            "tests.cluster_client",
+            *args,
+            env=self.client_env(),
+            check=False,
+            timeout=timeout,
+        )
         if result.returncode != 0:
-            raise RuntimeError(f"cluster_client {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+            raise RuntimeError(
+                f"cluster_client {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            )
         return json.loads(result.stdout.strip().splitlines()[-1])
 
     def client_process(self, *args: str) -> subprocess.Popen:
         """The same, in the background: stdout is a pipe the caller reads."""
-        return subprocess.Popen(["ip", "netns", "exec", netns("client"), sys.executable, "-m", "tests.cluster_client", *args],
-                                cwd=PROJECT_DIR, env=self.client_env(), stdout=subprocess.PIPE,
-                                stderr=open(self.dir / "client.log", "ab"), text=True)
+        return subprocess.Popen(
+            ["ip", "netns", "exec", netns("client"), sys.executable, "-m", "tests.cluster_client", *args],
+            cwd=PROJECT_DIR,
+            env=self.client_env(),
+            stdout=subprocess.PIPE,
+            stderr=open(self.dir / "client.log", "ab"),
+            text=True,
+        )
 
     def client_env(self) -> dict[str, str]:
         env = self.app_env("client")

@@ -25,8 +25,9 @@ SETTLE_DEADLINE = 20
 
 
 def setup(stock: int, users: int):
-    from django.utils import timezone
     from datetime import timedelta
+
+    from django.utils import timezone
     from rest_framework.authtoken.models import Token
 
     from accounts.models import User
@@ -34,8 +35,11 @@ def setup(stock: int, users: int):
 
     now = timezone.now()
     sale = FlashSale.objects.create(
-        name=f"cluster {uuid.uuid4().hex[:8]}", start_time=now - timedelta(minutes=1), end_time=now + timedelta(hours=1),
-        original_stock=stock, current_stock=stock,
+        name=f"cluster {uuid.uuid4().hex[:8]}",
+        start_time=now - timedelta(minutes=1),
+        end_time=now + timedelta(hours=1),
+        original_stock=stock,
+        current_stock=stock,
     )
     run = uuid.uuid4().hex[:10]
     buyers = User.objects.bulk_create(
@@ -54,15 +58,21 @@ async def buy(client, lb, token, key, sale_id, progress):
     while True:
         tries += 1
         try:
-            response = await client.post(f"{lb}/api/v1/flashsales/purchase", json={"saleId": sale_id, "quantity": 1},
-                                         headers=headers)
+            response = await client.post(
+                f"{lb}/api/v1/flashsales/purchase", json={"saleId": sale_id, "quantity": 1}, headers=headers
+            )
             # A claim left by a request that died with its host answers "in use" until it is
             # IDEMPOTENCY_LOCK_SECONDS old; then the retry takes it over (README "Idempotent purchases").
             in_use = response.status_code == 409 and response.json()["error"]["code"] == "idempotency_key_in_use"
             if response.status_code in FINAL and not in_use:
                 progress()
-                return {"status": response.status_code, "body": response.json(), "tries": tries, "key": key,
-                        "token": token}
+                return {
+                    "status": response.status_code,
+                    "body": response.json(),
+                    "tries": tries,
+                    "key": key,
+                    "token": token,
+                }
         except httpx.TransportError:
             pass  # the answer was lost: the same key makes the retry safe
         if time.monotonic() > deadline:
@@ -94,7 +104,7 @@ class Watcher:
                         message = json.loads(text)
                         if message.get("currentStock") is not None:
                             self.stock = message["currentStock"]
-            except (OSError, asyncio.TimeoutError, websockets.WebSocketException):
+            except (TimeoutError, OSError, websockets.WebSocketException):
                 await asyncio.sleep(0.2)
 
 
@@ -132,12 +142,12 @@ async def herd(args, sale, tokens):
         results = await asyncio.gather(*(one(t, k) for t, k in attempts))
 
     herd_done = time.monotonic()
-    final_stock = (await sync_to_async(lambda: type(sale).objects.get(pk=sale.pk).current_stock)())
+    final_stock = await sync_to_async(lambda: type(sale).objects.get(pk=sale.pk).current_stock)()
     deadline = time.monotonic() + SETTLE_DEADLINE
     while any(w.stock != final_stock for w in watchers) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     settle_seconds = round(time.monotonic() - herd_done, 2)
-    for w, task in zip(watchers, watching):
+    for w, task in zip(watchers, watching, strict=True):
         w.stop = True
         task.cancel()
     await asyncio.gather(*watching, return_exceptions=True)
@@ -158,7 +168,8 @@ def check(sale, tokens, results) -> dict:
     ids = [r["body"]["data"]["purchaseId"] for r in received]
     stored = {p.pk: p for p in purchases.filter(pk__in=ids)}
     mismatched = [
-        r["key"] for r in received
+        r["key"]
+        for r in received
         if (p := stored.get(r["body"]["data"]["purchaseId"])) is None or p.user_id != tokens[r["token"]]
     ]
     from django.conf import settings

@@ -43,17 +43,33 @@ class RedisProcess:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"],
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--loglevel",
+                "warning",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         wait_for(self.answers, 10, f"redis on port {self.port}")
 
     def answers(self) -> bool:
-        return subprocess.run(
-            ["redis-cli", "-p", str(self.port), "ping"], capture_output=True, text=True, timeout=5
-        ).stdout.strip() == "PONG"
+        return (
+            subprocess.run(
+                ["redis-cli", "-p", str(self.port), "ping"], capture_output=True, text=True, timeout=5
+            ).stdout.strip()
+            == "PONG"
+        )
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -132,8 +148,12 @@ def postgres_cluster():
 def manage(*args: str, **env: str) -> str:
     """Run `manage.py <args>` with the environment of a test server; returns stdout."""
     result = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=PROJECT_DIR, env=server_env(**env),
-        capture_output=True, text=True, timeout=120,
+        [sys.executable, "manage.py", *args],
+        cwd=PROJECT_DIR,
+        env=server_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     if result.returncode != 0:
         raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
@@ -154,8 +174,14 @@ class ServerProcess:
         # Output goes to a file, not a pipe nobody reads (a full pipe would block the server).
         self.log = tempfile.NamedTemporaryFile(prefix="flashsale-server-", suffix=".log", delete=False)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-e", f"tcp:port={self.port}:interface=127.0.0.1:backlog=1024",
-             "flashsale.asgi:application"],
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-e",
+                f"tcp:port={self.port}:interface=127.0.0.1:backlog=1024",
+                "flashsale.asgi:application",
+            ],
             cwd=PROJECT_DIR,
             env=server_env(**self.env),
             stdout=self.log,

@@ -83,7 +83,14 @@ def daphne_server(**env_overrides: str):
     port = free_port()
     process = subprocess.Popen(
         # Twisted's default listen backlog (50) resets connections under a herd; see README.
-        [sys.executable, "-m", "daphne", "-e", f"tcp:port={port}:interface=127.0.0.1:backlog=1024", "flashsale.asgi:application"],
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-e",
+            f"tcp:port={port}:interface=127.0.0.1:backlog=1024",
+            "flashsale.asgi:application",
+        ],
         cwd=PROJECT_DIR,
         env=server_env(**env_overrides),
         stdout=subprocess.DEVNULL,

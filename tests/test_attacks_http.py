@@ -79,7 +79,14 @@ def gunicorn_server(**env_overrides: str):
     """deploy/gunicorn.conf.py serving flashsale.wsgi on a free port (one worker, two threads)."""
     port = free_port()
     env = server_env(WEB_CONCURRENCY="1", GUNICORN_THREADS="2", **env_overrides)
-    command = [str(PROJECT_DIR / ".venv/bin/gunicorn"), "-c", "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}", "flashsale.wsgi:application"]
+    command = [
+        str(PROJECT_DIR / ".venv/bin/gunicorn"),
+        "-c",
+        "deploy/gunicorn.conf.py",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "flashsale.wsgi:application",
+    ]
     with running(command, env, f"http://127.0.0.1:{port}"):
         yield f"http://127.0.0.1:{port}"
 
@@ -144,7 +151,11 @@ def test_gunicorn_closes_connections_whose_headers_stop_and_keeps_answering_heal
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_haproxy_drops_hundreds_of_slow_header_connections_while_health_answers():
-    with daphne_server() as daphne_url, gunicorn_server() as gunicorn_url, haproxy_front(gunicorn_url, daphne_url) as base_url:
+    with (
+        daphne_server() as daphne_url,
+        gunicorn_server() as gunicorn_url,
+        haproxy_front(gunicorn_url, daphne_url) as base_url,
+    ):
         held = hold_partial_requests(base_url, 300)
         health = [httpx.get(f"{base_url}/api/v1/health", timeout=10).status_code for _ in range(5)]
         first_reply = held[0].recv(64)  # HAProxy answers a late request with 408

@@ -42,7 +42,10 @@ def test_data_made_through_the_api_passes_the_audit(buyer_api, settings):
     sale = SaleFactory(original_stock=10)
     for key, quantity in [("a", 2), ("b", 1), (None, 2)]:
         headers = {"HTTP_IDEMPOTENCY_KEY": key} if key else {}
-        assert buyer_api.post(PURCHASE, {"saleId": sale.pk, "quantity": quantity}, format="json", **headers).status_code == 201
+        assert (
+            buyer_api.post(PURCHASE, {"saleId": sale.pk, "quantity": quantity}, format="json", **headers).status_code
+            == 201
+        )
     sold_out = consistent_sale({UserFactory(): 1}, original=1)
     buyer_api.post(PURCHASE, {"saleId": sold_out.pk, "quantity": 1}, format="json", HTTP_IDEMPOTENCY_KEY="c")
 
@@ -93,7 +96,10 @@ def test_idempotency_keys_that_do_not_point_at_their_purchase_are_reported(buyer
     assert not ok
     assert f"('lost' of user {buyer.pk}): answered purchase" in output
     assert "but points at no purchase" in output
-    assert f"('wrong' of user {buyer.pk}): points at purchase {others_purchase.pk} of user {others_purchase.user_id}" in output
+    assert (
+        f"('wrong' of user {buyer.pk}): points at purchase {others_purchase.pk} of user {others_purchase.user_id}"
+        in output
+    )
     assert "answered (purchaseId, saleId, quantity)" in output
 
 
@@ -134,8 +140,12 @@ def test_negative_stock_is_reported():
 def test_the_command_exits_0_on_clean_data_and_1_with_a_report_on_a_violation():
     def run():
         return subprocess.run(
-            [sys.executable, "manage.py", "auditsales"], cwd=PROJECT_DIR, env=server_env(),
-            capture_output=True, text=True, timeout=120,
+            [sys.executable, "manage.py", "auditsales"],
+            cwd=PROJECT_DIR,
+            env=server_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
 
     sale = consistent_sale({UserFactory(): 2})

@@ -198,7 +198,20 @@ def test_out_of_range_ids_in_paths_are_404_not_500(staff_api, sale, pk):
     assert (sale.original_stock, sale.version) == (100, 1)
 
 
-@pytest.mark.parametrize("query", ["page=0", "page=-1", "page=abc", "limit=0", "limit=101", "limit=1e3", "saleId=x", f"saleId={2**64}", "saleId=1%00"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "page=0",
+        "page=-1",
+        "page=abc",
+        "limit=0",
+        "limit=101",
+        "limit=1e3",
+        "saleId=x",
+        f"saleId={2**64}",
+        "saleId=1%00",
+    ],
+)
 def test_bad_query_parameters_are_400(api, query):
     error = error_of(api.get(f"/api/v1/leaderboard?{query}"), 400, "validation_error")
 

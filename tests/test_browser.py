@@ -21,6 +21,7 @@ from tests.test_first_command import first_command, insert_sale, migrate, servic
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
+
 @pytest.fixture(scope="module")
 def servers(django_db_setup, tmp_path_factory):
     """Two Daphne processes (DEBUG off, static files from WhiteNoise) on one Redis channel layer."""
@@ -144,8 +145,9 @@ def test_the_page_served_by_gunicorn_under_the_first_command_shows_purchases_thr
     sqlite_path = tmp_path / "page.sqlite3"
     env = service_env(sqlite_path, STATIC_ROOT=str(tmp_path / "static"))
     migrate(sqlite_path)
-    subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=PROJECT_DIR, env=env,
-                   check=True)
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=PROJECT_DIR, env=env, check=True
+    )
     with first_command(env) as (pages, _sockets):
         token = sign_up(pages)
         sale_id = insert_sale(sqlite_path, starts_in=timedelta(minutes=-1), stock=10)

@@ -22,7 +22,9 @@ def server(django_db_setup, tmp_path_factory):
     shared = {"CHANNEL_PREFIX": f"test-csp-{uuid4().hex[:8]}", "STATIC_ROOT": str(tmp_path_factory.mktemp("static"))}
     subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
-        cwd=PROJECT_DIR, env=server_env(**shared), check=True,
+        cwd=PROJECT_DIR,
+        env=server_env(**shared),
+        check=True,
     )
     with daphne_server(**shared) as base_url:
         yield base_url

@@ -110,9 +110,7 @@ def test_a_shopper_registers_on_the_page_and_is_signed_in_to_buy(server, browser
 
         page.fill("#register-email", "margaret@example.com")
         page.click("#register-button")
-        expect(page.locator("#message")).to_have_text(
-            "Account created. You are signed in. Good luck!", timeout=WAIT_MS
-        )
+        expect(page.locator("#message")).to_have_text("Account created. You are signed in. Good luck!", timeout=WAIT_MS)
         expect(page.locator("#buy-form")).to_be_visible()
         expect(page.locator("#register-form")).to_be_hidden()
         expect(page.locator("#signed-in-email")).to_have_text(" as margaret@example.com")

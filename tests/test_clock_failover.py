@@ -93,13 +93,17 @@ def test_one_of_two_clocks_announces_and_a_killed_leader_hands_over_without_miss
     clocks, watchers = [], []
     with daphne_server(SECRET_KEY=LONG_SECRET_KEY) as base_url:
         try:
-            watchers += [watch(base_url, first.pk, first_statuses, stop), watch(base_url, second.pk, second_statuses, stop)]
+            watchers += [
+                watch(base_url, first.pk, first_statuses, stop),
+                watch(base_url, second.pk, second_statuses, stop),
+            ]
             clocks.append(Clock())
             wait_for(lambda: clocks[0].said("sale clock: leading"), 30, "the first clock to lead")
             clocks.append(Clock())
             wait_for(
                 lambda: clocks[1].said("sale clock: standing by (another host's clock announces)"),
-                30, "the second clock to stand by",
+                30,
+                "the second clock to stand by",
             )
             leader, follower = clocks
 

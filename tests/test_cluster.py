@@ -73,8 +73,17 @@ def assert_invariants(cluster: Cluster, result: dict) -> None:
 def test_an_app_host_killed_mid_herd_loses_nothing_and_its_sockets_move_to_the_other(healthy_cluster):
     cluster = healthy_cluster
     result = herd_with_fault(
-        cluster, lambda: cluster.kill_app("app1"), 60,
-        "--stock", "250", "--users", "70", "--attempts", "4", "--watchers", "20",
+        cluster,
+        lambda: cluster.kill_app("app1"),
+        60,
+        "--stock",
+        "250",
+        "--users",
+        "70",
+        "--attempts",
+        "4",
+        "--watchers",
+        "20",
     )
 
     # Keyed retries through lb gave every attempt an answer: a purchase or an honest sold_out.

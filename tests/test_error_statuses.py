@@ -31,7 +31,9 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 def everything_stored() -> dict:
     return {
-        "sales": list(FlashSale.objects.order_by("pk").values_list("pk", "name", "current_stock", "original_stock", "version")),
+        "sales": list(
+            FlashSale.objects.order_by("pk").values_list("pk", "name", "current_stock", "original_stock", "version")
+        ),
         "purchases": list(Purchase.objects.order_by("pk").values_list("pk", "quantity")),
         "users": list(get_user_model().objects.order_by("pk").values_list("pk", "email", "is_staff")),
         "idempotency_keys": list(IdempotencyKey.objects.order_by("pk").values_list("pk", "status_code")),
@@ -48,7 +50,9 @@ def bad_body(w):
 
 def bad_host(w):
     w.settings.ALLOWED_HOSTS = ["shop.example"]
-    return lambda: w.buyer_api.post(PURCHASE, {"saleId": w.sale.pk, "quantity": 1}, format="json", HTTP_HOST="localhost")
+    return lambda: w.buyer_api.post(
+        PURCHASE, {"saleId": w.sale.pk, "quantity": 1}, format="json", HTTP_HOST="localhost"
+    )
 
 
 def no_token(w):
@@ -62,7 +66,9 @@ def unknown_token(w):
 
 def wrong_password(w):
     user = UserFactory()
-    return lambda: w.api.post("/api/v1/auth/login", {"email": user.email, "password": "not-the-password"}, format="json")
+    return lambda: w.api.post(
+        "/api/v1/auth/login", {"email": user.email, "password": "not-the-password"}, format="json"
+    )
 
 
 def buyer_on_a_staff_endpoint(w):
@@ -106,9 +112,13 @@ def form_encoded_body(w):
 
 
 def idempotency_key_reused(w):
-    first = w.buyer_api.post(PURCHASE, {"saleId": w.sale.pk, "quantity": 1}, format="json", HTTP_IDEMPOTENCY_KEY="order-1")
+    first = w.buyer_api.post(
+        PURCHASE, {"saleId": w.sale.pk, "quantity": 1}, format="json", HTTP_IDEMPOTENCY_KEY="order-1"
+    )
     assert first.status_code == 201
-    return lambda: w.buyer_api.post(PURCHASE, {"saleId": w.sale.pk, "quantity": 2}, format="json", HTTP_IDEMPOTENCY_KEY="order-1")
+    return lambda: w.buyer_api.post(
+        PURCHASE, {"saleId": w.sale.pk, "quantity": 2}, format="json", HTTP_IDEMPOTENCY_KEY="order-1"
+    )
 
 
 def over_the_global_limit(w):
@@ -164,8 +174,12 @@ def test_every_error_status_is_the_json_error_shape_and_stores_nothing(status, c
     for client in (buyer_api, quiet_buyer_api):
         client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
     walk = SimpleNamespace(
-        api=APIClient(), buyer_api=buyer_api, quiet_buyer_api=quiet_buyer_api,
-        sale=SaleFactory(original_stock=10), settings=settings, monkeypatch=monkeypatch,
+        api=APIClient(),
+        buyer_api=buyer_api,
+        quiet_buyer_api=quiet_buyer_api,
+        sale=SaleFactory(original_stock=10),
+        settings=settings,
+        monkeypatch=monkeypatch,
     )
     send = case(walk)
     before = everything_stored()

@@ -105,7 +105,9 @@ def test_register_is_rate_limited_per_ip(api, settings):
     settings.RATELIMIT_REGISTER = "1/d"
     api.post("/api/v1/auth/register", {"name": "A", "email": "a@example.com", "password": "x"}, format="json")
 
-    response = api.post("/api/v1/auth/register", {"name": "B", "email": "b@example.com", "password": "x"}, format="json")
+    response = api.post(
+        "/api/v1/auth/register", {"name": "B", "email": "b@example.com", "password": "x"}, format="json"
+    )
 
     assert_error_shape(response, 429, "rate_limited")
 
@@ -140,8 +142,13 @@ def test_a_trusted_proxy_header_that_is_not_an_address_counts_against_the_socket
     settings.TRUSTED_CLIENT_IP_HEADER = "HTTP_X_FORWARDED_FOR"
 
     first = api.get("/api/v1/leaderboard", HTTP_X_FORWARDED_FOR=forwarded, REMOTE_ADDR="10.0.0.9")
-    login = api.post("/api/v1/auth/login", {"email": "a@example.com", "password": "x"}, format="json",
-                     HTTP_X_FORWARDED_FOR=forwarded, REMOTE_ADDR="10.0.0.9")
+    login = api.post(
+        "/api/v1/auth/login",
+        {"email": "a@example.com", "password": "x"},
+        format="json",
+        HTTP_X_FORWARDED_FOR=forwarded,
+        REMOTE_ADDR="10.0.0.9",
+    )
     same_peer = api.get("/api/v1/leaderboard", REMOTE_ADDR="10.0.0.9")
 
     assert first.status_code == 200

@@ -39,10 +39,12 @@ def test_a_gated_refusal_never_reaches_drf_and_answers_exactly_as_the_full_path(
     def one_read(keys):
         return {key: value for key in keys if (value := read(key)) is not None}
 
-    with mock.patch.object(PurchaseView, "dispatch", side_effect=AssertionError("reached DRF")), \
-            mock.patch.object(cache, "get_many", side_effect=one_read) as get_many, \
-            mock.patch.object(cache, "get", wraps=cache.get) as get, \
-            django_assert_num_queries(0):
+    with (
+        mock.patch.object(PurchaseView, "dispatch", side_effect=AssertionError("reached DRF")),
+        mock.patch.object(cache, "get_many", side_effect=one_read) as get_many,
+        mock.patch.object(cache, "get", wraps=cache.get) as get,
+        django_assert_num_queries(0),
+    ):
         second = buy(buyer_api, sale)
 
     assert (second.status_code, second.json()) == (first.status_code, first.json())

@@ -41,11 +41,15 @@ def cluster():
 
 def test_with_the_database_down_every_api_call_is_a_prompt_503_and_the_server_recovers(cluster):
     pg, env = cluster
-    sale_id = int(manage("createsale", "--name", "Outage", "--stock", "50", "--starts-in", "0", "--duration", "3600", **env))
+    sale_id = int(
+        manage("createsale", "--name", "Outage", "--stock", "50", "--starts-in", "0", "--duration", "3600", **env)
+    )
 
     with server_process(**env) as server, httpx.Client(base_url=server.base_url, timeout=PROMPT) as client:
         client.post("/api/v1/auth/register", json={"name": "Ada", "email": "ada@example.com", "password": PASSWORD})
-        token = client.post("/api/v1/auth/login", json={"email": "ada@example.com", "password": PASSWORD}).json()["data"]["token"]
+        token = client.post("/api/v1/auth/login", json={"email": "ada@example.com", "password": PASSWORD}).json()[
+            "data"
+        ]["token"]
         auth = {"Authorization": f"Token {token}"}
         order = {"saleId": sale_id, "quantity": 1}
         assert client.post("/api/v1/flashsales/purchase", json=order, headers=auth).status_code == 201
@@ -55,13 +59,21 @@ def test_with_the_database_down_every_api_call_is_a_prompt_503_and_the_server_re
 
         calls = [
             ("POST", "/api/v1/flashsales/purchase", {"json": order, "headers": auth}),
-            ("POST", "/api/v1/flashsales/purchase", {"json": order, "headers": {**auth, "Idempotency-Key": "during-outage"}}),
+            (
+                "POST",
+                "/api/v1/flashsales/purchase",
+                {"json": order, "headers": {**auth, "Idempotency-Key": "during-outage"}},
+            ),
             ("GET", "/api/v1/flashsales/active", {"headers": auth}),
             ("GET", f"/api/v1/flashsales/{sale_id}", {"headers": auth}),
             ("GET", "/api/v1/flashsales/", {"headers": auth}),
             ("GET", f"/api/v1/leaderboard?saleId={sale_id}", {}),
             ("POST", "/api/v1/auth/login", {"json": {"email": "ada@example.com", "password": PASSWORD}}),
-            ("POST", "/api/v1/auth/register", {"json": {"name": "Bo", "email": "bo@example.com", "password": PASSWORD}}),
+            (
+                "POST",
+                "/api/v1/auth/register",
+                {"json": {"name": "Bo", "email": "bo@example.com", "password": PASSWORD}},
+            ),
             ("POST", "/api/v1/auth/logout", {"headers": auth}),
             # A browser's session cookie (the admin, the live page) must not turn the 503 into a 500.
             ("GET", f"/api/v1/leaderboard?saleId={sale_id}", {"headers": SESSION_COOKIE}),
@@ -78,16 +90,24 @@ def test_with_the_database_down_every_api_call_is_a_prompt_503_and_the_server_re
 
         pg.start()
 
-        wait_for(lambda: client.get("/api/v1/health/ready").status_code == 200, 30, "readiness after the database returned")
+        wait_for(
+            lambda: client.get("/api/v1/health/ready").status_code == 200, 30, "readiness after the database returned"
+        )
         assert client.post("/api/v1/flashsales/purchase", json=order, headers=auth).status_code == 201
         # The keyed purchase refused during the outage was not stored: its retry buys.
-        retried = client.post("/api/v1/flashsales/purchase", json=order, headers={**auth, "Idempotency-Key": "during-outage"})
+        retried = client.post(
+            "/api/v1/flashsales/purchase", json=order, headers={**auth, "Idempotency-Key": "during-outage"}
+        )
         assert retried.status_code == 201 and "Idempotent-Replayed" not in retried.headers
         assert server.alive
 
     with psycopg.connect(pg.url("flashsale")) as db:
-        original, current = db.execute("SELECT original_stock, current_stock FROM sales_flashsale WHERE id = %s", [sale_id]).fetchone()
-        units, count = db.execute("SELECT COALESCE(SUM(quantity), 0), COUNT(*) FROM sales_purchase WHERE sale_id = %s", [sale_id]).fetchone()
+        original, current = db.execute(
+            "SELECT original_stock, current_stock FROM sales_flashsale WHERE id = %s", [sale_id]
+        ).fetchone()
+        units, count = db.execute(
+            "SELECT COALESCE(SUM(quantity), 0), COUNT(*) FROM sales_purchase WHERE sale_id = %s", [sale_id]
+        ).fetchone()
     assert (count, units) == (3, 3)
     assert original - current == units
 
@@ -105,5 +125,7 @@ def test_a_server_started_while_the_database_is_unreachable_answers_503_not_a_cr
 
         pg.start()
 
-        wait_for(lambda: client.get("/api/v1/health/ready").status_code == 200, 30, "readiness after the database came up")
+        wait_for(
+            lambda: client.get("/api/v1/health/ready").status_code == 200, 30, "readiness after the database came up"
+        )
         assert client.get("/api/v1/leaderboard").status_code == 200

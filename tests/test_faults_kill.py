@@ -35,7 +35,9 @@ async def send_all(base_url: str, attempts, kill_after: int | None = None, serve
             headers = {"Authorization": f"Token {token}", **({"Idempotency-Key": key} if key else {})}
             async with gate:
                 try:
-                    response = await client.post(PURCHASE, json={"saleId": attempt["sale"], "quantity": 1}, headers=headers)
+                    response = await client.post(
+                        PURCHASE, json={"saleId": attempt["sale"], "quantity": 1}, headers=headers
+                    )
                 except httpx.TransportError:
                     return LOST, None  # the connection died with the server: outcome unknown to the client
             answered += 1
@@ -52,9 +54,7 @@ def test_a_server_killed_mid_herd_keeps_the_invariant_and_every_201_is_one_store
     owner = {TokenFactory(user=user).key: user for user in users}
     tokens = list(owner)
     # 4 attempts per user (cap 5), every other one with an Idempotency-Key.
-    attempts = [
-        {"token": tokens[i % 60], "key": f"order-{i}" if i % 2 else None, "sale": sale.pk} for i in range(240)
-    ]
+    attempts = [{"token": tokens[i % 60], "key": f"order-{i}" if i % 2 else None, "sale": sale.pk} for i in range(240)]
 
     server = ServerProcess()
     try:
@@ -69,7 +69,9 @@ def test_a_server_killed_mid_herd_keeps_the_invariant_and_every_201_is_one_store
     assert set(statuses) <= {201, 409, LOST}, statuses
 
     # Every 201 a client received is exactly one stored purchase: its own, once.
-    received = [(attempt, body["data"]) for attempt, (status, body) in zip(attempts, results, strict=True) if status == 201]
+    received = [
+        (attempt, body["data"]) for attempt, (status, body) in zip(attempts, results, strict=True) if status == 201
+    ]
     ids = [data["purchaseId"] for _, data in received]
     assert len(ids) == len(set(ids))
     stored = {p.pk: p for p in Purchase.objects.filter(pk__in=ids)}
@@ -96,8 +98,18 @@ def test_a_server_killed_mid_herd_keeps_the_invariant_and_every_201_is_one_store
     assert all(status in {201, 409} for status, _ in retried), Counter(s for s, _ in retried)
     assert not [body for status, body in retried if status == 409 and body["error"]["code"].startswith("idempotency")]
     # Each key now stands for at most one purchase, and the one it names is the one stored for it.
-    keyed_201 = {a["key"]: body["data"]["purchaseId"] for a, (status, body) in zip(attempts, results, strict=True) if status == 201 and a["key"]}
-    keyed_201.update({a["key"]: body["data"]["purchaseId"] for a, (status, body) in zip(lost_keyed, retried, strict=True) if status == 201})
+    keyed_201 = {
+        a["key"]: body["data"]["purchaseId"]
+        for a, (status, body) in zip(attempts, results, strict=True)
+        if status == 201 and a["key"]
+    }
+    keyed_201.update(
+        {
+            a["key"]: body["data"]["purchaseId"]
+            for a, (status, body) in zip(lost_keyed, retried, strict=True)
+            if status == 201
+        }
+    )
     records = dict(IdempotencyKey.objects.filter(status_code=201).values_list("key", "purchase_id"))
     assert records == keyed_201
     assert len(set(records.values())) == len(records)

@@ -56,7 +56,8 @@ def test_purchases_stay_correct_while_redis_dies_mid_herd_and_comes_back():
                     nonlocal answered
                     async with gate:
                         response = await client.post(
-                            PURCHASE, json={"saleId": sale.pk, "quantity": 1},
+                            PURCHASE,
+                            json={"saleId": sale.pk, "quantity": 1},
                             headers={"Authorization": f"Token {tokens[i % len(tokens)]}"},
                         )
                     answered += 1
@@ -95,9 +96,12 @@ def test_rate_limits_fail_open_while_redis_is_down_and_apply_again_when_it_retur
     sale = SaleFactory(original_stock=50)
     first, second = TokenFactory().key, TokenFactory().key
 
-    with redis_server() as redis, server_process(
-        REDIS_URL=redis.url, RATELIMIT_ENABLE="true", RATELIMIT_PURCHASE="1/d", CACHE_RETRY_SECONDS="1"
-    ) as server:
+    with (
+        redis_server() as redis,
+        server_process(
+            REDIS_URL=redis.url, RATELIMIT_ENABLE="true", RATELIMIT_PURCHASE="1/d", CACHE_RETRY_SECONDS="1"
+        ) as server,
+    ):
         assert buy(server.base_url, first, sale.pk).status_code == 201
         assert buy(server.base_url, first, sale.pk).status_code == 429  # counted in Redis
 
@@ -120,9 +124,12 @@ def test_with_fail_closed_a_redis_outage_refuses_purchases_with_429_not_500():
     sale = SaleFactory(original_stock=50)
     token = TokenFactory().key
 
-    with redis_server() as redis, server_process(
-        REDIS_URL=redis.url, RATELIMIT_ENABLE="true", RATELIMIT_FAIL_OPEN="false", CACHE_RETRY_SECONDS="1"
-    ) as server:
+    with (
+        redis_server() as redis,
+        server_process(
+            REDIS_URL=redis.url, RATELIMIT_ENABLE="true", RATELIMIT_FAIL_OPEN="false", CACHE_RETRY_SECONDS="1"
+        ) as server,
+    ):
         assert buy(server.base_url, token, sale.pk).status_code == 201
         redis.stop()
 

@@ -30,18 +30,23 @@ PASSWORD = "first-command-pass-1"
 
 def service_env(sqlite_path, **overrides: str) -> dict[str, str]:
     """./scripts/serve's environment on `sqlite_path`, without the suite's DATABASE_URL and REDIS_URL."""
-    env = {key: value for key, value in os.environ.items()
-           if key not in {"DATABASE_URL", "REDIS_URL", "TEST_DATABASE_NAME", "CI"}}
-    env.update({
-        "SQLITE_PATH": str(sqlite_path),
-        "DEBUG": "false",
-        "SECRET_KEY": "first-command-test-secret-key-not-for-production-x7Qp2Lm9Zr4T",
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "RATELIMIT_ENABLE": "false",
-        "REQUEST_LOG": "false",
-        "WEB_CONCURRENCY": overrides.pop("WEB_CONCURRENCY", "1"),
-        "GUNICORN_THREADS": "4",
-    })
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"DATABASE_URL", "REDIS_URL", "TEST_DATABASE_NAME", "CI"}
+    }
+    env.update(
+        {
+            "SQLITE_PATH": str(sqlite_path),
+            "DEBUG": "false",
+            "SECRET_KEY": "first-command-test-secret-key-not-for-production-x7Qp2Lm9Zr4T",
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "RATELIMIT_ENABLE": "false",
+            "REQUEST_LOG": "false",
+            "WEB_CONCURRENCY": overrides.pop("WEB_CONCURRENCY", "1"),
+            "GUNICORN_THREADS": "4",
+        }
+    )
     env.update(overrides)
     return env
 
@@ -78,8 +83,13 @@ def first_command(env: dict[str, str]):
     port = _free_port_pair()
     env = {**env, "PORT": str(port), "SERVE_SKIP_SETUP": "1"}
     process = subprocess.Popen(
-        [str(PROJECT_DIR / "scripts" / "serve")], cwd=PROJECT_DIR, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        [str(PROJECT_DIR / "scripts" / "serve")],
+        cwd=PROJECT_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     try:
         pages, sockets = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port + 1}"
@@ -97,8 +107,12 @@ def first_command(env: dict[str, str]):
 
 
 def migrate(sqlite_path) -> None:
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=PROJECT_DIR,
-                   env=service_env(sqlite_path), check=True)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
+        cwd=PROJECT_DIR,
+        env=service_env(sqlite_path),
+        check=True,
+    )
 
 
 def insert_sale(sqlite_path, *, starts_in: timedelta, stock: int) -> int:
@@ -120,7 +134,8 @@ def _insert_buyers(sqlite_path, count: int) -> list[str]:
         for _ in range(count):
             user_id = db.execute(
                 "INSERT INTO accounts_user (password, is_superuser, email, name, is_staff, is_active, date_joined)"
-                " VALUES ('!', 0, ?, 'Buyer', 0, 1, ?)", (f"{uuid4().hex}@example.com", now),
+                " VALUES ('!', 0, ?, 'Buyer', 0, 1, ?)",
+                (f"{uuid4().hex}@example.com", now),
             ).lastrowid
             keys.append(uuid4().hex[:40])
             db.execute("INSERT INTO authtoken_token (key, created, user_id) VALUES (?, ?, ?)", (keys[-1], now, user_id))
@@ -149,8 +164,7 @@ def _receive_status(ws, status: str) -> dict:
 def sign_up(pages: str) -> str:
     account = {"name": "Grace", "email": f"grace-{uuid4().hex[:8]}@example.com", "password": PASSWORD}
     assert httpx.post(f"{pages}/api/v1/auth/register", json=account, timeout=10).status_code == 201
-    login = httpx.post(f"{pages}/api/v1/auth/login", json={"email": account["email"], "password": PASSWORD},
-                       timeout=10)
+    login = httpx.post(f"{pages}/api/v1/auth/login", json={"email": account["email"], "password": PASSWORD}, timeout=10)
     return login.json()["data"]["token"]
 
 
@@ -164,8 +178,12 @@ def _a_sale_opens_and_a_purchase_through_gunicorn_is_pushed_by_daphne(sqlite_pat
             snapshot = json.loads(ws.recv(timeout=10))
             # The sale clock: nobody writes anything when the sale opens, the push says it did.
             opened = _receive_status(ws, "active")
-            response = httpx.post(f"{pages}/api/v1/flashsales/purchase", json={"saleId": sale_id, "quantity": 2},
-                                  headers={"Authorization": f"Token {token}"}, timeout=10)
+            response = httpx.post(
+                f"{pages}/api/v1/flashsales/purchase",
+                json={"saleId": sale_id, "quantity": 2},
+                headers={"Authorization": f"Token {token}"},
+                timeout=10,
+            )
             stock, before = _receive_until(ws, "stock")
             purchases = [message for message in before if message["type"] == "purchase"]
             if not purchases:
@@ -176,8 +194,9 @@ def _a_sale_opens_and_a_purchase_through_gunicorn_is_pushed_by_daphne(sqlite_pat
     assert f'data-socket-port="{sockets.rsplit(":", 1)[1]}"' in page.text
     assert response.status_code == 201, response.text
     with sqlite3.connect(sqlite_path) as db:
-        current, version = db.execute("SELECT current_stock, version FROM sales_flashsale WHERE id = ?",
-                                      (sale_id,)).fetchone()
+        current, version = db.execute(
+            "SELECT current_stock, version FROM sales_flashsale WHERE id = ?", (sale_id,)
+        ).fetchone()
         bought = db.execute("SELECT SUM(quantity) FROM sales_purchase WHERE sale_id = ?", (sale_id,)).fetchone()[0]
     assert (current, bought) == (8, 2)
     assert (snapshot["status"], opened["status"]) == ("pending", "active")
@@ -194,8 +213,13 @@ def test_first_command_without_redis_pushes_purchases_and_sale_starts_read_from_
 @pytest.mark.redis
 def test_first_command_with_redis_pushes_purchases_and_sale_starts_through_the_channel_layer(tmp_path):
     run = uuid4().hex[:8]
-    env = service_env(tmp_path / "first.sqlite3", REDIS_URL=os.environ["REDIS_URL"], WEB_CONCURRENCY="2",
-               CHANNEL_PREFIX=f"test-first-{run}", CACHE_KEY_PREFIX=f"test-first-{run}")
+    env = service_env(
+        tmp_path / "first.sqlite3",
+        REDIS_URL=os.environ["REDIS_URL"],
+        WEB_CONCURRENCY="2",
+        CHANNEL_PREFIX=f"test-first-{run}",
+        CACHE_KEY_PREFIX=f"test-first-{run}",
+    )
     _a_sale_opens_and_a_purchase_through_gunicorn_is_pushed_by_daphne(tmp_path / "first.sqlite3", env)
 
 
@@ -211,8 +235,11 @@ def test_a_herd_on_sqlite_through_several_gunicorn_processes_sells_the_stock_exa
     def buy(token: str) -> httpx.Response:
         with httpx.Client(timeout=60) as client:
             start.wait()
-            return client.post(f"{pages}/api/v1/flashsales/purchase", json={"saleId": sale_id, "quantity": 1},
-                               headers={"Authorization": f"Token {token}"})
+            return client.post(
+                f"{pages}/api/v1/flashsales/purchase",
+                json={"saleId": sale_id, "quantity": 1},
+                headers={"Authorization": f"Token {token}"},
+            )
 
     with first_command(service_env(sqlite_path, WEB_CONCURRENCY="2")) as (pages, _sockets):
         with ThreadPoolExecutor(len(tokens)) as pool:
@@ -224,6 +251,7 @@ def test_a_herd_on_sqlite_through_several_gunicorn_processes_sells_the_stock_exa
     assert refusals == {"sold_out"}
     with sqlite3.connect(sqlite_path) as db:
         stock = db.execute("SELECT current_stock FROM sales_flashsale WHERE id = ?", (sale_id,)).fetchone()[0]
-        sold, rows = db.execute("SELECT SUM(quantity), COUNT(*) FROM sales_purchase WHERE sale_id = ?",
-                                (sale_id,)).fetchone()
+        sold, rows = db.execute(
+            "SELECT SUM(quantity), COUNT(*) FROM sales_purchase WHERE sale_id = ?", (sale_id,)
+        ).fetchone()
     assert (stock, sold, rows) == (0, 40, 40)

@@ -59,7 +59,11 @@ def test_an_unknown_sale_id_is_404_sale_not_found(api):
     assert response.status_code == 404
     body = response.json()
     assert body["success"] is False
-    assert body["error"] == {"code": "sale_not_found", "message": body["error"]["message"], "details": {"saleId": 987654}}
+    assert body["error"] == {
+        "code": "sale_not_found",
+        "message": body["error"]["message"],
+        "details": {"saleId": 987654},
+    }
     assert not FlashSale.objects.filter(pk=987654).exists()
 
 
@@ -85,7 +89,8 @@ def test_sale_filter_and_pagination(api):
 
 
 @pytest.mark.parametrize(
-    "query", [{"page": 0}, {"page": "x"}, {"limit": 0}, {"limit": 101}, {"limit": "1.5"}, {"saleId": "abc"}, {"saleId": -1}]
+    "query",
+    [{"page": 0}, {"page": "x"}, {"limit": 0}, {"limit": 101}, {"limit": "1.5"}, {"saleId": "abc"}, {"saleId": -1}],
 )
 def test_bad_pagination_or_filter_values_are_400(api, query):
     response = api.get(LEADERBOARD, query)

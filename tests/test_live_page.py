@@ -76,7 +76,9 @@ def test_the_home_page_renders_the_live_sale_before_its_socket_connects(client):
     assert page.text["countdown"] == f"Ends {end:%Y-%m-%d %H:%M} UTC."
     assert page.text["start-time"] == f"{timezone.localtime(sale.start_time):%Y-%m-%d %H:%M} UTC"
     assert page.text["end-time"] == f"{end:%Y-%m-%d %H:%M} UTC"
-    assert page.text["connection"] == f"As of {timezone.localtime():%H:%M} UTC" or page.text["connection"].startswith("As of ")
+    assert page.text["connection"] == f"As of {timezone.localtime():%H:%M} UTC" or page.text["connection"].startswith(
+        "As of "
+    )
     assert "No sale" not in response.content.decode()
     assert "Loading" not in response.content.decode()
     # live.js starts from exactly what the socket would send.

@@ -66,24 +66,48 @@ def scrape(base_url: str) -> dict[str, dict[tuple, float]]:
 def host_processes(metrics_dir: str):
     """One app host's HTTP and WebSocket processes as deploy/run starts them, sharing `metrics_dir`."""
     env = server_env(
-        PROMETHEUS_MULTIPROC_DIR=metrics_dir, METRICS_TOKEN=TOKEN, SECRET_KEY=LONG_SECRET_KEY,
-        WEB_CONCURRENCY="2", GUNICORN_THREADS="4",
+        PROMETHEUS_MULTIPROC_DIR=metrics_dir,
+        METRICS_TOKEN=TOKEN,
+        SECRET_KEY=LONG_SECRET_KEY,
+        WEB_CONCURRENCY="2",
+        GUNICORN_THREADS="4",
     )
     http_port, ws_port = free_port(), free_port()
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{http_port}",
-             "flashsale.wsgi:application"],
-            cwd=PROJECT_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                "deploy/gunicorn.conf.py",
+                "--bind",
+                f"127.0.0.1:{http_port}",
+                "flashsale.wsgi:application",
+            ],
+            cwd=PROJECT_DIR,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         ),
         subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-e", f"tcp:port={ws_port}:interface=127.0.0.1", "flashsale.asgi:application"],
-            cwd=PROJECT_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-e",
+                f"tcp:port={ws_port}:interface=127.0.0.1",
+                "flashsale.asgi:application",
+            ],
+            cwd=PROJECT_DIR,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         ),
     ]
     urls = [f"http://127.0.0.1:{http_port}", f"http://127.0.0.1:{ws_port}"]
     try:
-        for url, process in zip(urls, processes):
+        for url, process in zip(urls, processes, strict=True):
             wait_until_healthy(url, process)
         yield urls
     finally:
@@ -111,7 +135,9 @@ def test_purchase_counters_scraped_from_any_process_equal_the_purchases_in_the_d
         def buy(attempt):
             token, key = attempt
             headers = {"Authorization": f"Token {token}", **({"Idempotency-Key": key} if key else {})}
-            response = httpx.post(f"{http_url}{PURCHASE}", json={"saleId": sale.pk, "quantity": 1}, headers=headers, timeout=30)
+            response = httpx.post(
+                f"{http_url}{PURCHASE}", json={"saleId": sale.pk, "quantity": 1}, headers=headers, timeout=30
+            )
             return response.status_code, response.json()
 
         with connect(f"{ws_url.replace('http', 'ws')}/ws/sales/{sale.pk}/", origin=ws_url, open_timeout=10) as socket:
@@ -121,8 +147,10 @@ def test_purchase_counters_scraped_from_any_process_equal_the_purchases_in_the_d
             # A replay of a keyed attempt is counted as a replay, not as a second purchase.
             token, key = attempts[0]
             replay = httpx.post(
-                f"{http_url}{PURCHASE}", json={"saleId": sale.pk, "quantity": 1},
-                headers={"Authorization": f"Token {token}", "Idempotency-Key": key}, timeout=30,
+                f"{http_url}{PURCHASE}",
+                json={"saleId": sale.pk, "quantity": 1},
+                headers={"Authorization": f"Token {token}", "Idempotency-Key": key},
+                timeout=30,
             )
             assert replay.headers.get("Idempotent-Replayed") == "true"
 
@@ -158,8 +186,12 @@ def test_with_metrics_on_a_socket_is_still_closed_1013_when_its_daphne_loses_red
     # `send` (sales/socket_limits.py), or the hub's "try again later" close silently does nothing.
     sale = SaleFactory(original_stock=5)
     with redis_server() as redis, tempfile.TemporaryDirectory() as metrics_dir:
-        env = {"REDIS_URL": redis.url, "PROMETHEUS_MULTIPROC_DIR": metrics_dir, "METRICS_TOKEN": TOKEN,
-               "SECRET_KEY": LONG_SECRET_KEY}
+        env = {
+            "REDIS_URL": redis.url,
+            "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
+            "METRICS_TOKEN": TOKEN,
+            "SECRET_KEY": LONG_SECRET_KEY,
+        }
         with daphne_server(**env) as base_url:
             with connect(f"{base_url.replace('http', 'ws')}/ws/sales/{sale.pk}/", open_timeout=10) as socket:
                 assert json.loads(socket.recv(timeout=10))["currentStock"] == 5

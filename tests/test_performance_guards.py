@@ -153,8 +153,13 @@ def test_a_remembered_pending_refusal_stops_at_the_start_time():
     start = timezone.now() + timedelta(minutes=10)
     sale = SaleFactory(start_time=start, end_time=start + timedelta(hours=1))
     generation = gate.check(sale_id=sale.pk, moment=timezone.now())
-    gate.remember(sale_id=sale.pk, generation=generation, refusal=gate.SaleNotActive(),
-                  start_time=sale.start_time, end_time=sale.end_time)
+    gate.remember(
+        sale_id=sale.pk,
+        generation=generation,
+        refusal=gate.SaleNotActive(),
+        start_time=sale.start_time,
+        end_time=sale.end_time,
+    )
 
     with pytest.raises(gate.SaleNotActive):
         gate.check(sale_id=sale.pk, moment=start - timedelta(microseconds=1))
@@ -168,8 +173,9 @@ def test_a_refusal_read_before_an_invalidation_is_never_replayed_after_it():
     # (which saw the old stock) records its refusal: that refusal belongs to the old generation.
     generation = gate.check(sale_id=sale.pk, moment=timezone.now())
     gate.forget(sale.pk)
-    gate.remember(sale_id=sale.pk, generation=generation, refusal=SoldOut(),
-                  start_time=sale.start_time, end_time=sale.end_time)
+    gate.remember(
+        sale_id=sale.pk, generation=generation, refusal=SoldOut(), start_time=sale.start_time, end_time=sale.end_time
+    )
 
     assert gate.check(sale_id=sale.pk, moment=timezone.now()) == generation + 1
 
@@ -180,9 +186,11 @@ def test_purchases_still_sell_and_refuse_correctly_when_the_cache_is_down(buyer)
     client = client_for(buyer)
     other = client_for(UserFactory())
 
-    with mock.patch.object(cache, "get_many", side_effect=ConnectionError("cache down")), \
-            mock.patch.object(cache, "set", side_effect=ConnectionError("cache down")), \
-            mock.patch.object(cache, "get", side_effect=ConnectionError("cache down")):
+    with (
+        mock.patch.object(cache, "get_many", side_effect=ConnectionError("cache down")),
+        mock.patch.object(cache, "set", side_effect=ConnectionError("cache down")),
+        mock.patch.object(cache, "get", side_effect=ConnectionError("cache down")),
+    ):
         sold = buy(client, sale)
         refused = buy(other, sale)
 
@@ -197,8 +205,10 @@ def test_purchases_still_sell_and_refuse_correctly_when_the_cache_is_down(buyer)
 def test_a_stale_not_sold_out_entry_cannot_make_the_gate_sell():
     # The gate has no "yes": whatever it holds, a sold-out sale is refused by the database.
     sale = sold_out_sale()
-    cache.set(f"sales:gate:{sale.pk}", {"generation": 0, "sold_out": False, "start_time": sale.start_time,
-                                        "end_time": sale.end_time})
+    cache.set(
+        f"sales:gate:{sale.pk}",
+        {"generation": 0, "sold_out": False, "start_time": sale.start_time, "end_time": sale.end_time},
+    )
     buyer = UserFactory()
 
     response = buy(client_for(buyer), sale)

@@ -29,7 +29,9 @@ def readme_tour() -> str:
 
 def seed_like_scripts_serve(env: dict[str, str]) -> None:
     for command in (["migrate", "--noinput"], ["demo", "--only-if-debug"]):
-        subprocess.run([sys.executable, "manage.py", *command], cwd=PROJECT_DIR, env=env, check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "manage.py", *command], cwd=PROJECT_DIR, env=env, check=True, capture_output=True
+        )
 
 
 # The served instance reads the test database through DATABASE_URL (tests/servers.py): PostgreSQL.

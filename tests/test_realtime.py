@@ -265,7 +265,9 @@ async def test_a_malformed_path_closes_with_4400(path):
 
 async def test_a_page_on_another_origin_cannot_open_a_socket():
     sale = await sync_to_async(SaleFactory)()
-    communicator = WebsocketCommunicator(application, f"/ws/sales/{sale.pk}/", headers=[(b"origin", b"http://evil.example")])
+    communicator = WebsocketCommunicator(
+        application, f"/ws/sales/{sale.pk}/", headers=[(b"origin", b"http://evil.example")]
+    )
     connected, _ = await communicator.connect()
     assert not connected
 

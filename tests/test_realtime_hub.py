@@ -174,7 +174,10 @@ async def test_a_socket_that_disconnects_is_removed_and_the_others_keep_receivin
     await send_stock(sale.pk, 5)
     for socket in staying:
         assert await socket.receive_json_from(timeout=WAIT) == {
-            "type": "stock", "saleId": sale.pk, "currentStock": 995, "version": 5,
+            "type": "stock",
+            "saleId": sale.pk,
+            "currentStock": 995,
+            "version": 5,
         }
     for socket in staying:
         await socket.disconnect()

@@ -122,4 +122,8 @@ def test_the_sale_clock_runs_a_bounded_number_of_ticks_and_stops():
     call_command("runsaleclock", "--ticks", "2", "--interval", "0", stdout=out)
 
     # Alone, it takes the lease and announces (tests/test_clock_failover.py has two of them).
-    assert out.getvalue().splitlines() == ["sale clock: ticking every 0.0s", "sale clock: leading", "sale clock: stopped"]
+    assert out.getvalue().splitlines() == [
+        "sale clock: ticking every 0.0s",
+        "sale clock: leading",
+        "sale clock: stopped",
+    ]

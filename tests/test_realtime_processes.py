@@ -37,7 +37,9 @@ def test_a_socket_on_one_server_sees_a_purchase_made_through_another():
     shared = {"CHANNEL_PREFIX": scoped(f"rt-{uuid4().hex[:8]}")}
 
     with daphne_server(**shared) as server_a, daphne_server(**shared) as server_b:
-        with connect(f"{server_a.replace('http', 'ws')}/ws/sales/{sale.pk}/", origin=server_a, open_timeout=10) as socket:
+        with connect(
+            f"{server_a.replace('http', 'ws')}/ws/sales/{sale.pk}/", origin=server_a, open_timeout=10
+        ) as socket:
             snapshot = json.loads(socket.recv(timeout=10))
             # Idle for longer than channels_redis' blocking pop (5 s): the socket must survive it
             # (redis-py 8's default socket timeout used to kill every idle consumer here).

@@ -44,8 +44,14 @@ def test_a_key_outside_the_runs_prefix_survives_the_cleanup_between_tests(outsid
 
 def test_a_server_the_tests_start_writes_inside_the_runs_prefix(outside_key):
     code = "from django.core.cache import cache; cache.set('written-by-a-server', 1, 60)"
-    subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=PROJECT_DIR, env=server_env(),
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=PROJECT_DIR,
+        env=server_env(),
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
 
     redis = client(settings.REDIS_URL)
     written = [key.decode() for key in redis.scan_iter(match="*written-by-a-server")]

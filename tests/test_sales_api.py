@@ -93,7 +93,12 @@ def test_list_and_retrieve_for_signed_in_users(buyer_api):
 
 def test_staff_create_a_sale_with_full_stock(staff_api):
     start = timezone.now() + timedelta(hours=1)
-    payload = {"name": "Shoes", "startTime": iso(start), "endTime": iso(start + timedelta(hours=1)), "originalStock": 50}
+    payload = {
+        "name": "Shoes",
+        "startTime": iso(start),
+        "endTime": iso(start + timedelta(hours=1)),
+        "originalStock": 50,
+    }
 
     response = staff_api.post(SALES, payload, format="json")
 

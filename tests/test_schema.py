@@ -156,7 +156,7 @@ def test_the_leaderboard_entry_documents_names_and_never_emails(schema):
 
 
 def test_staff_operations_document_403_and_sale_ids_as_integers(schema):
-    for (method, path) in OPERATIONS:
+    for method, path in OPERATIONS:
         operation = schema["paths"][path][method]
         if method != "get" and path.startswith("/api/v1/flashsales") and path != "/api/v1/flashsales/purchase":
             assert error_codes(operation, 403) == {"permission_denied"}, (method, path)

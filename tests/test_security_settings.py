@@ -20,8 +20,14 @@ def directives(response) -> dict[str, list[str]]:
     return {name: values for name, *values in (part.split() for part in policy.split(";") if part.strip())}
 
 
-PAGES = ["/", "/sales/{sale}/", "/admin/login/", "/admin/sales/flashsale/", "/admin/sales/flashsale/{sale}/change/",
-         "/api/docs/"]
+PAGES = [
+    "/",
+    "/sales/{sale}/",
+    "/admin/login/",
+    "/admin/sales/flashsale/",
+    "/admin/sales/flashsale/{sale}/change/",
+    "/api/docs/",
+]
 
 
 def get_page(client, path: str):
@@ -101,13 +107,27 @@ HSTS_PROBE = (
 
 def test_https_responses_carry_hsts_for_a_year_when_https_is_on():
     on = subprocess.run(
-        [sys.executable, "-c", HSTS_PROBE], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-c", HSTS_PROBE],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, **PRODUCTION, "DJANGO_SETTINGS_MODULE": "flashsale.settings", "REQUEST_LOG": "false"},
     )
     off = subprocess.run(
-        [sys.executable, "-c", HSTS_PROBE], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=120,
-        env={**os.environ, **PRODUCTION, "HTTPS": "false", "SECURE_SSL_REDIRECT": "false",
-             "DJANGO_SETTINGS_MODULE": "flashsale.settings", "REQUEST_LOG": "false"},
+        [sys.executable, "-c", HSTS_PROBE],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            **os.environ,
+            **PRODUCTION,
+            "HTTPS": "false",
+            "SECURE_SSL_REDIRECT": "false",
+            "DJANGO_SETTINGS_MODULE": "flashsale.settings",
+            "REQUEST_LOG": "false",
+        },
     )
 
     assert on.stdout.split() == ["200", "max-age=31536000;", "includeSubDomains"], on.stderr

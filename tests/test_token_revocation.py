@@ -88,7 +88,9 @@ def test_disabling_password_sign_in_in_the_admin_revokes_the_users_tokens(superu
     old = cached_token_of(buyer)
     url = reverse("admin:auth_user_password_change", args=[buyer.pk])
 
-    response = superuser_browser.post(url, {"usable_password": "false", "unset-password": "Disable password-based authentication"})
+    response = superuser_browser.post(
+        url, {"usable_password": "false", "unset-password": "Disable password-based authentication"}
+    )
 
     assert response.status_code == 302
     assert not User.objects.get(pk=buyer.pk).has_usable_password()

@@ -14,7 +14,9 @@ PATH = "/ws/nope/"
 
 
 async def connects(path: str, *, origin: str, host: str) -> bool:
-    communicator = WebsocketCommunicator(application, path, headers=[(b"origin", origin.encode()), (b"host", host.encode())])
+    communicator = WebsocketCommunicator(
+        application, path, headers=[(b"origin", origin.encode()), (b"host", host.encode())]
+    )
     connected, _ = await communicator.connect(timeout=10)
     if connected:
         assert await communicator.receive_output(timeout=10) == {"type": "websocket.close", "code": 4400}

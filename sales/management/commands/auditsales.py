@@ -6,13 +6,15 @@ from sales.audit import run_audit
 class Command(BaseCommand):
     help = (
         "Check the sales invariants: original - current == sum of purchased quantities per sale, "
-        "no negative stock, no user above the per-user cap, no purchase outside its sale's window, idempotency keys pointing at their "
-        "purchases. Exits 1 and lists every violation when one is found."
+        "no negative stock, no user above the per-user cap, no purchase outside its sale's window, "
+        "idempotency keys pointing at their purchases. Exits 1 and lists every violation when one is found."
     )
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--max-units-per-user", type=int, default=None,
+            "--max-units-per-user",
+            type=int,
+            default=None,
             help="the per-user cap to check against (default: MAX_UNITS_PER_USER)",
         )
 
