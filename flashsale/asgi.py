@@ -29,7 +29,31 @@ def _complete_twisted_reason_phrases() -> None:
         RESPONSES.setdefault(status.value, status.phrase.encode("ascii"))
 
 
+def _bound_daphnes_wait_for_headers() -> None:
+    """Slow headers: Twisted drops an HTTP connection only after 60 s without a byte, and Daphne
+    offers no setting, so a client holding many half-sent requests could take the process to its
+    file limit. Daphne builds its HTTP factory when it starts serving, after importing this module:
+    give it DAPHNE_IDLE_TIMEOUT. Twisted suspends that timeout once a request's headers are in, and
+    an upgraded WebSocket leaves the HTTP channel behind, so open sockets are not affected."""
+    from django.conf import settings
+
+    try:
+        from daphne import http_protocol, server
+    except ImportError:  # served by something other than Daphne
+        return
+    if not settings.DAPHNE_IDLE_TIMEOUT:
+        return
+
+    class HTTPFactory(http_protocol.HTTPFactory):
+        def __init__(self, daphne_server):
+            super().__init__(daphne_server)
+            self.timeOut = settings.DAPHNE_IDLE_TIMEOUT
+
+    server.HTTPFactory = HTTPFactory
+
+
 _complete_twisted_reason_phrases()
+_bound_daphnes_wait_for_headers()
 forget_this_process_at_exit()
 
 application = ProtocolTypeRouter(

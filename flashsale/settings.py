@@ -413,6 +413,9 @@ STOCK_PUSH_INTERVAL_MS = env_int("STOCK_PUSH_INTERVAL_MS", 75)
 # generous; a socket that leaves more than WS_SEND_BUFFER_BYTES unread (beyond the kernel's own
 # buffer) is many seconds behind and reconnects to a fresh snapshot. 0 sockets: no cap.
 WS_MAX_SOCKETS_PER_ADDRESS = env_int("WS_MAX_SOCKETS_PER_ADDRESS", 100)
+# Seconds Daphne waits for the next byte of a request's headers (or of an idle keep-alive
+# connection) before dropping it; 0: Twisted's 60 s. Slow-header clients (flashsale/asgi.py).
+DAPHNE_IDLE_TIMEOUT = env_int("DAPHNE_IDLE_TIMEOUT", 5)
 WS_MAX_MESSAGE_BYTES = env_int("WS_MAX_MESSAGE_BYTES", 1024)
 WS_MESSAGES_PER_SECOND = env_int("WS_MESSAGES_PER_SECOND", 5)
 WS_MESSAGE_BURST = env_int("WS_MESSAGE_BURST", 20)

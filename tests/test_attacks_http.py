@@ -1,13 +1,16 @@
 """Denial of service over HTTP by one client (issue 12, items 3-4): page floods, slow headers."""
 
+import json
 import os
 import socket
 import subprocess
+import time
 from contextlib import contextmanager
 
 import httpx
 import pytest
 from django.test import Client
+from websockets.sync.client import connect
 
 from sales.models import FlashSale
 from tests.factories import SaleFactory
@@ -164,3 +167,22 @@ def test_haproxy_drops_hundreds_of_slow_header_connections_while_health_answers(
     assert health == [200] * 5
     assert first_reply.startswith(b"HTTP/1.1 408")
     assert closed == [True] * 300
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_daphne_drops_stalled_headers_but_keeps_idle_websockets_open():
+    with daphne_server(DAPHNE_IDLE_TIMEOUT="2") as base_url:
+        held = hold_partial_requests(base_url, 200)
+        health = httpx.get(f"{base_url}/api/v1/health", timeout=30)
+        ws_url = base_url.replace("http://", "ws://") + "/ws/sales/active/"
+        with connect(ws_url, open_timeout=10) as socket_:
+            socket_.recv(timeout=10)  # the snapshot
+            time.sleep(4)  # twice the timeout, silent on both sides
+            socket_.send(json.dumps({"type": "ping"}))
+            still_open = json.loads(socket_.recv(timeout=10))
+        closed = [closed_by_server(sock) for sock in held]
+
+    assert health.status_code == 200
+    assert closed == [True] * 200
+    assert still_open["type"] == "pong"
