@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.servers import PROJECT_DIR, free_port, server_env
+from tests.servers import PROJECT_DIR, free_port, server_env, stop
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
@@ -212,12 +212,7 @@ class ServerProcess:
 
     def stop(self) -> None:
         if self.alive:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            stop(self.process)
 
     def cleanup(self) -> None:
         self.stop()

@@ -15,7 +15,7 @@ from websockets.sync.client import connect
 
 from tests.factories import SaleFactory
 from tests.faults import wait_for
-from tests.servers import PROJECT_DIR, daphne_server, server_env
+from tests.servers import PROJECT_DIR, daphne_server, server_env, stop
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
@@ -46,12 +46,7 @@ class Clock:
 
     def stop(self):
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            stop(self.process)
 
 
 def watch(base_url: str, sale_id: int, into: queue.Queue, stop: threading.Event) -> threading.Thread:
