@@ -6,6 +6,7 @@ stock. Edits are version-checked (see `admin_forms`); restocking and ending a sa
 actions that change the database with F() updates and need no version.
 """
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import quote, unquote
@@ -259,12 +260,15 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
         left = round(100 * sale.current_stock / sale.original_stock) if sale.original_stock else 0
         colour = "#1e7e34" if left > 25 else "#d39e00" if left > 0 else "#bd2130"
         return format_html(
-            '<div class="live-stock" data-live-stock data-sale-id="{}" data-version="{}" data-state="loaded">'
+            '<div class="live-stock" data-live-stock data-sale-id="{}" data-version="{}" data-socket-port="{}"'
+            ' data-state="loaded">'
             '<span class="live-stock-numbers">{} / {}</span> <small class="live-stock-note">as loaded</small>'
             '<div class="live-stock-bar"><div class="live-stock-fill" style="width:{}%;background:{}"></div></div>'
             '<small class="live-stock-sold">{} sold</small></div>',
             sale.pk,
             sale.version,
+            # Set when sockets are served on another port than pages (./scripts/serve), as on the live page.
+            settings.WEBSOCKET_PORT or "",
             sale.current_stock,
             sale.original_stock,
             left,

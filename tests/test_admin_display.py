@@ -104,3 +104,13 @@ def test_a_sale_change_page_is_wired_to_its_live_stock_feed_without_inline_scrip
     # Our templates add no inline <style> or <script> (the CSS moved into admin.css).
     assert "<style>" not in html
     assert FlashSale.objects.get(pk=sale.pk).current_stock == 37
+
+
+def test_a_sale_change_page_names_the_socket_port_when_sockets_are_served_apart(superuser_browser, settings):
+    # ./scripts/serve: pages from gunicorn, sockets from Daphne on WEBSOCKET_PORT.
+    settings.WEBSOCKET_PORT = 8001
+    sale = SaleFactory(name="Live", original_stock=40)
+
+    html = superuser_browser.get(change_url(sale)).content.decode()
+
+    assert f'data-sale-id="{sale.pk}" data-version="{sale.version}" data-socket-port="8001"' in html

@@ -32,7 +32,9 @@
 
     function connect() {
       var scheme = location.protocol === "https:" ? "wss://" : "ws://";
-      var socket = new WebSocket(scheme + location.host + "/ws/sales/" + saleId + "/");
+      // Under ./scripts/serve sockets are on Daphne's port, not the page's (data-socket-port).
+      var host = box.dataset.socketPort ? location.hostname + ":" + box.dataset.socketPort : location.host;
+      var socket = new WebSocket(scheme + host + "/ws/sales/" + saleId + "/");
       socket.onopen = function () {
         attempts = 0;
         setState("live", "live");
