@@ -7,7 +7,7 @@
 It needs PostgreSQL and Redis on loopback (as CI has them), wrk and haproxy (Debian packages;
 installed with apt-get when missing and running as root) and pgbench. It recreates its own database
 (`flashsale_bench` by default), flushes its own Redis database (db 5 by default), starts the
-service the way README "Performance" deploys it on free loopback ports, seeds users, tokens and
+service the way docs/performance.md "Performance" deploys it on free loopback ports, seeds users, tokens and
 sales, drives load from wrk (a separate process), then drives the framework-free floor
 (bench/floor_wsgi.py: the same transaction in a bare WSGI function under the same gunicorn
 settings) the same way, runs pgbench with the purchase's transaction shape, checks the stock

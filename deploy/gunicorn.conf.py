@@ -8,7 +8,7 @@ import struct
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8001")
 # gunicorn serves plain Django HTTP an order of magnitude faster than Daphne on this 2-core machine
-# (README "Performance"). gthread workers (4 processes x 4 threads) overlap the PostgreSQL round
+# (docs/performance.md "Performance"). gthread workers (4 processes x 4 threads) overlap the PostgreSQL round
 # trips of purchases and keep connections alive for HAProxy: in bench/herd.py they committed
 # 78-105 purchases/s against 53 for 4 sync workers, and served more health checks too.
 # GUNICORN_THREADS=1 gives plain sync workers. Each thread may hold one pooled DB connection.

@@ -170,7 +170,7 @@ if DATABASE_URL:
             "timeout": env_int("DB_POOL_TIMEOUT", 10),
         }
         _db["OPTIONS"].setdefault("connect_timeout", env_int("DB_CONNECT_TIMEOUT", 3))
-        # The stock backend plus fail-fast while the server is unreachable (README "Reliability").
+        # The stock backend plus fail-fast while the server is unreachable (docs/operations.md "Reliability").
         _db["ENGINE"] = "flashsale.postgresql"
 else:
     _db = {
@@ -197,7 +197,7 @@ REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     CACHES = {
         "default": {
-            # RedisCache that answers like an empty cache while Redis is down (README "Reliability").
+            # RedisCache that answers like an empty cache while Redis is down (docs/operations.md "Reliability").
             "BACKEND": "flashsale.cache.ResilientRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "flashsale"),
@@ -215,7 +215,7 @@ if REDIS_URL:
                 # channels_redis drops a group_send's copy for a channel holding `capacity` messages,
                 # silently. Every socket of one Daphne process shares that process's queue, so the
                 # default 100 lost the final stock for all 1000 watchers after a burst of 100
-                # purchases (bench/ws_fanout.py, README "Performance").
+                # purchases (bench/ws_fanout.py, docs/performance.md "Performance").
                 "capacity": env_int("CHANNEL_LAYER_CAPACITY", 100_000),
                 # redis-py 8 defaults socket_timeout to 5 s, the same as channels_redis' blocking
                 # BZPOPMIN (brpop_timeout = 5): every idle socket's receive then dies with a
@@ -289,7 +289,7 @@ MAX_UNITS_PER_USER = env_int("MAX_UNITS_PER_USER", MAX_PURCHASE_QUANTITY)
 if MAX_PURCHASE_QUANTITY < 1 or MAX_UNITS_PER_USER < 1:
     raise ImproperlyConfigured("MAX_PURCHASE_QUANTITY and MAX_UNITS_PER_USER must be at least 1")
 
-# --- Hot-path caches (README "Performance") -------------------------------------------------
+# --- Hot-path caches (docs/performance.md "Performance") -------------------------------------------------
 
 # How long a token's user is served from the cache; deleting the token drops it at once.
 AUTH_TOKEN_CACHE_SECONDS = env_int("AUTH_TOKEN_CACHE_SECONDS", 60)
@@ -406,9 +406,9 @@ LEADERBOARD_MAX_OFFSET = env_int("LEADERBOARD_MAX_OFFSET", 10_000)
 
 # --- Real-time (sales.consumers) ------------------------------------------------------------
 
-# Each socket gets at most one stock message per interval, always the newest version (README "Real-time").
+# Each socket gets at most one stock message per interval, always the newest version (docs/realtime.md "Real-time").
 STOCK_PUSH_INTERVAL_MS = env_int("STOCK_PUSH_INTERVAL_MS", 75)
-# What one client may cost a process (sales.socket_limits; README "What it withstands"). A socket
+# What one client may cost a process (sales.socket_limits; docs/operations.md "What it withstands"). A socket
 # over a limit is closed with 1008. The page sends one ping per 25 s, so the message budget is
 # generous; a socket that leaves more than WS_SEND_BUFFER_BYTES unread (beyond the kernel's own
 # buffer) is many seconds behind and reconnects to a fresh snapshot. 0 sockets: no cap.
@@ -424,7 +424,7 @@ WS_UNKNOWN_SALE_CACHE_SECONDS = env_int("WS_UNKNOWN_SALE_CACHE_SECONDS", 5)
 # Above 0: the WebSocket side reads what changed from the database this often (sales/db_feed.py)
 # instead of being told through the channel layer, and nothing is sent to the layer. For
 # ./scripts/serve without REDIS_URL, where gunicorn and Daphne are separate processes and the
-# in-memory layer cannot carry a purchase from one to the other (README "Real-time").
+# in-memory layer cannot carry a purchase from one to the other (docs/realtime.md "Real-time").
 REALTIME_POLL_MS = env_int("REALTIME_POLL_MS", 0)
 # The port pages open their WebSocket on, when it is not their own (./scripts/serve: Daphne beside
 # gunicorn). 0: the page's own host and port (deploy/run, where HAProxy routes /ws/).

@@ -4,7 +4,7 @@ Why: when every socket was its own member of `sale.<id>`, a burst of 200 purchas
 1000 sockets meant 200 x 1000 consumer handler calls (each with its own thread hop for Django's
 connection cleanup) and, with channels_redis' core layer, channel-name lists of every member in
 every message. The Daphne processes fell minutes behind and the core layer's 60 s expiry then
-dropped the final stock silently (README "WebSocket fan-out").
+dropped the final stock silently (docs/performance.md "WebSocket fan-out").
 
 Here each event loop (one per Daphne process; tests get a new loop per test) has one `Hub` with one
 channel. The hub joins `sale.<id>` when the first local socket of that sale connects and leaves it

@@ -3,7 +3,7 @@
 `async_to_sync(layer.group_send)` called from a thread with no event loop (a gunicorn worker, the
 HTTP side of the production topology) starts a new event loop in a new thread for every call, and
 channels_redis keeps its Redis connections per event loop, so every purchase also opened and closed
-a Redis connection: about a fifth of a purchase's CPU time in the profile (README "Performance").
+a Redis connection: about a fifth of a purchase's CPU time in the profile (docs/performance.md "Performance").
 Here each process keeps one long-lived loop in a daemon thread; senders hand it the coroutine and
 wait for the result, so ordering and error reporting are the same as before.
 """

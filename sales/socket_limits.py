@@ -1,4 +1,4 @@
-"""What one client may cost a Daphne process through WebSockets (README "What it withstands").
+"""What one client may cost a Daphne process through WebSockets (docs/operations.md "What it withstands").
 
 Sockets are anonymous, so the limits key on the client address: how many sockets an address may
 hold open in this process, how many it may open per minute (django-ratelimit, shared through the

@@ -62,7 +62,7 @@ async def buy(client, lb, token, key, sale_id, progress):
                 f"{lb}/api/v1/flashsales/purchase", json={"saleId": sale_id, "quantity": 1}, headers=headers
             )
             # A claim left by a request that died with its host answers "in use" until it is
-            # IDEMPOTENCY_LOCK_SECONDS old; then the retry takes it over (README "Idempotent purchases").
+            # IDEMPOTENCY_LOCK_SECONDS old; then the retry takes it over (docs/operations.md "Idempotent purchases").
             in_use = response.status_code == 409 and response.json()["error"]["code"] == "idempotency_key_in_use"
             if response.status_code in FINAL and not in_use:
                 progress()

@@ -1,4 +1,4 @@
-"""Guards for the hot-path work of README "Performance": query counts and the caches' correctness.
+"""Guards for the hot-path work of docs/performance.md "Performance": query counts and the caches' correctness.
 
 Nothing here is timed; speed is measured by bench/herd.py. These tests pin what the speed rests
 on (how many queries a request costs) and that no cache ever changes an answer.
