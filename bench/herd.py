@@ -185,27 +185,11 @@ def start_servers(args, env: dict, topology: str) -> tuple[subprocess.Popen, str
         # Pages and API on PORT (what wrk drives), Daphne on PORT+1. The bench migrated and seeded.
         env = {**env, "PORT": str(port), "WEBSOCKET_PORT": str(port + 1), "SERVE_SKIP_SETUP": "1"}
         cmd = [str(PROJECT_DIR / "scripts" / "serve")]
-    elif topology == "floor":
+    elif topology in ("floor", "gunicorn"):
         port = free_port()
-        # The same gunicorn settings (workers, threads, backlog) as the service's HTTP side.
-        cmd = [
-            str(VENV_BIN / "gunicorn"),
-            "-c",
-            "deploy/gunicorn.conf.py",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "bench.floor_wsgi:application",
-        ]
-    elif topology == "gunicorn":
-        port = free_port()
-        cmd = [
-            str(VENV_BIN / "gunicorn"),
-            "-c",
-            "deploy/gunicorn.conf.py",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "flashsale.wsgi:application",
-        ]
+        # The floor runs under the same gunicorn settings (workers, threads, backlog) as the service.
+        app = "bench.floor_wsgi:application" if topology == "floor" else "flashsale.wsgi:application"
+        cmd = [str(VENV_BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}", app]
     else:
         port = free_port()
         cmd = [

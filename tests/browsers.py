@@ -5,6 +5,10 @@ import re
 from contextlib import contextmanager
 from pathlib import Path
 
+from playwright.sync_api import expect
+
+from tests.factories import PASSWORD
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
@@ -36,3 +40,11 @@ def page_in(browser, request, **context_options):
         raise
     finally:
         context.close()
+
+
+def sign_in(page, email: str, password: str = PASSWORD) -> None:
+    """Sign in on the live page and wait for its buy form."""
+    page.fill("#email", email)
+    page.fill("#password", password)
+    page.click("#login-button")
+    expect(page.locator("#buy-form")).to_be_visible(timeout=WAIT_MS)

@@ -12,8 +12,8 @@ import pytest
 from playwright.sync_api import expect
 
 from sales.models import FlashSale, Purchase
-from tests.browsers import WAIT_MS, page_in
-from tests.factories import PASSWORD, SaleFactory, TokenFactory, UserFactory
+from tests.browsers import WAIT_MS, page_in, sign_in
+from tests.factories import SaleFactory, TokenFactory, UserFactory
 from tests.faults import server_process
 from tests.redis_namespace import scoped
 from tests.servers import PROJECT_DIR, daphne_server, server_env
@@ -89,10 +89,7 @@ def test_a_buyer_signs_in_and_buys_on_a_phone_sized_home_page(servers, browser, 
         page.click("#login-button")
         expect(page.locator("#message")).to_have_text("Wrong email or password.", timeout=WAIT_MS)
 
-        page.fill("#email", buyer.email)
-        page.fill("#password", PASSWORD)
-        page.click("#login-button")
-        expect(page.locator("#buy-form")).to_be_visible(timeout=WAIT_MS)
+        sign_in(page, buyer.email)
 
         page.fill("#quantity", "2")
         page.click("#buy-button")

@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from sales.models import Purchase
-from tests.browsers import WAIT_MS, page_in
+from tests.browsers import WAIT_MS, page_in, sign_in
 from tests.factories import PASSWORD, SaleFactory, UserFactory
 from tests.servers import PROJECT_DIR, daphne_server, server_env
 
@@ -48,10 +48,7 @@ def test_the_live_page_signs_in_buys_and_follows_its_socket_without_csp_violatio
         violations = watch_violations(page)
         page.goto(f"{server}/sales/{sale.pk}/")
         expect(page.locator("#connection")).to_have_text("Connected", timeout=WAIT_MS)
-        page.fill("#email", buyer.email)
-        page.fill("#password", PASSWORD)
-        page.click("#login-button")
-        expect(page.locator("#buy-form")).to_be_visible(timeout=WAIT_MS)
+        sign_in(page, buyer.email)
         page.fill("#quantity", "2")
         page.click("#buy-button")
         expect(page.get_by_test_id("stock")).to_have_text("8", timeout=WAIT_MS)

@@ -10,8 +10,8 @@ from playwright.sync_api import expect
 
 from accounts.models import User
 from sales.models import FlashSale, Purchase
-from tests.browsers import WAIT_MS, page_in
-from tests.factories import PASSWORD, SaleFactory, UserFactory
+from tests.browsers import WAIT_MS, page_in, sign_in
+from tests.factories import SaleFactory, UserFactory
 from tests.servers import daphne_server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -46,13 +46,6 @@ def with_strict_csp(page) -> list[str]:
 
     page.route(lambda url: "/static/" not in url and "/api/" not in url, add_csp)
     return violations
-
-
-def sign_in(page, email: str, password: str = PASSWORD) -> None:
-    page.fill("#email", email)
-    page.fill("#password", password)
-    page.click("#login-button")
-    expect(page.locator("#buy-form")).to_be_visible(timeout=WAIT_MS)
 
 
 def test_before_its_socket_says_anything_the_page_shows_the_sale_under_a_strict_csp(server, browser, request):
