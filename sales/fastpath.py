@@ -4,8 +4,8 @@ After a sale sells out (or before it starts) nearly every request of the herd is
 gate can give from the cache. Through the full stack each one pays for DRF's request wrapping,
 content negotiation, authentication, the serializer and three cache round trips (token, rate
 limit, gate). Here a plain keyless purchase whose token is cached is answered from one cache read
-of the token and the gate together, plus the purchase rate limit's counter, with the same status,
-body and headers as the full path.
+of the token and the gate together, plus the purchase rate limit's counter, with the same status
+and body as the full path.
 
 Anything this middleware is not sure of goes down the full path unchanged: another method or
 path, an Idempotency-Key (its answer must be stored), a body or token that is not plainly valid
@@ -13,7 +13,6 @@ path, an Idempotency-Key (its answer must be stored), a body or token that is no
 """
 
 import json
-import logging
 
 from django.conf import settings
 from django.core.cache import cache
@@ -26,8 +25,6 @@ from flashsale.errors import error_body, rate_limited_json
 from flashsale.ids import MAX_ID
 from flashsale.ratelimit import RateLimited, check_rate
 from sales import gate
-
-logger = logging.getLogger("flashsale.gate")
 
 PURCHASE_PATHS = frozenset({"/api/v1/flashsales/purchase", "/api/v1/flashsales/purchase/"})
 MAX_PLAIN_BODY = 1024
