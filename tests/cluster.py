@@ -35,8 +35,9 @@ from pathlib import Path
 from tests.faults import _pg_bin, wait_for
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-PREFIX = "fscl"
-SUBNET = "10.213.47"
+# Overridable so that two runs on one machine (parallel worktrees) each get namespaces of their own.
+PREFIX = os.environ.get("CLUSTER_NETNS_PREFIX", "fscl")
+SUBNET = os.environ.get("CLUSTER_SUBNET", "10.213.47")
 ADDRESSES = {
     "db": f"{SUBNET}.10",
     "app1": f"{SUBNET}.11",
