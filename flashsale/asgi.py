@@ -14,7 +14,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from flashsale.metrics import count_open_websockets, forget_this_process_at_exit  # noqa: E402
 from flashsale.websocket_origin import browser_origin_validator  # noqa: E402
-from sales.routing import websocket_urlpatterns  # noqa: E402
+from live.routing import websocket_urlpatterns  # noqa: E402
 
 
 def _complete_twisted_reason_phrases() -> None:

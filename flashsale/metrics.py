@@ -147,7 +147,7 @@ class MetricsMiddleware:
 def count_open_websockets(app):
     """Wrap an ASGI app so its WebSocket connections are counted in OPEN_WEBSOCKETS while they last.
 
-    `send` is handed through untouched: sales/socket_limits.py reaches through it to Daphne's
+    `send` is handed through untouched: live/socket_limits.py reaches through it to Daphne's
     protocol (a wrapped `send` hid it, and the hub's 1013 closes silently did nothing). A handshake
     that is refused is counted for the moment it takes.
     """

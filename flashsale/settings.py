@@ -101,6 +101,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "accounts",
     "sales",
+    "live",
     "leaderboard",
     "idempotency",
 ]
@@ -404,11 +405,11 @@ STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 LEADERBOARD_COUNT_CACHE_SECONDS = env_int("LEADERBOARD_COUNT_CACHE_SECONDS", 5)
 LEADERBOARD_MAX_OFFSET = env_int("LEADERBOARD_MAX_OFFSET", 10_000)
 
-# --- Real-time (sales.consumers) ------------------------------------------------------------
+# --- Real-time (live.consumers) ------------------------------------------------------------
 
 # Each socket gets at most one stock message per interval, always the newest version (docs/realtime.md "Real-time").
 STOCK_PUSH_INTERVAL_MS = env_int("STOCK_PUSH_INTERVAL_MS", 75)
-# What one client may cost a process (sales.socket_limits; docs/operations.md "What it withstands"). A socket
+# What one client may cost a process (live.socket_limits; docs/operations.md "What it withstands"). A socket
 # over a limit is closed with 1008. The page sends one ping per 25 s, so the message budget is
 # generous; a socket that leaves more than WS_SEND_BUFFER_BYTES unread (beyond the kernel's own
 # buffer) is many seconds behind and reconnects to a fresh snapshot. 0 sockets: no cap.
@@ -421,7 +422,7 @@ WS_MESSAGES_PER_SECOND = env_int("WS_MESSAGES_PER_SECOND", 5)
 WS_MESSAGE_BURST = env_int("WS_MESSAGE_BURST", 20)
 WS_SEND_BUFFER_BYTES = env_int("WS_SEND_BUFFER_BYTES", 64 * 1024)
 WS_UNKNOWN_SALE_CACHE_SECONDS = env_int("WS_UNKNOWN_SALE_CACHE_SECONDS", 5)
-# Above 0: the WebSocket side reads what changed from the database this often (sales/db_feed.py)
+# Above 0: the WebSocket side reads what changed from the database this often (live/db_feed.py)
 # instead of being told through the channel layer, and nothing is sent to the layer. For
 # ./scripts/serve without REDIS_URL, where gunicorn and Daphne are separate processes and the
 # in-memory layer cannot carry a purchase from one to the other (docs/realtime.md "Real-time").

@@ -23,7 +23,7 @@ urlpatterns = [
     # The split view serves Swagger UI's start-up script as a file (?script=): the CSP allows no inline script.
     re_path(r"^api/docs/?$", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger-ui"),
     re_path(r"^api/", ApiNotFound.as_view()),
-    # The live sale page (HTML); its data comes over ws/sales/... (sales.routing).
+    # The live sale page (HTML); its data comes over ws/sales/... (live.routing).
     path("", live_sale, name="live-sale"),
     path("sales/<int:sale_id>/", live_sale, name="live-sale-detail"),
 ]

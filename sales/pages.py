@@ -6,7 +6,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_safe
 
-from sales import realtime
+from live import realtime
 from sales.models import FlashSale, Purchase, SaleStatus
 
 RECENT_PURCHASES = 10  # as many as live.js keeps

@@ -13,7 +13,8 @@ from django.utils import timezone
 
 from accounts import services as accounts_services
 from accounts.models import User
-from sales import events, gate
+from live import events
+from sales import gate
 from sales.exceptions import (
     InsufficientStock,
     InvalidSaleChange,

@@ -14,7 +14,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from sales import events, services
+from live import events
+from sales import services
 from sales.exceptions import SaleNotActive
 from sales.models import FlashSale, Purchase
 from tests.admin_pages import form_data, split_datetime

@@ -2,7 +2,7 @@
 
 import pytest
 
-from sales import events
+from live import events
 from sales.models import FlashSale, Purchase
 from tests.conftest import client_for
 from tests.factories import SaleFactory, UserFactory

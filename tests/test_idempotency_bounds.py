@@ -45,7 +45,7 @@ def test_the_sale_clock_deletes_expired_keys_when_it_starts(buyer_api, settings)
 def test_the_sale_clock_purges_once_per_purge_interval(settings, monkeypatch, purge_seconds, purges):
     settings.IDEMPOTENCY_PURGE_SECONDS = purge_seconds
     calls = []
-    monkeypatch.setattr("sales.management.commands.runsaleclock.purge_expired", lambda: calls.append(1) or 0)
+    monkeypatch.setattr("live.management.commands.runsaleclock.purge_expired", lambda: calls.append(1) or 0)
 
     call_command("runsaleclock", "--ticks", "3", "--interval", "0", stdout=StringIO())
 

@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 import pytest
 from django.utils import timezone
 
-from sales import realtime
+from live import realtime
 from sales.models import FlashSale
 from tests.factories import PurchaseFactory, SaleFactory, UserFactory
 

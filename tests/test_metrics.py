@@ -183,7 +183,7 @@ def test_purchase_counters_scraped_from_any_process_equal_the_purchases_in_the_d
 @pytest.mark.django_db(transaction=True)
 def test_with_metrics_on_a_socket_is_still_closed_1013_when_its_daphne_loses_redis():
     # The open-socket gauge wraps the ASGI app; Daphne's protocol must stay reachable through
-    # `send` (sales/socket_limits.py), or the hub's "try again later" close silently does nothing.
+    # `send` (live/socket_limits.py), or the hub's "try again later" close silently does nothing.
     sale = SaleFactory(original_stock=5)
     with redis_server() as redis, tempfile.TemporaryDirectory() as metrics_dir:
         env = {

@@ -15,8 +15,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from flashsale.asgi import application
-from sales import realtime, services
-from sales.management.commands.runsaleclock import Command as SaleClock
+from live import realtime
+from live.management.commands.runsaleclock import Command as SaleClock
+from sales import services
 from sales.models import FlashSale
 from tests.factories import SaleFactory, UserFactory
 

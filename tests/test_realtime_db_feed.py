@@ -1,4 +1,4 @@
-"""The database feed (sales/db_feed.py): with REALTIME_POLL_MS set, as under ./scripts/serve without
+"""The database feed (live/db_feed.py): with REALTIME_POLL_MS set, as under ./scripts/serve without
 Redis, sockets learn every change by the hub reading the database, and nothing is sent after commit.
 
 In-process with WebsocketCommunicator, so it runs on SQLite too; the cross-process case (gunicorn

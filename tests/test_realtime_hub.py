@@ -1,4 +1,4 @@
-"""The per-process hub (sales/hub.py): one channel-layer member per process, sockets fed from memory.
+"""The per-process hub (live/hub.py): one channel-layer member per process, sockets fed from memory.
 
 Runs the real ASGI application in-process with WebsocketCommunicator, on whichever channel layer the
 settings pick (Redis in CI, the in-memory layer on SQLite), like tests/test_realtime.py.
@@ -13,9 +13,10 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
 from flashsale.asgi import application
-from sales import hub as hub_module
-from sales import realtime, services
-from sales.hub import hub
+from live import hub as hub_module
+from live import realtime
+from live.hub import hub
+from sales import services
 from sales.models import FlashSale
 from tests.factories import SaleFactory, UserFactory
 

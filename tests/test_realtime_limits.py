@@ -11,8 +11,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from flashsale.asgi import application
-from sales import consumers
-from sales.hub import hub
+from live import consumers
+from live.hub import hub
 from sales.models import FlashSale
 from tests.factories import SaleFactory
 

@@ -11,7 +11,7 @@ from django.core.cache import cache
 
 from accounts.authentication import CachedTokenAuthentication, token_cache_key
 from accounts.models import User
-from sales import realtime
+from live import realtime
 from sales.models import FlashSale, Purchase
 from tests.conftest import client_for
 from tests.factories import SaleFactory, TokenFactory, UserFactory

@@ -1,5 +1,5 @@
 // Live stock on a flash sale's admin change page: the same WebSocket feed as the live page
-// (ws/sales/<id>/, see sales/consumers.py), so staff watching a sale see purchases land.
+// (ws/sales/<id>/, see live/consumers.py), so staff watching a sale see purchases land.
 // It only reads: every write still goes through the admin's forms and actions.
 (function () {
   "use strict";

@@ -11,8 +11,8 @@ from django.db import DatabaseError, close_old_connections, connection
 from django.utils import timezone
 
 from idempotency.services import purge_expired
-from sales import events, realtime
-from sales.clock_lease import ClockLease
+from live import events, realtime
+from live.clock_lease import ClockLease
 from sales.models import FlashSale
 
 logger = logging.getLogger("flashsale.saleclock")
@@ -50,7 +50,7 @@ class Command(BaseCommand):
 
     def _run(self, interval, ticks, parent):
         self.stdout.write(f"sale clock: ticking every {interval}s")
-        # Every app host runs a clock; only the lease holder announces (sales/clock_lease.py).
+        # Every app host runs a clock; only the lease holder announces (live/clock_lease.py).
         lease = ClockLease()
         leading = False
         since = None

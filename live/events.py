@@ -2,7 +2,7 @@
 
 Services call these from `transaction.on_commit`, so nothing here runs for a rolled-back write or
 while a stock row lock is held. Each committed write becomes exactly one channel-layer message to
-the sale's group (see sales.realtime), carrying the stock and version that the write read under the
+the sale's group (see live.realtime), carrying the stock and version that the write read under the
 row lock: a push never comes from a later, separate read that could interleave with other writes.
 """
 
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import transaction
 from django.utils import timezone
 
-from sales import realtime
+from live import realtime
 from sales.models import FlashSale, SaleStatus
 
 if TYPE_CHECKING:

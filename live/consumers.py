@@ -1,6 +1,6 @@
 """WebSocket consumers: read-only live views of a sale. Nothing a client sends can change state.
 
-The pushes themselves come from this process's hub (sales/hub.py): a socket is not a member of
+The pushes themselves come from this process's hub (live/hub.py): a socket is not a member of
 any channel-layer group; it registers with the hub, which receives each message once per process
 and writes it to its sockets, coalesced per sale and version-guarded per socket. These consumers
 only parse the path, read the snapshot, answer pings and tell the hub when they come and go.
@@ -16,10 +16,9 @@ from django.core.cache import cache
 
 from flashsale.ids import MAX_ID
 from flashsale.ratelimit import RateLimited, check_rate
-from sales import realtime
-from sales.hub import Watcher, hub
-from sales.models import FlashSale
-from sales.socket_limits import (
+from live import realtime
+from live.hub import Watcher, hub
+from live.socket_limits import (
     MessageBudget,
     address_slots,
     client_address,
@@ -27,6 +26,7 @@ from sales.socket_limits import (
     send_protocol_close,
     watch_unread,
 )
+from sales.models import FlashSale
 
 CLOSE_POLICY = 1008  # too many sockets, too many or too large messages, or too much left unread
 CLOSE_MALFORMED = 4400

@@ -36,7 +36,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
-from sales import realtime
+from live import realtime
 
 logger = logging.getLogger("flashsale.realtime")
 
@@ -245,7 +245,7 @@ class Hub:
         self.channel = await self.layer.new_channel()
         self.task = asyncio.get_running_loop().create_task(self._run(self.channel))
         if settings.REALTIME_POLL_MS > 0:
-            from sales.db_feed import DatabaseFeed
+            from live.db_feed import DatabaseFeed
 
             self.poller = asyncio.get_running_loop().create_task(DatabaseFeed(self).run())
 

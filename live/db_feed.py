@@ -5,7 +5,7 @@ separate processes. The in-memory channel layer lives inside one process, so a p
 in a gunicorn worker would never reach the sockets. With REALTIME_POLL_MS set, the hub of each
 Daphne process runs this feed instead: every interval it reads the sales its sockets watch and
 turns what changed since the last read into the same `sale.event` / `sales.featured` messages
-sales/events.py sends after a commit, and hands them to the hub through the process's own
+live/events.py sends after a commit, and hands them to the hub through the process's own
 in-memory layer. Nothing else changes for the hub: it coalesces and version-guards as always.
 
 Why the database and not a layer both processes reach: it is the one thing both already share,
@@ -25,8 +25,8 @@ from django.conf import settings
 from django.db.models import Max
 from django.utils import timezone
 
-from sales import realtime
-from sales.hub import PURCHASE_BURST
+from live import realtime
+from live.hub import PURCHASE_BURST
 from sales.models import FlashSale, Purchase
 
 logger = logging.getLogger("flashsale.realtime")

@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from sales.consumers import ActiveSaleConsumer, MalformedPathConsumer, SaleConsumer
+from live.consumers import ActiveSaleConsumer, MalformedPathConsumer, SaleConsumer
 
 websocket_urlpatterns = [
     path("ws/sales/active/", ActiveSaleConsumer.as_asgi()),

@@ -19,14 +19,14 @@ from django.utils import timezone
 from rest_framework.fields import DateTimeField
 
 from flashsale import metrics
-from sales import layer_sender
+from live import layer_sender
 from sales.models import FlashSale
 
 logger = logging.getLogger("flashsale.realtime")
 
 LIFECYCLE_GROUP = "sales.lifecycle"
 
-# Message types the per-process hub (sales/hub.py) dispatches on. One committed write is one
+# Message types the per-process hub (live/hub.py) dispatches on. One committed write is one
 # "sale.event" carrying any of the keys snapshot, stock, purchase, status: one channel-layer
 # message per commit and per process, however many socket messages it becomes.
 SALE_EVENT = "sale.event"
@@ -116,7 +116,7 @@ def broadcast(group: str, handler: str, message: dict) -> None:
     catch up from the snapshot they get when they reconnect.
     """
     if settings.REALTIME_POLL_MS > 0:
-        # The WebSocket side reads every change from the database (sales/db_feed.py); a send here
+        # The WebSocket side reads every change from the database (live/db_feed.py); a send here
         # could only reach this process's own sockets, which would then get each purchase twice.
         return
     layer = get_channel_layer()
