@@ -26,6 +26,7 @@ from live.socket_limits import (
     send_protocol_close,
     watch_unread,
 )
+from sales import selectors
 from sales.models import FlashSale
 
 CLOSE_POLICY = 1008  # too many sockets, too many or too large messages, or too much left unread
@@ -62,7 +63,7 @@ def _within_connect_rate(address: str | None) -> bool:
 
 @database_sync_to_async
 def _read_featured() -> FlashSale | None:
-    return realtime.featured_sale()
+    return selectors.featured_sale()
 
 
 class _LiveSaleConsumer(AsyncWebsocketConsumer):
@@ -183,7 +184,7 @@ class SaleConsumer(_LiveSaleConsumer):
 
 
 class ActiveSaleConsumer(_LiveSaleConsumer):
-    """`ws/sales/active/`: follows the home page's sale (see realtime.featured_sale) as it changes."""
+    """`ws/sales/active/`: follows the home page's sale (see sales.selectors.featured_sale) as it changes."""
 
     async def connect(self):
         # Follow first, then read: a switch announced meanwhile is applied once the snapshot is out.

@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from live import realtime
 from live.hub import PURCHASE_BURST
+from sales import selectors
 from sales.models import FlashSale, Purchase
 
 logger = logging.getLogger("flashsale.realtime")
@@ -110,7 +111,7 @@ class DatabaseFeed:
                 )
             before.version, before.status, before.window = sale.version, status, window
         if follow_featured:
-            featured = realtime.featured_sale(now)
+            featured = selectors.featured_sale(now)
             featured_id = featured.pk if featured else None
             if featured_id != self.featured_id:
                 # The first announcement covers a switch between a follower's own read and this one;

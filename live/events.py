@@ -1,14 +1,14 @@
 """What the rest of the system is told after a sale's state is committed.
 
-Services call these from `transaction.on_commit`, so nothing here runs for a rolled-back write or
-while a stock row lock is held. Each committed write becomes exactly one channel-layer message to
-the sale's group (see live.realtime), carrying the stock and version that the write read under the
-row lock: a push never comes from a later, separate read that could interleave with other writes.
+Writers outside this app call one function, `send_after_commit`, with the name of an event below
+and its fields: nothing here runs for a rolled-back write or while a stock row lock is held. Each
+committed write becomes one channel-layer message to the sale's group (see live.realtime), carrying
+the stock and version that the write read under the row lock: a push never comes from a later,
+separate read that could interleave with other writes.
 """
 
-from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from django.db import transaction
 from django.utils import timezone
@@ -19,17 +19,25 @@ from sales.models import FlashSale, SaleStatus
 if TYPE_CHECKING:
     from sales.services import PurchaseResult
 
+Event = Literal["purchase_made", "sale_changed", "stock_changed", "sale_deleted"]
+EVENTS: tuple[Event, ...] = ("purchase_made", "sale_changed", "stock_changed", "sale_deleted")
 
-def send_after_commit(event: Callable[..., None], **fields: Any) -> None:
-    """Run `event(**fields)` once the current transaction commits (at once in autocommit).
+
+def send_after_commit(event: Event, **fields: Any) -> None:
+    """Send `event` (one of EVENTS) with `fields` once the current transaction commits; at once in
+    autocommit. Registered in order, so a writer's events go out in the order it named them.
 
     Robust: the write is committed by then, so a failing push (Redis down, a query in the event) is
     logged by Django, never turned into an error answer that would invite a client to retry it.
     """
+    if event not in EVENTS:
+        # Here, in the writer's own request or test, not silently after its commit.
+        raise ValueError(f"unknown real-time event {event!r}")
 
-    # A named function, not a partial: Django's robust error path reads __qualname__.
+    # A named function, not a partial: Django's robust error path reads __qualname__. The event
+    # is looked up when it is sent, so a test can replace it.
     def send():
-        event(**fields)
+        globals()[event](**fields)
 
     transaction.on_commit(send, robust=True)
 
@@ -73,6 +81,14 @@ def purchase_made(*, result: "PurchaseResult", user_name: str, version: int) -> 
     realtime.broadcast(realtime.sale_group(sale_id), realtime.SALE_EVENT, payload)
     if sold_out:
         realtime.announce_featured()
+
+
+def sale_deleted(*, sale_id: int) -> None:
+    """The sale is gone (only one that never sold can be deleted): home pages move to another sale.
+
+    A page open on that sale alone hears nothing now; its next reconnect is refused with 4404.
+    """
+    realtime.announce_featured()
 
 
 def sale_window_passed(*, sale: FlashSale, moment: datetime) -> None:

@@ -20,6 +20,7 @@ from rest_framework.fields import DateTimeField
 
 from flashsale import metrics
 from live import layer_sender
+from sales import selectors
 from sales.models import FlashSale
 
 logger = logging.getLogger("flashsale.realtime")
@@ -82,18 +83,7 @@ def purchase_message(*, sale_id: int, user_name: str, quantity: int, timestamp: 
     }
 
 
-# --- reads the consumers need ----------------------------------------------------------------
-
-
-def featured_sale(moment: datetime | None = None) -> FlashSale | None:
-    """The sale the home page shows: the live one ending first, else the next to start, else the
-    one that started last (so a sold-out or ended sale still shows its result)."""
-    moment = moment or timezone.now()
-    return (
-        FlashSale.objects.active(moment).order_by("end_time", "id").first()
-        or FlashSale.objects.pending(moment).order_by("start_time", "id").first()
-        or FlashSale.objects.order_by("-start_time", "-id").first()
-    )
+# --- the home page's sale --------------------------------------------------------------------
 
 
 def announce_featured() -> None:
@@ -102,7 +92,7 @@ def announce_featured() -> None:
     Computed once by the writer rather than by every socket, so a sale starting in front of
     thousands of open home pages costs one query, not thousands.
     """
-    broadcast(LIFECYCLE_GROUP, FEATURED, {"snapshot": snapshot_message(featured_sale())})
+    broadcast(LIFECYCLE_GROUP, FEATURED, {"snapshot": snapshot_message(selectors.featured_sale())})
 
 
 # --- the one place that sends ----------------------------------------------------------------

@@ -287,8 +287,8 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
         return format_html('<a href="{}">{}</a>', url, text)
 
     def has_delete_permission(self, request, obj=None):
-        # Deleting bypasses the services (and the viewers' live updates): never for a live sale.
-        # Sales with purchases are protected by the database (on_delete=PROTECT) anyway.
+        # A live sale is ended, never deleted (services.delete_sale refuses it too). Sales with
+        # purchases are protected by the database (on_delete=PROTECT) anyway.
         return super().has_delete_permission(request, obj) and (obj is None or not obj.is_live_at(timezone.now()))
 
     def get_actions(self, request):
@@ -329,6 +329,10 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
         obj.pk = sale.pk
         obj.refresh_from_db()
         obj._state.adding = False
+
+    def delete_model(self, request, obj):
+        # Through the service, so home pages showing the sale move on to the next one.
+        services.delete_sale(sale=obj)
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         form = context["adminform"].form

@@ -7,6 +7,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_safe
 
 from live import realtime
+from sales import selectors
 from sales.models import FlashSale, Purchase, SaleStatus
 
 RECENT_PURCHASES = 10  # as many as live.js keeps
@@ -35,7 +36,7 @@ def live_sale(request, sale_id: int | None = None):
         if sale is None:
             raise Http404("No flash sale with this id.")
     else:
-        sale = realtime.featured_sale(now)
+        sale = selectors.featured_sale(now)
     status = sale.status_at(now) if sale else None
     purchases = (
         Purchase.objects.filter(sale=sale).select_related("user").order_by("-created_at", "-id")[:RECENT_PURCHASES]

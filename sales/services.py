@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from accounts import services as accounts_services
 from accounts.models import User
-from live import events
+from live.events import send_after_commit
 from sales import gate
 from sales.exceptions import (
     InsufficientStock,
@@ -83,9 +83,9 @@ def purchase(*, user: User, sale_id: int, quantity: int) -> PurchaseResult:
         # token was still cached; any other integrity error is a real fault.
         accounts_services.raise_if_deleted(user)
         raise
-    # Robust: the purchase is committed by then; a failing push (Redis down) is logged, never
-    # turned into an error answer that invites a second purchase.
-    events.send_after_commit(events.purchase_made, result=result, user_name=user.name, version=current_version)
+    # A failing push (Redis down) is logged, never turned into an error answer that invites a
+    # second purchase: the purchase is committed by then.
+    send_after_commit("purchase_made", result=result, user_name=user.name, version=current_version)
     return result
 
 
@@ -205,7 +205,7 @@ def create_sale(*, name: str, start_time: datetime, end_time: datetime, original
         original_stock=original_stock,
         current_stock=original_stock,
     )
-    transaction.on_commit(partial(events.sale_changed, sale_id=sale.pk))
+    send_after_commit("sale_changed", sale_id=sale.pk)
     return sale
 
 
@@ -269,10 +269,8 @@ def update_sale(*, sale_id: int, expected_version: int, changes: dict) -> FlashS
         sale.refresh_from_db()
         # First, so the gate reopens before anyone is told the sale changed.
         transaction.on_commit(partial(gate.forget, sale_id))
-        transaction.on_commit(partial(events.sale_changed, sale_id=sale_id))
-        transaction.on_commit(
-            partial(events.stock_changed, sale_id=sale_id, current_stock=sale.current_stock, version=sale.version)
-        )
+        send_after_commit("sale_changed", sale_id=sale_id)
+        send_after_commit("stock_changed", sale_id=sale_id, current_stock=sale.current_stock, version=sale.version)
     return sale
 
 
@@ -291,9 +289,7 @@ def add_units(*, sale_id: int, units: int) -> FlashSale:
         sale = FlashSale.objects.get(pk=sale_id)
         # A restock must sell again at once: the gate forgets "sold out" as soon as this commits.
         transaction.on_commit(partial(gate.forget, sale_id))
-        transaction.on_commit(
-            partial(events.stock_changed, sale_id=sale_id, current_stock=sale.current_stock, version=sale.version)
-        )
+        send_after_commit("stock_changed", sale_id=sale_id, current_stock=sale.current_stock, version=sale.version)
     return sale
 
 
@@ -317,8 +313,17 @@ def end_sale_now(*, sale_id: int) -> FlashSale:
                 details={"saleId": sale_id, "startTime": sale.start_time, "endTime": sale.end_time},
             )
         transaction.on_commit(partial(gate.forget, sale_id))
-        transaction.on_commit(partial(events.sale_changed, sale_id=sale_id))
+        send_after_commit("sale_changed", sale_id=sale_id)
     return sale
+
+
+def delete_sale(*, sale: FlashSale) -> None:
+    """Delete a sale that is not live; one with purchases is kept by the database (PROTECT)."""
+    if sale.is_live_at(timezone.now()):
+        raise InvalidSaleChange("A live sale cannot be deleted; end it first.", details={"saleId": sale.pk})
+    sale_id = sale.pk  # delete() clears it
+    sale.delete()
+    send_after_commit("sale_deleted", sale_id=sale_id)
 
 
 def _database_clock():

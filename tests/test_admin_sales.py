@@ -195,21 +195,25 @@ def test_a_non_staff_post_to_the_change_form_changes_nothing(client, buyer):
 # --- adding a sale -----------------------------------------------------------------------------
 
 
-def test_add_page_creates_a_sale_with_current_stock_equal_to_original(browser, django_capture_on_commit_callbacks):
+def test_add_page_creates_a_sale_with_current_stock_equal_to_original(
+    browser, monkeypatch, django_capture_on_commit_callbacks
+):
+    announced = []
+    monkeypatch.setattr(events, "sale_changed", lambda **kwargs: announced.append(kwargs))
     start = (timezone.now() + timedelta(hours=1)).replace(microsecond=0)
     assert browser.get(ADD).status_code == 200
     data = {"name": "Launch", "original_stock": "50", "_save": "Save"}
     with_datetime(data, "start_time", start)
     with_datetime(data, "end_time", start + timedelta(hours=2))
 
-    with django_capture_on_commit_callbacks() as callbacks:
+    with django_capture_on_commit_callbacks(execute=True):
         response = browser.post(ADD, data)
 
     assert response.status_code == 302, response.context and response.context["adminform"].form.errors
     sale = FlashSale.objects.get()
     assert (sale.name, sale.original_stock, sale.current_stock, sale.version) == ("Launch", 50, 50, 1)
     assert (sale.start_time, sale.end_time) == (start, start + timedelta(hours=2))
-    assert events.sale_changed in [callback.func for callback in callbacks]
+    assert announced == [{"sale_id": sale.pk}]
 
 
 def test_add_refuses_an_end_before_the_start_and_zero_stock_with_clear_messages(browser):
@@ -449,19 +453,21 @@ def test_add_units_refuses_less_than_one_unit_and_changes_nothing(browser):
     assert (sale_now.original_stock, sale_now.current_stock, sale_now.version) == (10, 10, sale.version)
 
 
-def test_end_sale_now_closes_a_live_sale(browser, django_capture_on_commit_callbacks):
+def test_end_sale_now_closes_a_live_sale(browser, monkeypatch, django_capture_on_commit_callbacks):
+    announced = []
+    monkeypatch.setattr(events, "sale_changed", lambda **kwargs: announced.append(kwargs))
     sale = SaleFactory()
     confirm = browser.get(end_url(sale))
     assert confirm.status_code == 200 and "Yes, end it now" in confirm.content.decode()
 
-    with django_capture_on_commit_callbacks() as callbacks:
+    with django_capture_on_commit_callbacks(execute=True):
         response = browser.post(end_url(sale))
 
     assert response.status_code == 302
     sale_now = FlashSale.objects.get(pk=sale.pk)
     assert sale_now.end_time <= timezone.now()
     assert sale_now.status == "completed"
-    assert events.sale_changed in [callback.func for callback in callbacks]
+    assert announced == [{"sale_id": sale.pk}]
     with pytest.raises(SaleNotActive):
         buy(sale_now)
 
@@ -501,6 +507,22 @@ def test_a_live_sale_cannot_be_deleted_but_a_pending_one_can(browser):
     assert refused.status_code == 403
     assert deleted.status_code == 302
     assert list(FlashSale.objects.values_list("pk", flat=True)) == [live.pk]
+
+
+def test_deleting_a_sale_in_the_admin_tells_the_home_pages_after_commit(
+    browser, monkeypatch, django_capture_on_commit_callbacks
+):
+    announced = []
+    monkeypatch.setattr(events, "sale_deleted", lambda **kwargs: announced.append(kwargs))
+    start = timezone.now() + timedelta(hours=1)
+    pending = SaleFactory(start_time=start, end_time=start + timedelta(hours=1))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = browser.post(reverse("admin:sales_flashsale_delete", args=[pending.pk]), {"post": "yes"})
+
+    assert response.status_code == 302
+    assert not FlashSale.objects.exists()
+    assert announced == [{"sale_id": pending.pk}]
 
 
 def test_a_sale_with_purchases_cannot_be_deleted(browser):

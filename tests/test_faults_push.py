@@ -33,3 +33,8 @@ def test_a_purchase_whose_push_fails_after_commit_still_answers_201(monkeypatch,
     assert response.json()["data"]["purchaseId"] == order.pk
     assert FlashSale.objects.get(pk=sale.pk).current_stock == 8
     assert "channel layer unreachable" in caplog.text  # logged, not swallowed silently
+
+
+def test_an_event_that_does_not_exist_fails_the_writer_not_the_push_after_commit():
+    with pytest.raises(ValueError, match="sale_renamed"):
+        events.send_after_commit("sale_renamed", sale_id=1)

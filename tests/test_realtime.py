@@ -18,6 +18,7 @@ from flashsale.asgi import application
 from live import realtime
 from live.management.commands.runsaleclock import Command as SaleClock
 from sales import services
+from sales.exceptions import InvalidSaleChange
 from sales.models import FlashSale
 from tests.factories import SaleFactory, UserFactory
 
@@ -305,6 +306,34 @@ async def test_the_active_socket_waits_for_a_sale_when_there_is_none():
     messages = await drain(socket)
 
     assert [(m["saleId"], m["status"]) for m in of_type(messages, "snapshot")] == [(sale.pk, "pending")]
+    await close(socket)
+
+
+async def test_deleting_the_upcoming_sale_moves_the_active_socket_to_the_next_one():
+    now = timezone.now()
+    first = await sync_to_async(SaleFactory)(start_time=now + timedelta(hours=1))
+    second = await sync_to_async(SaleFactory)(start_time=now + timedelta(hours=2))
+    socket = await open_socket("/ws/sales/active/")
+    assert (await socket.receive_json_from())["saleId"] == first.pk
+
+    await sync_to_async(services.delete_sale)(sale=first)
+    messages = await drain(socket)
+
+    assert [(m["saleId"], m["status"]) for m in of_type(messages, "snapshot")] == [(second.pk, "pending")]
+    assert not await FlashSale.objects.filter(pk=first.pk).aexists()
+    await close(socket)
+
+
+async def test_a_live_sale_is_not_deleted_and_nothing_is_pushed():
+    sale = await sync_to_async(SaleFactory)()
+    socket = await open_socket("/ws/sales/active/")
+    await socket.receive_json_from()
+
+    with pytest.raises(InvalidSaleChange):
+        await sync_to_async(services.delete_sale)(sale=sale)
+
+    assert await drain(socket) == []
+    assert await FlashSale.objects.filter(pk=sale.pk).aexists()
     await close(socket)
 
 

@@ -1,0 +1,18 @@
+"""Reads of sales that other apps build on (the live page, the real-time layer)."""
+
+from datetime import datetime
+
+from django.utils import timezone
+
+from sales.models import FlashSale
+
+
+def featured_sale(moment: datetime | None = None) -> FlashSale | None:
+    """The sale the home page shows: the live one ending first, else the next to start, else the
+    one that started last (so a sold-out or ended sale still shows its result)."""
+    moment = moment or timezone.now()
+    return (
+        FlashSale.objects.active(moment).order_by("end_time", "id").first()
+        or FlashSale.objects.pending(moment).order_by("start_time", "id").first()
+        or FlashSale.objects.order_by("-start_time", "-id").first()
+    )
