@@ -186,7 +186,7 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
     class Media:
         # Files, not inline code: a Content-Security-Policy without 'unsafe-inline' keeps them working.
         css = {"all": ["sales/admin.css"]}
-        js = ["sales/admin_live_stock.js"]
+        js = ["live/socket.js", "sales/admin_live_stock.js"]
 
     # --- queries ---------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 // Live stock on a flash sale's admin change page: the same WebSocket feed as the live page
-// (ws/sales/<id>/, see live/consumers.py), so staff watching a sale see purchases land.
-// It only reads: every write still goes through the admin's forms and actions.
+// (ws/sales/<id>/, see live/consumers.py; the socket itself is live/socket.js), so staff watching a
+// sale see purchases land. It only reads: every write still goes through the admin's forms and actions.
 (function () {
   "use strict";
 
@@ -14,7 +14,6 @@
     var saleId = parseInt(box.dataset.saleId, 10);
     var parts = numbers.textContent.split("/");
     var stock = { current: parseInt(parts[0], 10), original: parseInt(parts[1], 10), version: parseInt(box.dataset.version, 10) };
-    var attempts = 0, pingTimer = null;
 
     function render() {
       var share = stock.original > 0 ? stock.current / stock.original : 0;
@@ -30,44 +29,29 @@
       note.textContent = text;
     }
 
-    function connect() {
-      var scheme = location.protocol === "https:" ? "wss://" : "ws://";
-      // Under ./scripts/serve sockets are on Daphne's port, not the page's (data-socket-port).
-      var host = box.dataset.socketPort ? location.hostname + ":" + box.dataset.socketPort : location.host;
-      var socket = new WebSocket(scheme + host + "/ws/sales/" + saleId + "/");
-      socket.onopen = function () {
-        attempts = 0;
-        setState("live", "live");
-        clearInterval(pingTimer);
-        pingTimer = setInterval(function () {
-          if (socket.readyState === WebSocket.OPEN) { socket.send(JSON.stringify({ type: "ping" })); }
-        }, 25000);
-      };
-      socket.onmessage = function (event) {
-        var message;
-        try { message = JSON.parse(event.data); } catch (e) { return; }
-        if (message.saleId !== saleId) { return; }
-        // Versions only grow: a late message must never move the number back.
-        if (message.type === "snapshot" && message.version >= stock.version) {
-          stock = { current: message.currentStock, original: message.originalStock, version: message.version };
-          render();
-        } else if (message.type === "stock" && message.version > stock.version) {
-          stock.current = message.currentStock;
-          stock.version = message.version;
-          render();
-        }
-      };
-      socket.onclose = function (event) {
-        clearInterval(pingTimer);
-        if (event.code === 4404 || event.code === 4400) { setState("closed", "as loaded"); return; }
-        var delay = Math.min(15000, 500 * Math.pow(2, attempts)) * (0.5 + Math.random() / 2);
-        attempts += 1;
-        setState("reconnecting", "reconnecting…");
-        setTimeout(connect, delay);
-      };
+    function onMessage(message) {
+      if (message.saleId !== saleId) { return; }
+      // Versions only grow: a late message must never move the number back.
+      if (message.type === "snapshot" && message.version >= stock.version) {
+        stock = { current: message.currentStock, original: message.originalStock, version: message.version };
+        render();
+      } else if (message.type === "stock" && message.version > stock.version) {
+        stock.current = message.currentStock;
+        stock.version = message.version;
+        render();
+      }
     }
 
-    connect();
+    var NOTES = { live: "live", reconnecting: "reconnecting…", closed: "as loaded" };
+    window.flashsaleSocket.open({
+      path: "/ws/sales/" + saleId + "/",
+      // Under ./scripts/serve sockets are on Daphne's port, not the page's (data-socket-port).
+      port: box.dataset.socketPort,
+      onMessage: onMessage,
+      onState: function (state) {
+        if (NOTES[state]) { setState(state, NOTES[state]); }  // "connecting": still as loaded
+      }
+    });
   }
 
   function start() {

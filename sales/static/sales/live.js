@@ -1,14 +1,10 @@
-// flashsale live page: one WebSocket for live stock, the REST API for login and purchases.
+// flashsale live page: one WebSocket for live stock (live/socket.js), the REST API for login and purchases.
 // No build step, no framework. User-provided text (sale and buyer names) only ever goes through
 // textContent, never innerHTML.
 (function () {
   "use strict";
 
   var app = document.getElementById("app");
-  var socketPath = app.dataset.socketPath;
-  // The server names the sockets' port when it is not the page's own (./scripts/serve: Daphne
-  // beside gunicorn); the host stays the one the visitor typed.
-  var socketHost = app.dataset.socketPort ? location.hostname + ":" + app.dataset.socketPort : location.host;
   var maxQuantity = parseInt(app.dataset.maxQuantity, 10) || 1;
   var TOKEN_KEY = "flashsale.token";
   var EMAIL_KEY = "flashsale.email";
@@ -249,49 +245,21 @@
     addPurchase(message, true);
   }
 
-  // --- the socket, with reconnect and backoff -----------------------------------------------
-  var socket = null, attempts = 0, pingTimer = null;
+  // --- the socket (live/socket.js reconnects it) ----------------------------------------------
   var FATAL = { 4404: "This sale does not exist.", 4400: "This page address is not valid." };
+  var CONNECTION = { connecting: "Connecting…", live: "Connected", reconnecting: "Reconnecting…", closed: "Offline" };
 
-  function setConnection(state, text) {
+  function onConnection(state, code) {
     el.connection.dataset.state = state;
-    el.connection.textContent = text;
+    el.connection.textContent = CONNECTION[state];
+    if (state === "closed") { say(FATAL[code], "error"); }
   }
 
-  function connect() {
-    if (!attempts) { setConnection("connecting", "Connecting…"); }
-    var scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    socket = new WebSocket(scheme + socketHost + socketPath);
-    socket.onopen = function () {
-      attempts = 0;
-      setConnection("live", "Connected");
-      clearInterval(pingTimer);
-      // Keeps idle connections open through proxies that drop silent sockets.
-      pingTimer = setInterval(function () {
-        if (socket.readyState === WebSocket.OPEN) { socket.send(JSON.stringify({ type: "ping" })); }
-      }, 25000);
-    };
-    socket.onmessage = function (event) {
-      var message;
-      try { message = JSON.parse(event.data); } catch (e) { return; }
-      if (message.type === "snapshot") { onSnapshot(message); }
-      else if (message.type === "stock") { onStock(message); }
-      else if (message.type === "status") { onStatus(message); }
-      else if (message.type === "purchase") { onPurchase(message); }
-    };
-    socket.onclose = function (event) {
-      clearInterval(pingTimer);
-      if (FATAL[event.code]) {
-        setConnection("closed", "Offline");
-        say(FATAL[event.code], "error");
-        return;
-      }
-      // Exponential backoff with jitter, so a restarted server is not hit by every page at once.
-      var delay = Math.min(15000, 500 * Math.pow(2, attempts)) * (0.5 + Math.random() / 2);
-      attempts += 1;
-      setConnection("reconnecting", "Reconnecting…");
-      setTimeout(connect, delay);
-    };
+  function onMessage(message) {
+    if (message.type === "snapshot") { onSnapshot(message); }
+    else if (message.type === "stock") { onStock(message); }
+    else if (message.type === "status") { onStatus(message); }
+    else if (message.type === "purchase") { onPurchase(message); }
   }
 
   // --- account and buying -------------------------------------------------------------------
@@ -389,5 +357,7 @@
   showLogin();
   renderClock();
   setInterval(renderClock, 1000);
-  connect();
+  window.flashsaleSocket.open({
+    path: app.dataset.socketPath, port: app.dataset.socketPort, onMessage: onMessage, onState: onConnection
+  });
 })();
