@@ -9,7 +9,7 @@ def success(data: Any, message: str, *, status: int = 200, created_id: int | Non
     """Wrap `data` in the envelope. `top_level` adds siblings of data, e.g. pagination counts.
 
     `created_id` names the row the request created, for layers that record it (the idempotency
-    key links to it) without reading it back out of the body.
+    key stores it) without reading it back out of the body.
     """
     response = Response({"success": True, "message": message, **top_level, "data": data}, status=status)
     response.created_id = created_id

@@ -5,10 +5,10 @@ from idempotency.models import IdempotencyKey
 
 @admin.register(IdempotencyKey)
 class IdempotencyKeyAdmin(admin.ModelAdmin):
-    list_display = ("key", "user", "status_code", "purchase", "created_at", "locked_at")
+    list_display = ("key", "user", "status_code", "created_id", "created_at", "locked_at")
     list_filter = ("status_code",)
     search_fields = ("key", "user__email")
-    raw_id_fields = ("user", "purchase")
+    raw_id_fields = ("user",)
 
     def has_add_permission(self, request):
         return False

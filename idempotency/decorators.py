@@ -35,8 +35,8 @@ def idempotent(*, scope: str):
     Without the header the handler runs as before (no extra queries). With it: the first request
     runs the handler inside one transaction that also stores the result under the key; later
     requests with the same key and body get that result with `Idempotent-Replayed: true`.
-    The key record links to the row the handler says it created (`success(..., created_id=)`), so
-    auditsales can check that it exists.
+    The key record keeps the id of the row the handler says it created (`success(..., created_id=)`),
+    so the app that owns the row can check that it exists (auditsales does).
     """
 
     def decorator(handler):
@@ -60,7 +60,7 @@ def idempotent(*, scope: str):
                             outcome,
                             status_code=response.status_code,
                             body=_render(response.data),
-                            purchase_id=getattr(response, "created_id", None),
+                            created_id=getattr(response, "created_id", None),
                         )
             except IdempotencyError:
                 raise  # the lock was lost: nothing of ours is stored or committed

@@ -7,8 +7,9 @@ class IdempotencyKey(models.Model):
     """One client-chosen key of one user, and the result of the request first made with it.
 
     While the first request runs the row is a lock (`lock_token` set, `status_code` null); the
-    request that owns the lock completes it with its status and body. A successful purchase
-    completes it in the transaction that inserts the purchase, so either both exist or neither.
+    request that owns the lock completes it with its status and body. A successful request
+    completes it in the transaction that does its work (a purchase: the one that inserts it), so
+    either both exist or neither.
     """
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
@@ -25,7 +26,9 @@ class IdempotencyKey(models.Model):
     # The rendered JSON body, as text so a replay is byte-for-byte the first answer (jsonb would
     # reorder the keys).
     response_body = models.TextField(blank=True, default="")
-    purchase = models.ForeignKey("sales.Purchase", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    # The id of the row the request created (`success(..., created_id=)`), opaque here: the app that
+    # owns the row checks it (sales' auditsales), so this app knows no other.
+    created_id = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         constraints = [

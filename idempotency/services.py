@@ -119,11 +119,11 @@ def claim(*, user: User, key: str, request_fingerprint: str) -> Claim | Replay:
     raise IdempotencyKeyInUse()
 
 
-def complete(held: Claim, *, status_code: int, body: str, purchase_id: int | None = None) -> None:
+def complete(held: Claim, *, status_code: int, body: str, created_id: int | None = None) -> None:
     """Store the result under the key. Inside the work's transaction, a lost lock rolls the work back."""
     stored = IdempotencyKey.objects.filter(
         pk=held.record_id, lock_token=held.lock_token, status_code__isnull=True
-    ).update(status_code=status_code, response_body=body, purchase_id=purchase_id, lock_token=None, locked_at=None)
+    ).update(status_code=status_code, response_body=body, created_id=created_id, lock_token=None, locked_at=None)
     if not stored:
         # Another request took the key over as abandoned; its answer is the one that counts.
         raise IdempotencyKeyInUse()

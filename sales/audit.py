@@ -96,39 +96,40 @@ def per_user_cap_violations(cap: int) -> list[str]:
 
 
 def idempotency_violations() -> list[str]:
-    """Every key that answered a purchase points at that purchase, of the same user, as its body says."""
+    """Every key that answered a purchase points at that purchase (its created_id), of the same user,
+    as its body says."""
     found = []
     completed = IdempotencyKey.objects.filter(status_code__gte=200, status_code__lt=300).order_by("pk")
     purchases = {
         row["pk"]: row
-        for row in Purchase.objects.filter(pk__in=completed.values("purchase_id")).values(
+        for row in Purchase.objects.filter(pk__in=completed.values("created_id")).values(
             "pk", "user_id", "sale_id", "quantity"
         )
     }
-    for record in completed.only("pk", "key", "user_id", "purchase_id", "response_body"):
+    for record in completed.only("pk", "key", "user_id", "created_id", "response_body"):
         label = f"idempotency key {record.pk} ({record.key!r} of user {record.user_id})"
         try:
             answered = json.loads(record.response_body)["data"]
         except (ValueError, KeyError, TypeError):
             found.append(f"{label}: stored success body is not a purchase answer")
             continue
-        if record.purchase_id is None:
+        if record.created_id is None:
             found.append(f"{label}: answered purchase {answered.get('purchaseId')} but points at no purchase")
             continue
-        purchase = purchases.get(record.purchase_id)
+        purchase = purchases.get(record.created_id)
         if purchase is None:
-            found.append(f"{label}: points at purchase {record.purchase_id}, which does not exist")
+            found.append(f"{label}: points at purchase {record.created_id}, which does not exist")
             continue
         if purchase["user_id"] != record.user_id:
-            found.append(f"{label}: points at purchase {record.purchase_id} of user {purchase['user_id']}")
+            found.append(f"{label}: points at purchase {record.created_id} of user {purchase['user_id']}")
         told = (answered.get("purchaseId"), answered.get("saleId"), answered.get("quantity"))
         stored = (purchase["pk"], purchase["sale_id"], purchase["quantity"])
         if told != stored:
             found.append(f"{label}: answered (purchaseId, saleId, quantity) = {told}, the purchase is {stored}")
     # A failure answer never has a purchase behind it.
-    for record in IdempotencyKey.objects.filter(status_code__gte=300, purchase__isnull=False).order_by("pk"):
+    for record in IdempotencyKey.objects.filter(status_code__gte=300, created_id__isnull=False).order_by("pk"):
         found.append(
             f"idempotency key {record.pk} ({record.key!r}): answered {record.status_code} "
-            f"but points at purchase {record.purchase_id}"
+            f"but points at purchase {record.created_id}"
         )
     return found

@@ -88,8 +88,8 @@ def test_idempotency_keys_that_do_not_point_at_their_purchase_are_reported(buyer
     buyer_api.post(PURCHASE, {"saleId": sale.pk, "quantity": 1}, format="json", HTTP_IDEMPOTENCY_KEY="wrong")
     other_users = consistent_sale({UserFactory(): 1})
     others_purchase = other_users.purchases.get()
-    IdempotencyKey.objects.filter(key="lost").update(purchase=None)
-    IdempotencyKey.objects.filter(key="wrong").update(purchase=others_purchase)
+    IdempotencyKey.objects.filter(key="lost").update(created_id=None)
+    IdempotencyKey.objects.filter(key="wrong").update(created_id=others_purchase.pk)
 
     ok, output = audit()
 
@@ -114,7 +114,7 @@ def test_a_stored_answer_that_names_another_purchase_is_reported(buyer_api):
     ok, output = audit()
 
     assert not ok
-    assert f"answered (purchaseId, saleId, quantity) = ({record.purchase_id + 1000}, {sale.pk}, 1)" in output
+    assert f"answered (purchaseId, saleId, quantity) = ({record.created_id + 1000}, {sale.pk}, 1)" in output
 
 
 @pytest.mark.postgres

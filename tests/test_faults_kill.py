@@ -110,7 +110,7 @@ def test_a_server_killed_mid_herd_keeps_the_invariant_and_every_201_is_one_store
             if status == 201
         }
     )
-    records = dict(IdempotencyKey.objects.filter(status_code=201).values_list("key", "purchase_id"))
+    records = dict(IdempotencyKey.objects.filter(status_code=201).values_list("key", "created_id"))
     assert records == keyed_201
     assert len(set(records.values())) == len(records)
     out = StringIO()

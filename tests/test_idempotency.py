@@ -39,7 +39,7 @@ def test_a_keyed_purchase_is_made_once_and_stored_with_its_answer(buyer_api, buy
     assert "Idempotent-Replayed" not in response
     order = Purchase.objects.get()
     record = IdempotencyKey.objects.get()
-    assert (record.user, record.key, record.status_code, record.purchase) == (buyer, "order-1", 201, order)
+    assert (record.user, record.key, record.status_code, record.created_id) == (buyer, "order-1", 201, order.pk)
     assert record.lock_token is None and record.locked_at is None
     assert json.loads(record.response_body) == response.json()
     assert stock_of(sale) == 8
@@ -208,7 +208,7 @@ def test_a_business_refusal_is_stored_and_replayed_even_after_the_cause_goes_awa
     assert replay["Idempotent-Replayed"] == "true"
     assert replay.content == refused.content
     assert Purchase.objects.count() == 0
-    assert IdempotencyKey.objects.get().purchase is None
+    assert IdempotencyKey.objects.get().created_id is None
     # A new key is a new attempt.
     assert buy(buyer_api, sale, key="order-2").status_code == 201
 
@@ -267,7 +267,7 @@ def test_a_key_whose_request_died_can_be_retried_after_the_lock_timeout(buyer_ap
     assert taken_over.status_code == 201
     assert Purchase.objects.count() == 1
     record = IdempotencyKey.objects.get()
-    assert (record.status_code, record.purchase_id) == (201, taken_over.json()["data"]["purchaseId"])
+    assert (record.status_code, record.created_id) == (201, taken_over.json()["data"]["purchaseId"])
     # The dead request's claim can no longer complete anything.
     with pytest.raises(Exception) as lost:
         idempotency.complete(claim, status_code=201, body="{}")
@@ -285,7 +285,7 @@ def test_an_expired_key_is_forgotten_and_starts_a_new_purchase(buyer_api, settin
     assert again.status_code == 201
     assert "Idempotent-Replayed" not in again
     assert Purchase.objects.count() == 2
-    assert IdempotencyKey.objects.get().purchase_id == again.json()["data"]["purchaseId"]
+    assert IdempotencyKey.objects.get().created_id == again.json()["data"]["purchaseId"]
 
 
 def test_the_purge_command_deletes_only_expired_keys(buyer_api, settings):

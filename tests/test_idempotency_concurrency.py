@@ -48,7 +48,7 @@ def test_parallel_twins_with_one_key_make_exactly_one_purchase(settings):
     assert originals[0][3]["data"]["purchaseId"] == order.pk
     assert all(body["error"]["code"] == "idempotency_key_in_use" for *_, body in in_use)
     record = IdempotencyKey.objects.get()
-    assert (record.status_code, record.purchase_id) == (201, order.pk)
+    assert (record.status_code, record.created_id) == (201, order.pk)
 
 
 def test_parallel_requests_reusing_a_key_with_different_bodies_buy_once(settings):
