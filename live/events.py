@@ -8,7 +8,7 @@ separate read that could interleave with other writes.
 """
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from django.db import transaction
 from django.utils import timezone
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from sales.services import PurchaseResult
 
 Event = Literal["purchase_made", "sale_changed", "stock_changed", "sale_deleted"]
-EVENTS: tuple[Event, ...] = ("purchase_made", "sale_changed", "stock_changed", "sale_deleted")
+EVENTS: tuple[Event, ...] = get_args(Event)
 
 
 def send_after_commit(event: Event, **fields: Any) -> None:
