@@ -239,9 +239,9 @@ def _success_envelope_schema(data: dict) -> dict:
     }
 
 
-def _error_response(code: ErrorCode) -> dict[str, Any]:
+def _error_response(code: ErrorCode, description: str = "") -> dict[str, Any]:
     return {
-        "description": _line(code, code.message),
+        "description": description or _line(code, code.message),
         "content": {"application/json": {"schema": error_schema([code])}},
     }
 
@@ -287,7 +287,13 @@ def postprocess_schema(result, generator, request, public):
         paths.setdefault(path, item)
     result["paths"] = dict(sorted(paths.items()))
 
-    schemes = result.setdefault("components", {}).setdefault("securitySchemes", {})
+    components = result.setdefault("components", {})
+    # ApiHostMiddleware refuses a Host outside ALLOWED_HOSTS on every /api/ path, before any view:
+    # a property of the deployment, not of an operation, so it is documented once, as a shared response.
+    components.setdefault("responses", {})["BadHost"] = _error_response(
+        ErrorCode.BAD_REQUEST, "Any request under /api/ whose Host header is not in ALLOWED_HOSTS: `bad_request`."
+    )
+    schemes = components.setdefault("securitySchemes", {})
     if "tokenAuth" in schemes:
         schemes["tokenAuth"]["description"] = (
             'Send "Authorization: Token <key>" with the token from POST /api/v1/auth/login. Logout deletes it.'
