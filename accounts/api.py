@@ -5,9 +5,10 @@ from rest_framework.views import APIView
 from accounts import services
 from accounts.exceptions import EmailTaken, InvalidCredentials
 from accounts.serializers import LoginResultSerializer, LoginSerializer, RegisteredUserSerializer, RegisterSerializer
+from flashsale.error_codes import ErrorCode
 from flashsale.ratelimit import rate_limit
 from flashsale.responses import success
-from flashsale.schema import BODY, RATE_LIMITED, TOKEN, errors, ok
+from flashsale.schema import BODY, TOKEN, errors, ok
 
 
 class RegisterView(APIView):
@@ -18,7 +19,10 @@ class RegisterView(APIView):
         tags=["auth"],
         summary="Create a buyer account",
         request=RegisterSerializer,
-        responses={**ok(201, "RegisterResponse", RegisteredUserSerializer), **errors(BODY, EmailTaken, RATE_LIMITED)},
+        responses={
+            **ok(201, "RegisterResponse", RegisteredUserSerializer),
+            **errors(BODY, EmailTaken, ErrorCode.RATE_LIMITED),
+        },
     )
     @rate_limit(group="register", key="ip", rate_setting="RATELIMIT_REGISTER")
     def post(self, request):
@@ -42,7 +46,10 @@ class LoginView(APIView):
         description="Rate limited per client IP; wrong passwords are limited per (email, client IP) and, "
         "for addresses that already failed, per email. Wrong email and wrong password get the same 401.",
         request=LoginSerializer,
-        responses={**ok(200, "LoginResponse", LoginResultSerializer), **errors(BODY, InvalidCredentials, RATE_LIMITED)},
+        responses={
+            **ok(200, "LoginResponse", LoginResultSerializer),
+            **errors(BODY, InvalidCredentials, ErrorCode.RATE_LIMITED),
+        },
     )
     @rate_limit(group="login", key="ip", rate_setting="RATELIMIT_LOGIN")
     def post(self, request):

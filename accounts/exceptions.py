@@ -1,3 +1,4 @@
+from flashsale.error_codes import ErrorCode
 from flashsale.errors import ServiceError
 
 
@@ -6,23 +7,17 @@ class AccountsError(ServiceError):
 
 
 class EmailTaken(AccountsError):
-    status_code = 409
-    code = "email_taken"
-    default_message = "An account with this email already exists."
+    code = ErrorCode.EMAIL_TAKEN
 
 
 class InvalidCredentials(AccountsError):
-    status_code = 401
-    code = "invalid_credentials"
-    default_message = "The email or password is incorrect."
+    code = ErrorCode.INVALID_CREDENTIALS
 
 
 class WeakPassword(AccountsError):
     """Django's password validators refused the password; reported like any invalid field."""
 
-    status_code = 400
-    code = "validation_error"
-    default_message = "The request is invalid."
+    code = ErrorCode.VALIDATION_ERROR
 
     def __init__(self, messages: list[str]):
         super().__init__(details={"password": messages})
@@ -31,6 +26,5 @@ class WeakPassword(AccountsError):
 class AccountDeleted(AccountsError):
     """The token was accepted from the cache, but its user is gone from the database."""
 
-    status_code = 401
-    code = "authentication_failed"
+    code = ErrorCode.AUTHENTICATION_FAILED
     default_message = "This account no longer exists."

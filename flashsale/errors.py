@@ -2,60 +2,121 @@
 
     {"success": false, "error": {"code": "...", "message": "...", "details": {...}}}
 
-Services raise `ServiceError` subclasses (each app keeps its own in `<app>/exceptions.py`); they
-know their HTTP status and stable code but nothing about DRF.
+Codes, their statuses and default messages live in `flashsale.error_codes.ErrorCode`. Services raise
+`ServiceError` subclasses (each app keeps its own in `<app>/exceptions.py`), which name a code and
+know nothing about DRF or HTTP beyond it.
 """
 
 import logging
+import math
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, InterfaceError, OperationalError
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponse
 from rest_framework import exceptions as drf
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
 
-from flashsale.ratelimit import RateLimited
+from flashsale.error_codes import ErrorCode
 
 logger = logging.getLogger("flashsale.errors")
 
+Details = dict[str, Any]
+
 
 class ServiceError(Exception):
-    """A business rule said no. Subclasses set `status_code`, `code` and a default message."""
+    """A business rule said no. Subclasses name their `code`; its status and message come with it.
 
-    status_code = 400
-    code = "error"
-    default_message = "The request could not be completed."
+    A subclass may set `default_message` to say more than the code's message for the same code.
+    Raising a base class (no code of its own) is a bug, and answers as one.
+    """
 
-    def __init__(self, message: str | None = None, *, details: dict[str, Any] | None = None):
+    code: ErrorCode = ErrorCode.INTERNAL_ERROR
+    default_message: str = ErrorCode.INTERNAL_ERROR.message
+    # Seconds the client should wait before retrying, sent as Retry-After; see RateLimited.
+    retry_after: int | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "code" in cls.__dict__ and "default_message" not in cls.__dict__:
+            cls.default_message = cls.code.message
+
+    def __init__(self, message: str | None = None, *, details: Details | None = None):
         self.message = message or self.default_message
         self.details = details or {}
         super().__init__(self.message)
 
 
-class ServiceUnavailable(ServiceError):
-    status_code = 503
-    code = "service_unavailable"
-    default_message = "The service is temporarily unavailable. Please retry shortly."
+class RateLimited(ServiceError):
+    """Over a limit: 429 with `Retry-After` and `details.retryAfter`, in whole seconds (at least 1).
+
+    Every 429 the API answers is one of these (subclasses name another code), so its two waits
+    always agree, through DRF or middleware.
+    """
+
+    code = ErrorCode.RATE_LIMITED
+
+    def __init__(self, retry_after: int, *, details: Details | None = None):
+        self.retry_after = max(1, retry_after)
+        super().__init__(details={**(details or {}), "retryAfter": self.retry_after})
 
 
-def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"success": False, "error": {"code": code, "message": message, "details": details or {}}}
+def error_body(code: ErrorCode, message: str | None = None, details: Details | None = None) -> Details:
+    return {
+        "success": False,
+        "error": {"code": code.value, "message": message or code.message, "details": details or {}},
+    }
 
 
-def error_response(status: int, code: str, message: str, details=None, headers=None) -> Response:
-    return Response(error_body(code, message, details), status=status, headers=headers)
+def json_error(
+    code: ErrorCode, message: str | None = None, details: Details | None = None, *, retry_after: int | None = None
+) -> HttpResponse:
+    """The error shape for plain Django views and middleware, which answer outside DRF.
+
+    Rendered by DRF's JSON renderer, so the bytes are the same as a DRF view's answer."""
+    response = HttpResponse(
+        JSONRenderer().render(error_body(code, message, details)), status=code.status, content_type="application/json"
+    )
+    if retry_after is not None:
+        response["Retry-After"] = str(retry_after)
+    return response
 
 
-def _validation_details(detail) -> dict[str, Any]:
+def json_error_for(error: ServiceError) -> HttpResponse:
+    return json_error(error.code, error.message, error.details, retry_after=error.retry_after)
+
+
+class ApiError(drf.APIException):
+    """A registered error in the form DRF's handler renders: the code's status, `Retry-After` from `wait`."""
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str | None = None,
+        details: Details | None = None,
+        *,
+        retry_after: int | None = None,
+    ):
+        super().__init__(message or code.message, code.value)
+        self.status_code = code.status
+        self.details = details or {}
+        self.wait = retry_after
+
+
+_NOT_JSON = "The request body is not valid JSON."
+
+
+def _validation_details(detail: Any) -> Details:
     if isinstance(detail, dict):
         return {field: _flatten(messages) for field, messages in detail.items()}
     # A list of errors not tied to a field, e.g. "expected an object".
     return {"nonFieldErrors": _flatten(detail)}
 
 
-def _flatten(messages):
+def _flatten(messages: Any) -> Any:
     if isinstance(messages, dict):
         return _validation_details(messages)
     if isinstance(messages, list):
@@ -63,88 +124,53 @@ def _flatten(messages):
     return [str(messages)]
 
 
-_DRF_CODES = {
-    drf.NotAuthenticated: "not_authenticated",
-    drf.AuthenticationFailed: "authentication_failed",
-    drf.PermissionDenied: "permission_denied",
-    drf.NotFound: "not_found",
-    drf.MethodNotAllowed: "method_not_allowed",
-    drf.NotAcceptable: "not_acceptable",
-    drf.UnsupportedMediaType: "unsupported_media_type",
-    drf.Throttled: "rate_limited",
-}
-
-
-def api_exception_handler(exc, context):
-    """Render any exception raised in an API view as the standard error shape."""
+def _for_drf(exc: Exception) -> Exception:
+    """`exc` as something DRF's handler renders: DRF's exceptions, Http404 and Django's
+    PermissionDenied as they are, anything else as an ApiError."""
     if isinstance(exc, ServiceError):
-        return error_response(exc.status_code, exc.code, exc.message, exc.details, getattr(exc, "headers", None))
-    if isinstance(exc, RateLimited):
-        return rate_limited_response(exc.retry_after)
-    if isinstance(exc, drf.ValidationError):
-        return error_response(400, "validation_error", "The request is invalid.", _validation_details(exc.detail))
+        return ApiError(exc.code, exc.message, exc.details, retry_after=exc.retry_after)
     if isinstance(exc, drf.ParseError):
-        return error_response(
-            400, "validation_error", "The request body is not valid JSON.", {"body": [str(exc.detail)]}
-        )
+        return ApiError(ErrorCode.VALIDATION_ERROR, _NOT_JSON, {"body": [str(exc.detail)]})
+    if isinstance(exc, drf.ValidationError):
+        return ApiError(ErrorCode.VALIDATION_ERROR, details=_validation_details(exc.detail))
+    if isinstance(exc, drf.Throttled):
+        # DRF's throttles are not configured; should one be, it answers like every other 429.
+        return _for_drf(RateLimited(math.ceil(exc.wait or 1)))
+    if isinstance(exc, (drf.APIException, Http404, DjangoPermissionDenied)):
+        return exc
     if isinstance(exc, RequestDataTooBig):
-        return error_response(413, "payload_too_large", "The request body is too large.")
-    if isinstance(exc, Http404):
-        return error_response(404, "not_found", "Not found.")
-    if isinstance(exc, DjangoPermissionDenied):
-        return error_response(403, "permission_denied", "You do not have permission to perform this action.")
-    if isinstance(exc, drf.APIException):
-        code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), None)
-        code = code or (exc.default_code if isinstance(exc.default_code, str) else "error")
-        headers = {}
-        if isinstance(exc, (drf.NotAuthenticated, drf.AuthenticationFailed)):
-            view = context.get("view")
-            request = context.get("request")
-            auth_header = view.get_authenticate_header(request) if view and request else None
-            if auth_header:
-                headers["WWW-Authenticate"] = auth_header
-        if getattr(exc, "wait", None):
-            headers["Retry-After"] = str(int(exc.wait))
-        message = exc.detail if isinstance(exc.detail, str) else str(exc.default_detail)
-        return error_response(exc.status_code, code, str(message), headers=headers)
+        return ApiError(ErrorCode.PAYLOAD_TOO_LARGE)
     if isinstance(exc, (OperationalError, InterfaceError)):
         logger.error("database unavailable: %s", exc)
-        return error_response(503, ServiceUnavailable.code, ServiceUnavailable.default_message)
+        return ApiError(ErrorCode.SERVICE_UNAVAILABLE)
     if isinstance(exc, DatabaseError):
         logger.exception("database error")
-        return error_response(500, "internal_error", "An unexpected error occurred.")
-    logger.exception("unhandled error in API view")
-    return error_response(500, "internal_error", "An unexpected error occurred.")
+    else:
+        logger.exception("unhandled error in API view")
+    return ApiError(ErrorCode.INTERNAL_ERROR)
 
 
-def _rate_limited(retry_after: int) -> dict[str, Any]:
-    """The 429 answer's parts, shared by the DRF and the plain-Django renderings."""
-    return {
-        "status": 429,
-        "code": "rate_limited",
-        "message": "Too many requests. Please slow down.",
-        "details": {"retryAfter": retry_after},
-        "headers": {"Retry-After": str(retry_after)},
-    }
+_REGISTERED = {code.value: code for code in ErrorCode}
 
 
-def rate_limited_response(retry_after: int) -> Response:
-    return error_response(**_rate_limited(retry_after))
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """Render any exception raised in an API view as the standard error shape.
 
-
-def rate_limited_json(retry_after: int) -> JsonResponse:
-    """The same 429 for middleware, which answers before DRF runs."""
-    return json_error(**_rate_limited(retry_after))
-
-
-def bad_host_json() -> JsonResponse:
-    # The Host is not echoed: it is the client's text, and the fix is on the client's side.
-    return json_error(400, "bad_request", "The Host header names a host this server does not serve.")
-
-
-def json_error(status: int, code: str, message: str, details=None, headers=None) -> JsonResponse:
-    """The same error shape for plain Django views and middleware, outside DRF."""
-    response = JsonResponse(error_body(code, message, details), status=status)
-    for name, value in (headers or {}).items():
-        response[name] = value
+    DRF's own handler answers first (status, WWW-Authenticate, Retry-After, rolling back an atomic
+    request; Http404 and PermissionDenied become DRF's); this only reshapes its body.
+    """
+    exc = _for_drf(exc)
+    response = drf_exception_handler(exc, context)
+    if response is None:  # not reached: _for_drf hands DRF only what it renders
+        return None
+    # {"detail": ErrorDetail} for all but ValidationError, which _for_drf converted.
+    detail = response.data["detail"]
+    code = _REGISTERED.get(detail.code)
+    if code is None:
+        # A DRF exception raised with a code of its own: clients only ever see registered codes.
+        logger.error("unregistered error code %r: %s", detail.code, detail)
+        response.status_code = ErrorCode.INTERNAL_ERROR.status
+        response.data = error_body(ErrorCode.INTERNAL_ERROR)
+        return response
+    response.data = error_body(code, str(detail), getattr(exc, "details", None))
     return response

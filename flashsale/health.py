@@ -12,7 +12,8 @@ from django.core.cache import cache
 from django.db import connection
 from django.http import JsonResponse
 
-from flashsale.errors import ServiceUnavailable, json_error
+from flashsale.error_codes import ErrorCode
+from flashsale.errors import json_error
 from flashsale.views import probe
 
 
@@ -50,6 +51,6 @@ def ready(request):
         checks["redis"] = {"status": "not_configured"}
     if any(check["status"] == "down" for check in checks.values()):
         return json_error(
-            503, ServiceUnavailable.code, "A dependency of the service is unavailable.", {"checks": checks}
+            ErrorCode.SERVICE_UNAVAILABLE, "A dependency of the service is unavailable.", {"checks": checks}
         )
     return JsonResponse({"success": True, "message": "ready", "data": {"status": "ready", "checks": checks}})

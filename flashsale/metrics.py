@@ -20,7 +20,7 @@ import time
 
 from django.conf import settings
 from django.db import connection
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpResponse
 from django.urls import resolve
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -33,7 +33,8 @@ from prometheus_client import (
     multiprocess,
 )
 
-from flashsale.errors import error_body
+from flashsale.error_codes import ErrorCode
+from flashsale.errors import json_error
 
 _PURCHASE_PATHS = frozenset({"/api/v1/flashsales/purchase", "/api/v1/flashsales/purchase/"})
 # A route label per URL pattern, never per path: unknown paths (scanners, typos) share one label
@@ -183,11 +184,9 @@ def _authorised(request) -> bool:
 def metrics_view(request):
     """The exposition, for holders of METRICS_TOKEN only; without a token configured it does not exist."""
     if not settings.METRICS_TOKEN:
-        return JsonResponse(error_body("not_found", "Not found."), status=404)
+        return json_error(ErrorCode.NOT_FOUND)
     if not _authorised(request):
-        return JsonResponse(
-            error_body("permission_denied", "You do not have permission to perform this action."), status=403
-        )
+        return json_error(ErrorCode.PERMISSION_DENIED)
     sample_db_pool()
     if multiprocess_dir():
         registry = CollectorRegistry()

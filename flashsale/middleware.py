@@ -9,7 +9,8 @@ from django.core.exceptions import DisallowedHost
 from django.db import DatabaseError
 from django.utils.functional import SimpleLazyObject, empty
 
-from flashsale.errors import bad_host_json, rate_limited_json
+from flashsale.error_codes import ErrorCode
+from flashsale.errors import json_error, json_error_for
 from flashsale.ratelimit import RateLimited, check_rate
 
 request_logger = logging.getLogger("flashsale.request")
@@ -79,7 +80,8 @@ class ApiHostMiddleware:
                 request.get_host()
             except DisallowedHost as refused:
                 disallowed_host_logger.error(str(refused))
-                return bad_host_json()
+                # The Host is not echoed: it is the client's text, and the fix is on the client's side.
+                return json_error(ErrorCode.BAD_REQUEST, "The Host header names a host this server does not serve.")
         return self.get_response(request)
 
 
@@ -100,7 +102,7 @@ class GlobalRateLimitMiddleware:
         try:
             check_rate(request, group=group, key="ip", rate_setting=rate_setting)
         except RateLimited as limited:
-            return rate_limited_json(limited.retry_after)
+            return json_error_for(limited)
         return self.get_response(request)
 
 

@@ -1,19 +1,12 @@
-"""Rate limiting on top of django-ratelimit, raising an exception that knows its Retry-After."""
+"""Rate limiting on top of django-ratelimit, raising RateLimited, which knows its Retry-After."""
 
 import ipaddress
 from functools import wraps
 
 from django.conf import settings
 from django_ratelimit.core import get_usage
-from django_ratelimit.exceptions import Ratelimited
 
-
-class RateLimited(Ratelimited):
-    """A django-ratelimit `Ratelimited` that carries how long the client should wait."""
-
-    def __init__(self, retry_after: int):
-        super().__init__("Too many requests")
-        self.retry_after = max(1, retry_after)
+from flashsale.errors import RateLimited
 
 
 def _is_address(value: str) -> bool:

@@ -2,7 +2,8 @@
 
 Views describe themselves with `@extend_schema(request=..., responses={**ok(...), **errors(...)})`:
 
-    responses={**ok(201, "Purchase", PurchaseResultSerializer), **errors(SaleNotFound, SoldOut, VALIDATION)}
+    responses={**ok(201, "Purchase", PurchaseResultSerializer),
+               **errors(SaleNotFound, SoldOut, ErrorCode.VALIDATION_ERROR)}
 
 `ok` wraps the payload in the success envelope {success: true, message, data}; `errors` documents the
 error shape {success: false, error: {code, message, details}} once per status, with the codes that
@@ -18,43 +19,28 @@ from django.urls import NoReverseMatch, reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema_field, extend_schema_serializer, inline_serializer
 from rest_framework import serializers
 
+from flashsale.error_codes import ErrorCode
 from flashsale.errors import ServiceError
 
-
-class FrameworkError:
-    """An error code raised by DRF, middleware or the exception handler rather than by a service."""
-
-    def __init__(self, status_code: int, code: str, message: str):
-        self.status_code, self.code, self.default_message = status_code, code, message
-
-
-VALIDATION = FrameworkError(
-    400, "validation_error", "Missing or invalid fields, a body that is not a JSON object, or malformed JSON."
-)
-NOT_AUTHENTICATED = FrameworkError(401, "not_authenticated", "No Authorization header.")
-AUTHENTICATION_FAILED = FrameworkError(401, "authentication_failed", "A malformed, unknown or deleted token.")
-PERMISSION_DENIED = FrameworkError(403, "permission_denied", "The user is not staff.")
-NOT_FOUND = FrameworkError(404, "not_found", "No such path, e.g. an id that is not a decimal number.")
-PAYLOAD_TOO_LARGE = FrameworkError(413, "payload_too_large", "The body is over 1 MiB.")
-UNSUPPORTED_MEDIA_TYPE = FrameworkError(415, "unsupported_media_type", "The body is not application/json.")
-RATE_LIMITED = FrameworkError(429, "rate_limited", "Over a rate limit; wait Retry-After seconds.")
-SERVICE_UNAVAILABLE = FrameworkError(503, "service_unavailable", "The database cannot be reached.")
+# What `errors` documents: a code DRF, middleware or the exception handler answers with, or a
+# ServiceError subclass (its code, with its own default message).
+Documented = ErrorCode | type[ServiceError]
 
 # The failures any endpoint that reads a JSON body can answer with.
-BODY = (VALIDATION, PAYLOAD_TOO_LARGE, UNSUPPORTED_MEDIA_TYPE)
+BODY = (ErrorCode.VALIDATION_ERROR, ErrorCode.PAYLOAD_TOO_LARGE, ErrorCode.UNSUPPORTED_MEDIA_TYPE)
 # Any endpoint behind token authentication.
-TOKEN = (NOT_AUTHENTICATED, AUTHENTICATION_FAILED)
+TOKEN = (ErrorCode.NOT_AUTHENTICATED, ErrorCode.AUTHENTICATION_FAILED)
 # Staff-only endpoints.
-STAFF = (*TOKEN, PERMISSION_DENIED)
+STAFF = (*TOKEN, ErrorCode.PERMISSION_DENIED)
 # Every /api/ request, added to each operation by `postprocess_schema`.
-EVERYWHERE = (RATE_LIMITED, SERVICE_UNAVAILABLE)
+EVERYWHERE = (ErrorCode.RATE_LIMITED, ErrorCode.SERVICE_UNAVAILABLE)
 
 RETRY_AFTER = {
     "Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer", "minimum": 1}}
 }
 
 
-def error_schema(codes: list[str]) -> dict[str, Any]:
+def error_schema(codes: list[ErrorCode]) -> dict[str, Any]:
     """The one error shape, with `code` restricted to `codes`."""
     return {
         "type": "object",
@@ -65,7 +51,7 @@ def error_schema(codes: list[str]) -> dict[str, Any]:
                 "type": "object",
                 "required": ["code", "message", "details"],
                 "properties": {
-                    "code": {"type": "string", "enum": sorted(codes)},
+                    "code": {"type": "string", "enum": sorted(code.value for code in codes)},
                     "message": {"type": "string"},
                     "details": {
                         "type": "object",
@@ -80,27 +66,25 @@ def error_schema(codes: list[str]) -> dict[str, Any]:
     }
 
 
-def _described(error) -> tuple[int, str, str]:
-    if isinstance(error, FrameworkError) or (isinstance(error, type) and issubclass(error, ServiceError)):
-        return error.status_code, error.code, error.default_message
+def _described(error: Documented) -> tuple[ErrorCode, str]:
+    if isinstance(error, ErrorCode):
+        return error, error.message
+    if isinstance(error, type) and issubclass(error, ServiceError):
+        return error.code, error.default_message
     raise TypeError(f"not an error: {error!r}")
 
 
-def errors(*errors_) -> dict[int, OpenApiResponse]:
-    """Error responses for `errors_` (ServiceError subclasses or FrameworkErrors), one per status."""
-    by_status: dict[int, dict[str, str]] = defaultdict(dict)
+def errors(*errors_: Documented | tuple[Documented, ...]) -> dict[int, OpenApiResponse]:
+    """Error responses for `errors_` (codes, ServiceError subclasses, or tuples of them), one per status."""
+    by_status: dict[int, dict[ErrorCode, str]] = defaultdict(dict)
     for error in errors_:
-        if isinstance(error, (tuple, list)):
-            for inner in error:
-                status, code, message = _described(inner)
-                by_status[status][code] = message
-            continue
-        status, code, message = _described(error)
-        by_status[status][code] = message
+        for one in error if isinstance(error, tuple) else (error,):
+            code, message = _described(one)
+            by_status[code.status][code] = message
     return {
         status: OpenApiResponse(
             response=error_schema(list(codes)),
-            description="\n".join(f"- `{code}`: {message}" for code, message in sorted(codes.items())),
+            description="\n".join(_line(code, message) for code, message in sorted(codes.items())),
         )
         for status, codes in sorted(by_status.items())
     }
@@ -217,7 +201,7 @@ def _health_paths() -> dict[str, Any]:
         "required": ["database", "redis"],
         "properties": {"database": check, "redis": check},
     }
-    unavailable = error_schema([SERVICE_UNAVAILABLE.code])
+    unavailable = error_schema([ErrorCode.SERVICE_UNAVAILABLE])
     unavailable["properties"]["error"]["properties"]["details"] = {
         "type": "object",
         "required": ["checks"],
@@ -255,20 +239,28 @@ def _success_envelope_schema(data: dict) -> dict:
     }
 
 
-def _add_error(responses: dict, error: FrameworkError) -> None:
-    """Merge `error` into an operation's documented responses, creating the status if needed."""
-    status = str(error.status_code)
-    line = f"- `{error.code}`: {error.default_message}"
+def _error_response(code: ErrorCode, description: str = "") -> dict[str, Any]:
+    return {
+        "description": description or _line(code, code.message),
+        "content": {"application/json": {"schema": error_schema([code])}},
+    }
+
+
+def _line(code: ErrorCode, message: str) -> str:
+    return f"- `{code}`: {message}"
+
+
+def _add_error(responses: dict, code: ErrorCode) -> None:
+    """Merge `code` into an operation's documented responses, creating the status if needed."""
+    status = str(code.status)
     if status not in responses:
-        responses[status] = {
-            "description": line,
-            "content": {"application/json": {"schema": error_schema([error.code])}},
-        }
+        responses[status] = _error_response(code)
         return
-    code = responses[status]["content"]["application/json"]["schema"]["properties"]["error"]["properties"]["code"]
-    if error.code not in code["enum"]:
-        code["enum"] = sorted([*code["enum"], error.code])
-        responses[status]["description"] = "\n".join(sorted([*responses[status]["description"].split("\n"), line]))
+    enum = responses[status]["content"]["application/json"]["schema"]["properties"]["error"]["properties"]["code"]
+    if code not in enum["enum"]:
+        enum["enum"] = sorted([*enum["enum"], code.value])
+        lines = [*responses[status]["description"].split("\n"), _line(code, code.message)]
+        responses[status]["description"] = "\n".join(sorted(lines))
 
 
 _METHODS = {"get", "post", "put", "patch", "delete"}
@@ -288,14 +280,20 @@ def postprocess_schema(result, generator, request, public):
                 # sale_not_found; a value that is not a decimal number matches no URL: 404 not_found.
                 if parameter.get("in") == "path" and parameter.get("schema", {}).get("pattern") == "^[0-9]+$":
                     parameter["schema"] = {"type": "integer", "minimum": 0}
-                    _add_error(responses, NOT_FOUND)
+                    _add_error(responses, ErrorCode.NOT_FOUND)
 
     paths = result.setdefault("paths", {})
     for path, item in _health_paths().items():
         paths.setdefault(path, item)
     result["paths"] = dict(sorted(paths.items()))
 
-    schemes = result.setdefault("components", {}).setdefault("securitySchemes", {})
+    components = result.setdefault("components", {})
+    # ApiHostMiddleware refuses a Host outside ALLOWED_HOSTS on every /api/ path, before any view:
+    # a property of the deployment, not of an operation, so it is documented once, as a shared response.
+    components.setdefault("responses", {})["BadHost"] = _error_response(
+        ErrorCode.BAD_REQUEST, "Any request under /api/ whose Host header is not in ALLOWED_HOSTS: `bad_request`."
+    )
+    schemes = components.setdefault("securitySchemes", {})
     if "tokenAuth" in schemes:
         schemes["tokenAuth"]["description"] = (
             'Send "Authorization: Token <key>" with the token from POST /api/v1/auth/login. Logout deletes it.'

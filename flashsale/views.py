@@ -6,6 +6,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.permissions import AllowAny
 from rest_framework.views import APIView
 
+from flashsale.error_codes import ErrorCode
 from flashsale.errors import json_error
 
 
@@ -20,7 +21,7 @@ def probe(view):
     @wraps(view)
     def checked(request, *args, **kwargs):
         if request.method not in ("GET", "HEAD"):
-            response = json_error(405, "method_not_allowed", f'Method "{request.method}" not allowed.')
+            response = json_error(ErrorCode.METHOD_NOT_ALLOWED, f'Method "{request.method}" not allowed.')
             response["Allow"] = "GET, HEAD"
             return response
         return view(request, *args, **kwargs)
@@ -47,7 +48,7 @@ class ApiNotFound(APIView):
 def server_error(request):
     """Last-resort 500 for errors outside DRF views: never a traceback, JSON for API clients."""
     if request.path.startswith("/api/"):
-        return json_error(500, "internal_error", "An unexpected error occurred.")
+        return json_error(ErrorCode.INTERNAL_ERROR)
     from django.views.defaults import server_error as html_server_error
 
     return html_server_error(request)
@@ -56,7 +57,7 @@ def server_error(request):
 def bad_request(request, exception):
     """400 for a request Django found suspicious outside DRF views (DEBUG off): JSON under /api/."""
     if request.path.startswith("/api/"):
-        return json_error(400, "bad_request", "The request is malformed.")
+        return json_error(ErrorCode.BAD_REQUEST)
     from django.views.defaults import bad_request as html_bad_request
 
     return html_bad_request(request, exception)
@@ -64,7 +65,7 @@ def bad_request(request, exception):
 
 def page_not_found(request, exception):
     if request.path.startswith("/api/"):
-        return json_error(404, "not_found", "Not found.")
+        return json_error(ErrorCode.NOT_FOUND)
     from django.views.defaults import page_not_found as html_page_not_found
 
     return html_page_not_found(request, exception)

@@ -66,10 +66,10 @@ def idempotent(*, scope: str):
                 raise  # the lock was lost: nothing of ours is stored or committed
             except ServiceError as error:
                 # The work rolled back; the refusal itself is the result to replay.
-                if _is_stored(error.status_code):
+                if _is_stored(error.code.status):
                     services.complete(
                         outcome,
-                        status_code=error.status_code,
+                        status_code=error.code.status,
                         body=_render(error_body(error.code, error.message, error.details)),
                     )
                 else:

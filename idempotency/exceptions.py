@@ -1,4 +1,5 @@
-from flashsale.errors import ServiceError
+from flashsale.error_codes import ErrorCode
+from flashsale.errors import RateLimited, ServiceError
 
 
 class IdempotencyError(ServiceError):
@@ -6,29 +7,19 @@ class IdempotencyError(ServiceError):
 
 
 class InvalidIdempotencyKey(IdempotencyError):
-    status_code = 400
-    code = "validation_error"
-    default_message = "The request is invalid."
+    code = ErrorCode.VALIDATION_ERROR
 
 
 class IdempotencyKeyInUse(IdempotencyError):
-    status_code = 409
-    code = "idempotency_key_in_use"
-    default_message = "A request with this Idempotency-Key is still being processed. Retry shortly."
+    code = ErrorCode.IDEMPOTENCY_KEY_IN_USE
 
 
-class IdempotencyKeyLimitReached(IdempotencyError):
-    status_code = 429
-    code = "idempotency_key_limit_reached"
-    default_message = "You hold too many unexpired Idempotency-Keys. Retry later, or without a key."
+class IdempotencyKeyLimitReached(IdempotencyError, RateLimited):
+    code = ErrorCode.IDEMPOTENCY_KEY_LIMIT_REACHED
 
     def __init__(self, *, limit: int, retry_after: int):
-        retry_after = max(1, retry_after)
-        super().__init__(details={"limit": limit, "retryAfter": retry_after})
-        self.headers = {"Retry-After": str(retry_after)}
+        super().__init__(retry_after, details={"limit": limit})
 
 
 class IdempotencyKeyReused(IdempotencyError):
-    status_code = 422
-    code = "idempotency_key_reused"
-    default_message = "This Idempotency-Key was already used with a different request."
+    code = ErrorCode.IDEMPOTENCY_KEY_REUSED

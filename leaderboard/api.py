@@ -4,10 +4,11 @@ from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.views import APIView
 
+from flashsale.error_codes import ErrorCode
 from flashsale.ids import MAX_ID
 from flashsale.pagination import PageQuerySerializer
 from flashsale.responses import success
-from flashsale.schema import VALIDATION, errors, ok, page_of
+from flashsale.schema import errors, ok, page_of
 from leaderboard.selectors import chronological_purchases, purchase_anchor, purchase_count, purchases_after
 from sales import services as sale_services
 from sales.exceptions import SaleNotFound
@@ -69,7 +70,7 @@ class LeaderboardView(APIView):
                     )
                 },
             ),
-            **errors(VALIDATION, SaleNotFound),
+            **errors(ErrorCode.VALIDATION_ERROR, SaleNotFound),
         },
     )
     def get(self, request):

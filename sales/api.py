@@ -4,10 +4,11 @@ from rest_framework.decorators import action
 from rest_framework.permissions import IsAdminUser, IsAuthenticated
 from rest_framework.views import APIView
 
+from flashsale.error_codes import ErrorCode
 from flashsale.pagination import PageQuerySerializer, paginate
 from flashsale.ratelimit import rate_limit
 from flashsale.responses import success
-from flashsale.schema import BODY, RATE_LIMITED, STAFF, TOKEN, VALIDATION, errors, ok, page_of
+from flashsale.schema import BODY, STAFF, TOKEN, errors, ok, page_of
 from idempotency.decorators import idempotent
 from idempotency.exceptions import IdempotencyKeyInUse, IdempotencyKeyLimitReached, IdempotencyKeyReused
 from sales import services
@@ -83,7 +84,7 @@ class PurchaseView(APIView):
                 IdempotencyKeyInUse,
                 IdempotencyKeyReused,
                 IdempotencyKeyLimitReached,
-                RATE_LIMITED,
+                ErrorCode.RATE_LIMITED,
             ),
         },
     )
@@ -109,7 +110,7 @@ _SALE_ERRORS = (SaleNotFound, InvalidSaleChange)
         parameters=[PageQuerySerializer],
         responses={
             **ok(200, "FlashSaleListResponse", page_of("FlashSalePage", "sales", FlashSaleSerializer), paginated=True),
-            **errors(TOKEN, VALIDATION),
+            **errors(TOKEN, ErrorCode.VALIDATION_ERROR),
         },
     ),
     retrieve=extend_schema(

@@ -1,3 +1,4 @@
+from flashsale.error_codes import ErrorCode
 from flashsale.errors import ServiceError
 
 
@@ -6,50 +7,34 @@ class SalesError(ServiceError):
 
 
 class SaleNotFound(SalesError):
-    status_code = 404
-    code = "sale_not_found"
-    default_message = "No flash sale with this id."
+    code = ErrorCode.SALE_NOT_FOUND
 
 
 class NoActiveSale(SalesError):
-    status_code = 404
-    code = "no_active_sale"
-    default_message = "No flash sale is active right now."
+    code = ErrorCode.NO_ACTIVE_SALE
 
 
 class SaleNotActive(SalesError):
-    status_code = 409
-    code = "sale_not_active"
-    default_message = "This flash sale is not active."
+    code = ErrorCode.SALE_NOT_ACTIVE
 
 
 class SoldOut(SalesError):
-    status_code = 409
-    code = "sold_out"
-    default_message = "This flash sale is sold out."
+    code = ErrorCode.SOLD_OUT
 
 
 class InsufficientStock(SalesError):
-    status_code = 409
-    code = "insufficient_stock"
-    default_message = "Not enough stock left for this quantity."
+    code = ErrorCode.INSUFFICIENT_STOCK
 
 
 class UserLimitReached(SalesError):
-    status_code = 409
-    code = "user_limit_reached"
-    default_message = "You have reached the maximum number of units for this sale."
+    code = ErrorCode.USER_LIMIT_REACHED
 
 
 class VersionConflict(SalesError):
-    status_code = 409
-    code = "version_conflict"
-    default_message = "This sale changed since you read it. Reload it and try again."
+    code = ErrorCode.VERSION_CONFLICT
 
 
 class InvalidSaleChange(SalesError):
     """An edit that would break the sale's window or stock rules."""
 
-    status_code = 400
-    code = "validation_error"
-    default_message = "The request is invalid."
+    code = ErrorCode.VALIDATION_ERROR

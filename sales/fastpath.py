@@ -18,10 +18,9 @@ from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpResponse
 from django.utils import timezone
-from rest_framework.renderers import JSONRenderer
 
 from accounts.authentication import plausible_token, token_cache_key, user_from_cache_entry
-from flashsale.errors import error_body, rate_limited_json
+from flashsale.errors import json_error_for
 from flashsale.ids import MAX_ID
 from flashsale.ratelimit import RateLimited, check_rate
 from sales import gate
@@ -70,9 +69,8 @@ class GatedPurchaseRefusalMiddleware:
         try:
             check_rate(request, group="purchase", key="user", rate_setting="RATELIMIT_PURCHASE")
         except RateLimited as limited:
-            return rate_limited_json(limited.retry_after)
-        body = JSONRenderer().render(error_body(refusal.code, refusal.message, refusal.details))
-        return HttpResponse(body, status=refusal.status_code, content_type="application/json")
+            return json_error_for(limited)
+        return json_error_for(refusal)
 
 
 def _plain_order(body: bytes) -> tuple[int, int] | None:

@@ -23,7 +23,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from flashsale import metrics
-from sales.exceptions import SaleNotActive, SoldOut
+from sales.exceptions import SaleNotActive, SalesError, SoldOut
 
 logger = logging.getLogger("flashsale.gate")
 
@@ -58,7 +58,7 @@ def check(*, sale_id: int, moment: datetime) -> int | None:
     return found.get(_generation_key(sale_id), 0)
 
 
-def refusal_in(found: dict, *, sale_id: int, moment: datetime) -> Exception | None:
+def refusal_in(found: dict, *, sale_id: int, moment: datetime) -> SalesError | None:
     """The refusal that `found` (a get_many of `cache_keys`) records for this sale at `moment`, if any."""
     entry = found.get(_entry_key(sale_id))
     if entry is None or entry["generation"] != found.get(_generation_key(sale_id), 0):
@@ -69,7 +69,7 @@ def refusal_in(found: dict, *, sale_id: int, moment: datetime) -> Exception | No
     return refusal
 
 
-def _refusal(sale_id: int, entry: dict, moment: datetime) -> Exception | None:
+def _refusal(sale_id: int, entry: dict, moment: datetime) -> SalesError | None:
     # The window is evaluated against the clock on every hit, so a pending sale's entry stops
     # refusing the moment the sale starts, and an entry seen live answers sale_not_active after
     # the end, exactly as the database path would. Details match sales.services._why_not_taken.

@@ -14,12 +14,20 @@ from types import SimpleNamespace
 import httpx
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
 from django.db import OperationalError
+from django.http import Http404
 from django.test import Client
+from django.urls import path
+from rest_framework.exceptions import NotFound, Throttled
+from rest_framework.permissions import AllowAny
 from rest_framework.test import APIClient
+from rest_framework.views import APIView
 
+from flashsale.error_codes import ErrorCode
 from idempotency.models import IdempotencyKey
 from sales import services
+from sales.exceptions import SalesError
 from sales.models import FlashSale, Purchase
 from tests.error_shape import assert_error_shape
 from tests.factories import SaleFactory, TokenFactory, UserFactory
@@ -191,14 +199,92 @@ def test_every_error_status_is_the_json_error_shape_and_stores_nothing(status, c
     assert everything_stored() == before
 
 
+def readme_error_section() -> str:
+    return README.read_text().split("### Error codes", 1)[1].split("\n### ", 1)[0]
+
+
+def readme_error_table() -> set[tuple[int, str]]:
+    """(status, code) of each row of README's error table."""
+    table = readme_error_section().split("\n\n", 2)[1]
+    return {(int(status), code) for status, code in re.findall(r"^\| (\d{3}) \| `(\w+)` \|", table, re.M)}
+
+
 def test_the_walk_covers_every_status_of_the_readme_error_table():
-    table = README.read_text().split("### Error codes", 1)[1].split("\n\n", 2)[1]
-    documented = {(int(status), code) for status, code in re.findall(r"^\| (\d{3}) \| `(\w+)` \|", table, re.M)}
+    documented = readme_error_table()
     walked = {(status, code) for status, code, _ in WALK}
 
     assert {status for status, _ in documented} == {status for status, _ in walked}
     assert {status for status, _ in walked} == {400, 401, 403, 404, 405, 409, 413, 415, 422, 429, 500, 503}
     assert walked <= documented, walked - documented
+
+
+def test_the_readme_documents_every_registered_error_code_under_its_status():
+    registered = {(code.status, code.value) for code in ErrorCode}
+
+    # 406 is told below the table, which holds the statuses the walk above reaches.
+    assert readme_error_table() | {(406, "not_acceptable")} == registered
+    assert "`406 not_acceptable`" in readme_error_section()
+
+
+@pytest.mark.django_db
+def test_an_accept_header_that_rules_out_json_is_406_not_acceptable(api):
+    response = api.get("/api/v1/leaderboard", HTTP_ACCEPT="application/xml")
+
+    assert_error_shape(response, 406, "not_acceptable")
+
+
+# --- the exception handler: DRF's handler answers, the body is reshaped ---------------------------
+
+
+RAISED = {
+    "throttled": lambda: Throttled(wait=2.5),
+    "http404": lambda: Http404(),
+    "django_permission_denied": lambda: PermissionDenied(),
+    "unregistered_code": lambda: NotFound("Gone.", code="gone_fishing"),
+    "service_error_base": lambda: SalesError(),
+}
+
+
+class Raises(APIView):
+    """An API view that raises what its path names, as views and the services they call do."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    def get(self, request, case):
+        raise RAISED[case]()
+
+
+urlpatterns = [path("api/v1/raises/<str:case>", Raises.as_view())]
+
+
+@pytest.mark.urls(__name__)
+def test_a_drf_throttle_answers_like_every_other_429(api):
+    response = api.get("/api/v1/raises/throttled")
+
+    body = assert_error_shape(response, 429, "rate_limited")
+    assert response["Retry-After"] == "3"
+    assert body["error"]["details"] == {"retryAfter": 3}
+
+
+@pytest.mark.urls(__name__)
+def test_django_404_and_permission_denied_in_a_view_are_answered_by_drf_in_the_error_shape(api):
+    assert_error_shape(api.get("/api/v1/raises/http404"), 404, "not_found")
+    assert_error_shape(api.get("/api/v1/raises/django_permission_denied"), 403, "permission_denied")
+
+
+@pytest.mark.urls(__name__)
+def test_a_drf_error_raised_with_an_unregistered_code_is_a_logged_internal_error(api, caplog):
+    response = api.get("/api/v1/raises/unregistered_code")
+
+    body = assert_error_shape(response, 500, "internal_error")
+    assert body["error"]["message"] == ErrorCode.INTERNAL_ERROR.message
+    assert "unregistered error code 'gone_fishing'" in caplog.text
+
+
+@pytest.mark.urls(__name__)
+def test_a_service_error_raised_from_a_base_class_is_a_bug_and_answers_as_one(api):
+    assert_error_shape(api.get("/api/v1/raises/service_error_base"), 500, "internal_error")
 
 
 # --- a Host outside ALLOWED_HOSTS -------------------------------------------------------------

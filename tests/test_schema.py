@@ -6,6 +6,7 @@ import pytest
 from django.contrib.staticfiles import finders
 from drf_spectacular.validation import validate_schema
 
+from flashsale.error_codes import ErrorCode
 from flashsale.errors import ServiceError
 
 pytestmark = pytest.mark.django_db
@@ -192,6 +193,22 @@ def test_every_error_code_the_services_can_raise_is_documented(schema):
 
     assert raised, "no ServiceError subclasses found"
     assert raised <= documented, sorted(raised - documented)
+
+
+def test_the_schema_names_registered_error_codes_under_their_statuses(schema):
+    named = set()
+    for _, _, operation in operations(schema):
+        for status in operation["responses"]:
+            if status >= "400":
+                named |= {(int(status), code) for code in error_codes(operation, int(status))}
+    shared = schema["components"]["responses"]["BadHost"]["content"]["application/json"]["schema"]
+    named |= {(400, code) for code in shared["properties"]["error"]["properties"]["code"]["enum"]}
+
+    assert named <= {(code.status, code.value) for code in ErrorCode}, named
+    # A 500 is never promised, a 405 answers a method no operation has, and a 406 an Accept
+    # header that refuses JSON.
+    unnamed = {ErrorCode.INTERNAL_ERROR, ErrorCode.METHOD_NOT_ALLOWED, ErrorCode.NOT_ACCEPTABLE}
+    assert {code for _, code in named} == {code.value for code in ErrorCode} - unnamed
 
 
 def test_every_error_response_has_the_one_error_shape(schema):
