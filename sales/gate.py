@@ -18,12 +18,13 @@ before a restock commits can never be replayed after it. Entries also expire aft
 
 import logging
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
 
 from flashsale import metrics
-from sales.exceptions import SaleNotActive, SoldOut
+from sales.exceptions import SaleNotActive, SalesError, SoldOut
 
 logger = logging.getLogger("flashsale.gate")
 
@@ -55,10 +56,11 @@ def check(*, sale_id: int, moment: datetime) -> int | None:
     refusal = refusal_in(found, sale_id=sale_id, moment=moment)
     if refusal is not None:
         raise refusal
-    return found.get(_generation_key(sale_id), 0)
+    generation: int = found.get(_generation_key(sale_id), 0)  # forget() stores ints
+    return generation
 
 
-def refusal_in(found: dict, *, sale_id: int, moment: datetime) -> Exception | None:
+def refusal_in(found: dict[str, Any], *, sale_id: int, moment: datetime) -> SalesError | None:
     """The refusal that `found` (a get_many of `cache_keys`) records for this sale at `moment`, if any."""
     entry = found.get(_entry_key(sale_id))
     if entry is None or entry["generation"] != found.get(_generation_key(sale_id), 0):
@@ -69,7 +71,7 @@ def refusal_in(found: dict, *, sale_id: int, moment: datetime) -> Exception | No
     return refusal
 
 
-def _refusal(sale_id: int, entry: dict, moment: datetime) -> Exception | None:
+def _refusal(sale_id: int, entry: dict[str, Any], moment: datetime) -> SalesError | None:
     # The window is evaluated against the clock on every hit, so a pending sale's entry stops
     # refusing the moment the sale starts, and an entry seen live answers sale_not_active after
     # the end, exactly as the database path would. Details match sales.services._why_not_taken.
@@ -82,8 +84,8 @@ def _refusal(sale_id: int, entry: dict, moment: datetime) -> Exception | None:
 
 
 def remember(
-    *, sale_id: int, generation: int | None, refusal: Exception, start_time: datetime, end_time: datetime
-) -> Exception:
+    *, sale_id: int, generation: int | None, refusal: SalesError, start_time: datetime, end_time: datetime
+) -> SalesError:
     """Record the database's refusal of a purchase so the next attempts skip the database.
 
     Only refusals that hold for every buyer and quantity are kept: sold out, and outside the
