@@ -103,8 +103,9 @@ def api_exception_handler(exc, context):
             auth_header = view.get_authenticate_header(request) if view and request else None
             if auth_header:
                 headers["WWW-Authenticate"] = auth_header
-        if getattr(exc, "wait", None):
-            headers["Retry-After"] = str(int(exc.wait))
+        wait = getattr(exc, "wait", None)  # Throttled's, not in djangorestframework-stubs
+        if wait:
+            headers["Retry-After"] = str(int(wait))
         message = exc.detail if isinstance(exc.detail, str) else str(exc.default_detail)
         return error_response(exc.status_code, code, str(message), headers=headers)
     if isinstance(exc, (OperationalError, InterfaceError)):
