@@ -5,6 +5,8 @@ fieldsets for it. Unlike sales, users and tokens are managed under Django's mode
 (superusers by default): an is_staff flag alone must not let someone grant themselves more.
 """
 
+from typing import Any
+
 from django.contrib import admin
 from django.contrib.auth import admin as auth_admin
 from django.contrib.auth import forms as auth_forms
@@ -17,6 +19,8 @@ from accounts.models import User, normalize_email
 class _CanonicalEmail:
     """Emails are stored lower-case; normalise before the uniqueness check, so that a second
     "Ada@Example.com" is refused by the form instead of failing in the database."""
+
+    cleaned_data: dict[str, Any]  # set by the form this is mixed into
 
     def clean_email(self):
         email = self.cleaned_data.get("email")

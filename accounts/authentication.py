@@ -14,6 +14,8 @@ token from the database just before a logout committed and writes the cache just
 
 import logging
 import re
+from collections.abc import Iterable
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
@@ -23,6 +25,7 @@ from django.dispatch import receiver
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.request import Request
 
 from accounts.models import User
 
@@ -43,7 +46,7 @@ def token_cache_key(key: str) -> str:
 class CachedTokenAuthentication(TokenAuthentication):
     """`Authorization: Token <key>`, as DRF's, with the token's user served from the cache."""
 
-    def authenticate(self, request):
+    def authenticate(self, request: Request) -> tuple[User, Token] | None:
         try:
             return super().authenticate(request)
         except UnicodeError:
@@ -52,7 +55,7 @@ class CachedTokenAuthentication(TokenAuthentication):
                 "Invalid token header. Token string should not contain invalid characters."
             ) from None
 
-    def authenticate_credentials(self, key):
+    def authenticate_credentials(self, key: str) -> tuple[User, Token]:
         if not _PLAUSIBLE_KEY.fullmatch(key):
             # Refused before the cache and the database: a NUL byte made PostgreSQL raise (a 500),
             # and garbage of any length should not cost a query or a cache key.
@@ -74,11 +77,11 @@ class CachedTokenAuthentication(TokenAuthentication):
         return user, token
 
 
-def cache_entry_for(user: User) -> dict:
+def cache_entry_for(user: User) -> dict[str, Any]:
     return {name: getattr(user, name) for name in CACHED_USER_FIELDS}
 
 
-def user_from_cache_entry(entry) -> User | None:
+def user_from_cache_entry(entry: object) -> User | None:
     """The user a cache entry describes, as the database row would load with the other fields
     deferred; None for anything that is not a complete entry (a miss: the database answers)."""
     # Entries from before the fields were keyed by name are tuples: misaligned, never trusted.
@@ -97,7 +100,7 @@ def plausible_token(authorization: str) -> str | None:
     return key
 
 
-def forget_tokens(keys) -> None:
+def forget_tokens(keys: Iterable[str]) -> None:
     keys = [token_cache_key(key) for key in keys]
     if not keys:
         return
@@ -112,7 +115,7 @@ def forget_tokens(keys) -> None:
 
 
 @receiver(post_delete, sender=Token, dispatch_uid="accounts.forget_deleted_token")
-def _token_deleted(sender, instance, **kwargs):
+def _token_deleted(sender: type[Token], instance: Token, **kwargs: Any) -> None:
     # Now, so this process stops accepting it at once, and after commit, so a request that read
     # the token before the delete committed cannot leave it cached.
     forget_tokens([instance.key])
@@ -120,7 +123,9 @@ def _token_deleted(sender, instance, **kwargs):
 
 
 @receiver(post_save, sender=User, dispatch_uid="accounts.forget_tokens_of_changed_user")
-def _user_saved(sender, instance, created, update_fields=None, **kwargs):
+def _user_saved(
+    sender: type[User], instance: User, created: bool, update_fields: frozenset[str] | None = None, **kwargs: Any
+) -> None:
     if created or (update_fields is not None and set(update_fields) <= {"last_login", "password"}):
         return
     keys = list(Token.objects.filter(user_id=instance.pk).values_list("key", flat=True))

@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
 from django.db import models
@@ -9,13 +11,13 @@ def normalize_email(email: str) -> str:
     return email.strip().lower()
 
 
-class UserManager(BaseUserManager):
+class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
 
     def get_by_natural_key(self, email):
         return self.get(email=normalize_email(email))
 
-    def _create_user(self, email, name, password, **extra_fields):
+    def _create_user(self, email: str, name: str, password: str | None, **extra_fields: Any) -> "User":
         if not email:
             raise ValueError("Users must have an email address")
         user = self.model(email=normalize_email(email), name=name, **extra_fields)
@@ -23,12 +25,12 @@ class UserManager(BaseUserManager):
         user.save(using=self._db)
         return user
 
-    def create_user(self, email, name="", password=None, **extra_fields):
+    def create_user(self, email: str, name: str = "", password: str | None = None, **extra_fields: Any) -> "User":
         extra_fields.setdefault("is_staff", False)
         extra_fields.setdefault("is_superuser", False)
         return self._create_user(email, name, password, **extra_fields)
 
-    def create_superuser(self, email, name="", password=None, **extra_fields):
+    def create_superuser(self, email: str, name: str = "", password: str | None = None, **extra_fields: Any) -> "User":
         extra_fields.setdefault("is_staff", True)
         extra_fields.setdefault("is_superuser", True)
         if not extra_fields["is_staff"] or not extra_fields["is_superuser"]:

@@ -2,6 +2,7 @@ from django.contrib.auth import authenticate
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
+from django.http import HttpRequest
 from rest_framework.authtoken.models import Token
 
 from accounts.exceptions import AccountDeleted, EmailTaken, InvalidCredentials, WeakPassword
@@ -27,7 +28,7 @@ def register(*, name: str, email: str, password: str) -> User:
         raise EmailTaken() from None
 
 
-def login(*, email: str, password: str, request=None) -> tuple[User, Token]:
+def login(*, email: str, password: str, request: HttpRequest | None = None) -> tuple[User, Token]:
     """Check the credentials and return the user with their API token.
 
     Raises RateLimited when this client address has used up its wrong passwords for the email

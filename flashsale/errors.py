@@ -135,7 +135,8 @@ def _for_drf(exc: Exception) -> Exception:
         return ApiError(ErrorCode.VALIDATION_ERROR, details=_validation_details(exc.detail))
     if isinstance(exc, drf.Throttled):
         # DRF's throttles are not configured; should one be, it answers like every other 429.
-        return _for_drf(RateLimited(math.ceil(exc.wait or 1)))
+        wait = getattr(exc, "wait", None)  # Throttled's, not in djangorestframework-stubs
+        return _for_drf(RateLimited(math.ceil(wait or 1)))
     if isinstance(exc, (drf.APIException, Http404, DjangoPermissionDenied)):
         return exc
     if isinstance(exc, RequestDataTooBig):

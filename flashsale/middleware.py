@@ -7,6 +7,7 @@ from django.contrib.messages.middleware import MessageMiddleware
 from django.contrib.sessions.middleware import SessionMiddleware
 from django.core.exceptions import DisallowedHost
 from django.db import DatabaseError
+from django.utils.deprecation import MiddlewareMixin
 from django.utils.functional import SimpleLazyObject, empty
 
 from flashsale.error_codes import ErrorCode
@@ -106,7 +107,7 @@ class GlobalRateLimitMiddleware:
         return self.get_response(request)
 
 
-class _PagesOnly:
+class _PagesOnly(MiddlewareMixin):
     """Mixed into a Django middleware: run it for HTML pages (admin, the live page), skip it under /api/.
 
     The API is token-authenticated JSON: it reads no session and shows no messages, so a purchase

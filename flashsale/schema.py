@@ -129,7 +129,7 @@ def ok(
     return {status: OpenApiResponse(response=envelope, description=message)}
 
 
-_ENVELOPES: dict[str, tuple[serializers.Serializer, tuple[type, bool]]] = {}
+_ENVELOPES: dict[str, tuple[serializers.Serializer, tuple[type, bool, tuple[str, ...]]]] = {}
 
 
 def page_of(name: str, key: str, item) -> serializers.Serializer:

@@ -42,7 +42,3 @@ class IdempotencyKey(models.Model):
 
     def __str__(self):
         return f"{self.key} of user {self.user_id}"
-
-    @property
-    def completed(self) -> bool:
-        return self.status_code is not None

@@ -15,6 +15,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
@@ -60,7 +61,7 @@ def validate_key(raw: str) -> str:
     return raw
 
 
-def fingerprint(scope: str, payload) -> str:
+def fingerprint(scope: str, payload: Any) -> str:
     """Identifies the request: the same JSON (whatever its key order or spacing) gives the same value."""
     canonical = json.dumps([scope, payload], sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -105,8 +106,9 @@ def claim(*, user: User, key: str, request_fingerprint: str) -> Claim | Replay:
             continue
         if existing.fingerprint != request_fingerprint:
             raise IdempotencyKeyReused()
-        if existing.completed:
+        if existing.status_code is not None:  # completed
             return Replay(existing.status_code, existing.response_body)
+        assert existing.locked_at is not None  # set on every key not completed
         if existing.locked_at > now - timedelta(seconds=settings.IDEMPOTENCY_LOCK_SECONDS):
             raise IdempotencyKeyInUse()
         # The owner died without completing (no work of it committed): take the lock over.

@@ -79,13 +79,13 @@ class LeaderboardView(APIView):
         page, limit = query.validated_data["page"], query.validated_data["limit"]
         sale_id, after = query.validated_data.get("saleId"), query.validated_data.get("after")
         if after is None:
-            purchases = chronological_purchases(sale_id=sale_id)[(page - 1) * limit : page * limit]
+            found = chronological_purchases(sale_id=sale_id)[(page - 1) * limit : page * limit]
         else:
             anchor = purchase_anchor(after)
             if anchor is None:
                 raise serializers.ValidationError({"after": ["No purchase with this id."]})
-            purchases = purchases_after(anchor=anchor, sale_id=sale_id)[:limit]
-        purchases = list(purchases)
+            found = purchases_after(anchor=anchor, sale_id=sale_id)[:limit]
+        purchases = list(found)
         if sale_id is not None and not purchases:
             # 404 sale_not_found, as every endpoint. Only an empty page needs the read: a sale with
             # purchases cannot be deleted (PROTECT), so rows prove that it exists.

@@ -49,7 +49,8 @@ class ClockLease:
                 # The lock lives as long as the session: a session that still answers still holds it.
                 self._conn.execute("SELECT 1")
             else:
-                self.held = self._conn.execute("SELECT pg_try_advisory_lock(%s)", [self.key]).fetchone()[0]
+                row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", [self.key]).fetchone()
+                self.held = row is not None and row[0]
         except psycopg.Error:
             if self.held:
                 logger.warning("sale clock: lost the database session that held the lease", exc_info=True)

@@ -32,7 +32,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from channels.layers import get_channel_layer
+from channels.layers import BaseChannelLayer, get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
@@ -83,6 +83,7 @@ class Watcher:
     async def write(self, kind: str, version: int | None, text: str) -> None:
         """Send now, unless it would show an older version than this socket already showed."""
         if kind == "stock":
+            assert version is not None  # every stock push carries its version
             if version <= self.last_version:
                 return
             self.last_version = version
@@ -132,7 +133,7 @@ class Hub:
     """The fan-out of one event loop (one per Daphne process). Get it with `hub()`."""
 
     def __init__(self):
-        self.layer = None
+        self.layer: BaseChannelLayer | None = None
         self.channel: str | None = None
         self.task: asyncio.Task | None = None
         # Reads pushes from the database when no channel layer crosses processes (sales/db_feed.py).
@@ -154,6 +155,7 @@ class Hub:
         async with self.lock:
             if not self.followers:
                 await self._start()
+                assert self.layer is not None and self.channel is not None  # set by _start
                 try:
                     await self.layer.group_add(realtime.LIFECYCLE_GROUP, self.channel)
                 except BaseException:
@@ -206,6 +208,7 @@ class Hub:
         feed = self.feeds.get(sale_id)
         if feed is None:
             await self._start()
+            assert self.layer is not None and self.channel is not None  # set by _start
             feed = _Feed(sale_id)
             try:
                 await self.layer.group_add(realtime.sale_group(sale_id), self.channel)
@@ -229,6 +232,8 @@ class Hub:
         await self._group_discard(realtime.sale_group(sale_id))
 
     async def _group_discard(self, group: str) -> None:
+        if self.layer is None or self.channel is None:
+            return  # never started, or the channel is gone: no membership to leave
         try:
             await self.layer.group_discard(group, self.channel)
         except Exception:
@@ -242,6 +247,7 @@ class Hub:
         if self.task is not None:
             return
         self.layer = get_channel_layer()
+        assert self.layer is not None  # settings always configure the default layer
         self.channel = await self.layer.new_channel()
         self.task = asyncio.get_running_loop().create_task(self._run(self.channel))
         if settings.REALTIME_POLL_MS > 0:
@@ -264,6 +270,7 @@ class Hub:
             await asyncio.wait([task])
 
     async def _run(self, channel: str) -> None:
+        assert self.layer is not None  # set by _start, before this loop
         while True:
             try:
                 message = await self.layer.receive(channel)
@@ -290,6 +297,7 @@ class Hub:
         if self.followers:
             groups.append(realtime.LIFECYCLE_GROUP)
         channel = self.channel
+        assert self.layer is not None and channel is not None  # only the running receive loop drops
         self._stop_poller()
         self.feeds, self.followers = {}, {}
         self.task, self.channel = None, None

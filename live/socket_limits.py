@@ -11,7 +11,8 @@ import logging
 import socket
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from django.conf import settings
 from twisted.internet.interfaces import IPushProducer
@@ -20,7 +21,7 @@ from zope.interface import implementer
 logger = logging.getLogger("flashsale.realtime")
 
 
-def client_address(scope: dict) -> str | None:
+def client_address(scope: Mapping[str, Any]) -> str | None:
     """The client's address: the trusted proxy header when configured, else the socket peer.
 
     Mirrors flashsale.ratelimit.client_ip for HTTP. A header value that is not an address is
@@ -160,7 +161,7 @@ def guard_incoming(send, budget: MessageBudget, on_violation: Callable[[], None]
     """
     protocol = _daphne_protocol(send)
     transport = getattr(protocol, "transport", None)
-    if protocol is None or not hasattr(transport, "pauseProducing"):
+    if protocol is None or transport is None or not hasattr(transport, "pauseProducing"):
         return False
     deliver = protocol.onMessage
 

@@ -302,10 +302,10 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
     def get_fieldsets(self, request, obj=None):
         return self.add_fieldsets if obj is None else self.change_fieldsets
 
-    def get_form(self, request, obj=None, **kwargs):
+    def get_form(self, request, obj=None, change=False, **kwargs):
         if obj is None:
             kwargs["form"] = self.add_form
-        return super().get_form(request, obj, **kwargs)
+        return super().get_form(request, obj, change, **kwargs)
 
     def get_inlines(self, request, obj):
         return self.inlines if obj is not None else []
@@ -398,7 +398,8 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
     def add_units_view(self, request, object_id):
         sale = self._sale_for_action(request, object_id)
         if sale is None:
-            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+            # Django's own "no such object" answer; private, so not in django-stubs.
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)  # type: ignore[attr-defined]
         form = AddUnitsForm(request.POST if request.method == "POST" else None)
         if form.is_valid():
             units = form.cleaned_data["units"]
@@ -420,7 +421,8 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
     def end_sale_view(self, request, object_id):
         sale = self._sale_for_action(request, object_id)
         if sale is None:
-            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+            # Django's own "no such object" answer; private, so not in django-stubs.
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)  # type: ignore[attr-defined]
         if request.method == "POST":
             try:
                 sale = services.end_sale_now(sale_id=sale.pk)

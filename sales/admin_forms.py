@@ -47,7 +47,8 @@ class FlashSaleAddForm(forms.ModelForm):
         }
 
     def clean(self):
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         start, end = cleaned.get("start_time"), cleaned.get("end_time")
         if start and end:
             try:

@@ -18,6 +18,7 @@ before a restock commits can never be replayed after it. Entries also expire aft
 
 import logging
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
@@ -55,10 +56,11 @@ def check(*, sale_id: int, moment: datetime) -> int | None:
     refusal = refusal_in(found, sale_id=sale_id, moment=moment)
     if refusal is not None:
         raise refusal
-    return found.get(_generation_key(sale_id), 0)
+    generation: int = found.get(_generation_key(sale_id), 0)  # forget() stores ints
+    return generation
 
 
-def refusal_in(found: dict, *, sale_id: int, moment: datetime) -> SalesError | None:
+def refusal_in(found: dict[str, Any], *, sale_id: int, moment: datetime) -> SalesError | None:
     """The refusal that `found` (a get_many of `cache_keys`) records for this sale at `moment`, if any."""
     entry = found.get(_entry_key(sale_id))
     if entry is None or entry["generation"] != found.get(_generation_key(sale_id), 0):
@@ -69,10 +71,10 @@ def refusal_in(found: dict, *, sale_id: int, moment: datetime) -> SalesError | N
     return refusal
 
 
-def _refusal(sale_id: int, entry: dict, moment: datetime) -> SalesError | None:
+def _refusal(sale_id: int, entry: dict[str, Any], moment: datetime) -> SalesError | None:
     # The window is evaluated against the clock on every hit, so a pending sale's entry stops
     # refusing the moment the sale starts, and an entry seen live answers sale_not_active after
-    # the end, exactly as the database path would. Details match sales.services._why_not_taken.
+    # the end, exactly as the database path would. Details match sales.services._refusal.
     start, end = entry["start_time"], entry["end_time"]
     if not start <= moment < end:
         return SaleNotActive(details={"saleId": sale_id, "startTime": start, "endTime": end})
@@ -82,8 +84,8 @@ def _refusal(sale_id: int, entry: dict, moment: datetime) -> SalesError | None:
 
 
 def remember(
-    *, sale_id: int, generation: int | None, refusal: Exception, start_time: datetime, end_time: datetime
-) -> Exception:
+    *, sale_id: int, generation: int | None, refusal: SalesError, start_time: datetime, end_time: datetime
+) -> SalesError:
     """Record the database's refusal of a purchase so the next attempts skip the database.
 
     Only refusals that hold for every buyer and quantity are kept: sold out, and outside the

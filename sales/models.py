@@ -1,4 +1,5 @@
 from datetime import datetime
+from typing import Self
 
 from django.conf import settings
 from django.db import models
@@ -12,19 +13,19 @@ class SaleStatus(models.TextChoices):
     COMPLETED = "completed", "Completed"
 
 
-class FlashSaleQuerySet(models.QuerySet):
-    def live(self, moment: datetime):
+class FlashSaleQuerySet(models.QuerySet["FlashSale"]):
+    def live(self, moment: datetime) -> Self:
         """Sales whose window contains `moment`, whatever their stock."""
         return self.filter(start_time__lte=moment, end_time__gt=moment)
 
-    def active(self, moment: datetime):
+    def active(self, moment: datetime) -> Self:
         """Sales a buyer can buy from at `moment`: live and not sold out."""
         return self.live(moment).filter(current_stock__gt=0)
 
-    def pending(self, moment: datetime):
+    def pending(self, moment: datetime) -> Self:
         return self.filter(start_time__gt=moment)
 
-    def completed(self, moment: datetime):
+    def completed(self, moment: datetime) -> Self:
         return self.filter(Q(end_time__lte=moment) | Q(start_time__lte=moment, current_stock=0))
 
 

@@ -49,7 +49,7 @@ def live_sale(request, sale_id: int | None = None):
         {
             "sale": sale,
             "status": status,
-            "status_label": status_label(sale, status) if sale else "No sale",
+            "status_label": status_label(sale, status) if sale and status else "No sale",
             "snapshot": realtime.snapshot_message(sale, now),
             "purchases": purchases,
             "socket_path": f"/ws/sales/{sale_id}/" if sale_id is not None else "/ws/sales/active/",

@@ -4,6 +4,7 @@ writes a sale."""
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -21,6 +22,7 @@ from sales.exceptions import (
     NoActiveSale,
     SaleNotActive,
     SaleNotFound,
+    SalesError,
     SoldOut,
     UserLimitReached,
     VersionConflict,
@@ -97,7 +99,9 @@ PURCHASE_STATEMENT = (
 )
 
 
-def _take_on_postgresql(*, user: User, sale_id: int, quantity: int, cap: int, generation: int | None):
+def _take_on_postgresql(
+    *, user: User, sale_id: int, quantity: int, cap: int, generation: int | None
+) -> tuple[PurchaseResult, int]:
     # In autocommit (no surrounding atomic block) the statement is its own transaction: the row
     # lock is taken and released inside PostgreSQL. The idempotency layer wraps it in its own
     # transaction so the key's record commits with the purchase.
@@ -124,7 +128,9 @@ def _take_on_postgresql(*, user: User, sale_id: int, quantity: int, cap: int, ge
     )
 
 
-def _take_in_python(*, user: User, sale_id: int, quantity: int, cap: int, generation: int | None):
+def _take_in_python(
+    *, user: User, sale_id: int, quantity: int, cap: int, generation: int | None
+) -> tuple[PurchaseResult, int]:
     """The same rule for SQLite, which serialises writers: the transaction begins IMMEDIATE
     (settings), so the write lock is held from its first line and the clock is read after it."""
     with transaction.atomic():
@@ -175,7 +181,7 @@ def _refusal(
     start_time: datetime,
     end_time: datetime,
     current_stock: int,
-) -> Exception:
+) -> SalesError:
     """Name a refused decrement from the sale as read after it; the read decides nothing about stock.
 
     Refusals that hold for everyone (sold out, outside the window) are handed to the gate so the
@@ -209,7 +215,7 @@ def create_sale(*, name: str, start_time: datetime, end_time: datetime, original
     return sale
 
 
-def check_sale_update(*, sale: FlashSale, expected_version: int, changes: dict) -> dict:
+def check_sale_update(*, sale: FlashSale, expected_version: int, changes: dict[str, Any]) -> dict[str, Any]:
     """The column updates `update_sale` would write for `changes` to `sale` (as read), or the
     VersionConflict/InvalidSaleChange it would raise. Writes nothing.
 
@@ -236,7 +242,9 @@ def check_sale_update(*, sale: FlashSale, expected_version: int, changes: dict) 
                 "A live sale cannot be shortened; end it explicitly instead.",
                 details={"endTime": ["A live sale cannot be shortened."]},
             )
-    updates = {field: changes[field] for field in ("name", "start_time", "end_time") if field in changes}
+    updates: dict[str, Any] = {
+        field: changes[field] for field in ("name", "start_time", "end_time") if field in changes
+    }
     if "original_stock" in changes:
         new_original = changes["original_stock"]
         _check_stock(new_original)
@@ -251,7 +259,7 @@ def check_sale_update(*, sale: FlashSale, expected_version: int, changes: dict) 
     return updates
 
 
-def update_sale(*, sale_id: int, expected_version: int, changes: dict) -> FlashSale:
+def update_sale(*, sale_id: int, expected_version: int, changes: dict[str, Any]) -> FlashSale:
     """Apply `changes` (a subset of EDITABLE_FIELDS) only if the sale is still at `expected_version`.
 
     Any purchase bumps the version too, so an edit made from a copy read before it is refused
@@ -326,7 +334,7 @@ def delete_sale(*, sale: FlashSale) -> None:
     send_after_commit("sale_deleted", sale_id=sale_id)
 
 
-def _database_clock():
+def _database_clock() -> Func | datetime:
     """The current time as the database reads it when the statement runs (after any lock wait).
 
     PostgreSQL's clock_timestamp() is re-read when a waiting UPDATE re-checks its row; SQLite

@@ -50,7 +50,7 @@ class Command(BaseCommand):
                 or FlashSale.objects.pending(now).order_by("start_time").first()
             )
             created = sale is None
-            if created:
+            if sale is None:
                 start = now + timedelta(seconds=starts_in)
                 sale = services.create_sale(
                     name=DEMO_SALE_NAME,
