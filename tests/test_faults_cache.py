@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 
 def cache_at(url: str, retry_seconds: float) -> ResilientRedisCache:
     return ResilientRedisCache(
-        url, {"OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1, "RETRY_SECONDS": retry_seconds}}
+        url, {"OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 1, "RETRY_SECONDS": retry_seconds}}
     )
 
 
