@@ -61,6 +61,19 @@ def test_one_pool_per_alias_until_close_pool_replaces_it(unreachable):
     assert unreachable.pool is not pool
 
 
+def test_each_pool_waits_one_slice_and_the_configured_wait_survives_its_replacement(unreachable):
+    state = base.reachability(unreachable.alias)
+    first = unreachable.pool
+
+    assert state.sliced(first) == 600
+    assert first.timeout == base.WAIT_SLICE
+    unreachable.close_pool()
+    second = unreachable.pool
+    assert state.sliced(second) == 600 and second.timeout == base.WAIT_SLICE
+    assert state.sliced(first) == 600  # a request still holding the replaced pool
+    assert state.sliced(second) == 600
+
+
 @pytest.mark.timeout(60)
 def test_djangos_get_new_connection_waits_the_pools_own_timeout(unreachable):
     # The configured timeout is 600 s, beyond this test's 60: only a getconn() that waits

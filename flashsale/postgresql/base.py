@@ -63,8 +63,12 @@ class Reachability:
         """
         with self._lock:
             if pool is not self._pool:
-                self._pool, self._pool_timeout = pool, pool.timeout
-                pool.timeout = min(WAIT_SLICE, pool.timeout)
+                if self._pool is None:
+                    # Read once: every pool of one alias is built from the same settings, and a
+                    # request still holding the pool close_pool replaced would hand back a shortened one.
+                    self._pool_timeout = pool.timeout
+                self._pool = pool
+                pool.timeout = min(WAIT_SLICE, self._pool_timeout)
             return self._pool_timeout
 
 
