@@ -7,7 +7,7 @@ Redis like an empty cache, but it still tries Redis on every call: with the Redi
 stopped process, a partition) each call waited out SOCKET_TIMEOUT, 1 s, measured (docs/performance.md
 "Performance"), on every rate-limit check, token lookup and sale-gate read. So a failed command
 opens a breaker: for CACHE_RETRY_SECONDS every command fails at once without touching the network
-(~1.5 µs a call, measured), then one probes Redis again. A dead Redis therefore costs one failed
+(1.4–11 µs a call, measured), then one probes Redis again. A dead Redis therefore costs one failed
 attempt per window per process, not one per call, and the cache is used again by itself once Redis
 is back.
 
