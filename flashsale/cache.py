@@ -1,25 +1,30 @@
-"""A Redis cache that degrades to "no cache" while Redis is unreachable, instead of raising.
+"""django-redis's cache plus what it lacks: a circuit breaker, and Django's answers for a failed call.
 
-Django's RedisCache lets redis-py's ConnectionError/TimeoutError escape into the caller. The
-cache backs rate limits (django-ratelimit's RATELIMIT_FAIL_OPEN only covers a cache that answers
-"no value", its issue #333) and optional lookups, so an outage would otherwise turn every request
-into a 500. Here a failed call answers like an empty cache (get → default, add → False, incr →
-ValueError as for a missing key, writes → no-op) and opens a circuit breaker: for
-CACHE_RETRY_SECONDS every call answers at once without touching the network, then one call probes
-Redis again. A dead Redis therefore costs one failed attempt per window per process, not one per
-request, and the service uses Redis again by itself once it is back.
+The cache backs rate limits (django-ratelimit's RATELIMIT_FAIL_OPEN only covers a cache that answers
+"no value", its issue #333) and optional lookups, so Redis being down must not turn every request
+into a 500. django-redis's IGNORE_EXCEPTIONS (always on here) answers a call that cannot reach
+Redis like an empty cache, but it still tries Redis on every call: with the Redis process hung (a
+stopped process, a partition) each call waited out SOCKET_TIMEOUT, 1 s, measured (docs/performance.md
+"Performance"), on every rate-limit check, token lookup and sale-gate read. So a failed command
+opens a breaker: for CACHE_RETRY_SECONDS every command fails at once without touching the network
+(1.4–11 µs a call, measured), then one probes Redis again. A dead Redis therefore costs one failed
+attempt per window per process, not one per call, and the cache is used again by itself once Redis
+is back.
+
+django-redis answers None for every failed call. Where Django's cache API promises a boolean (add,
+delete, has_key, touch) this answers False, and a failed incr raises ValueError as for a missing key:
+django-ratelimit then applies RATELIMIT_FAIL_OPEN, and sales.gate.forget logs that it could not
+invalidate.
 """
 
 import logging
 import threading
 import time
 
-from django.core.cache.backends.base import DEFAULT_TIMEOUT
-from django.core.cache.backends.redis import RedisCache
+import redis
+from django_redis.cache import RedisCache
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-
-from flashsale.redis_client import ReusingRedisCacheClient
 
 logger = logging.getLogger("flashsale.cache")
 
@@ -75,12 +80,40 @@ def breaker_for(location: str, retry_seconds: float) -> CircuitBreaker:
         return _breakers[location]
 
 
-class _Unavailable(Exception):
-    pass
+class BreakerOpen(RedisConnectionError):
+    """Raised instead of contacting Redis; a ConnectionError, so django-redis ignores it like one."""
+
+
+class BreakerRedis(redis.Redis):
+    """The redis.Redis django-redis builds (REDIS_CLIENT_CLASS), every command behind a breaker.
+
+    execute_command is where every command of a redis.Redis goes, so one override covers them all;
+    pipelines (django-redis's set_many, delete_pattern) go around it, and nothing here uses them.
+    """
+
+    def __init__(self, *args, breaker: CircuitBreaker, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.breaker = breaker
+
+    def execute_command(self, *args, **options):
+        if not self.breaker.allow():
+            raise BreakerOpen(f"{self.breaker.name}: skipped for up to {self.breaker.retry_seconds} s after a failure")
+        try:
+            result = super().execute_command(*args, **options)
+        except UNAVAILABLE as error:
+            self.breaker.failed(error)
+            raise
+        self.breaker.succeeded()
+        return result
+
+    def probe(self) -> None:
+        """PING past the breaker, closing it when Redis answers; raises if it does not."""
+        super().execute_command("PING")
+        self.breaker.succeeded()
 
 
 class ResilientRedisCache(RedisCache):
-    """RedisCache that answers like an empty cache while Redis cannot be reached.
+    """django-redis's RedisCache that answers like an empty cache while Redis cannot be reached.
 
     OPTIONS may hold RETRY_SECONDS (default 2): how long to skip Redis after a failure.
     """
@@ -88,69 +121,38 @@ class ResilientRedisCache(RedisCache):
     def __init__(self, server, params):
         options = dict(params.get("OPTIONS") or {})
         retry_seconds = float(options.pop("RETRY_SECONDS", 2))
-        super().__init__(server, {**params, "OPTIONS": options})
-        # One redis.Redis per pool instead of one per call (flashsale/redis_client.py).
-        self._class = ReusingRedisCacheClient
         self.breaker = breaker_for(str(server), retry_seconds)
+        options.update(
+            IGNORE_EXCEPTIONS=True,
+            REDIS_CLIENT_CLASS="flashsale.cache.BreakerRedis",
+            REDIS_CLIENT_KWARGS={**options.get("REDIS_CLIENT_KWARGS", {}), "breaker": self.breaker},
+        )
+        super().__init__(server, {**params, "OPTIONS": options})
 
-    def _guarded(self, call, *args, **kwargs):
-        if not self.breaker.allow():
-            raise _Unavailable
-        try:
-            result = call(*args, **kwargs)
-        except UNAVAILABLE as error:
-            self.breaker.failed(error)
-            raise _Unavailable from error
-        self.breaker.succeeded()
-        return result
-
-    def _or(self, fallback, call, *args, **kwargs):
-        try:
-            return self._guarded(call, *args, **kwargs)
-        except _Unavailable:
-            return fallback
-
-    def add(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
-        return self._or(False, super().add, key, value, timeout, version)
-
-    def get(self, key, default=None, version=None):
-        return self._or(default, super().get, key, default, version)
-
-    def set(self, *args, **kwargs):
-        return self._or(None, super().set, *args, **kwargs)
-
-    def touch(self, *args, **kwargs):
-        return self._or(False, super().touch, *args, **kwargs)
+    def add(self, *args, **kwargs):
+        return bool(super().add(*args, **kwargs))
 
     def delete(self, *args, **kwargs):
-        return self._or(False, super().delete, *args, **kwargs)
-
-    def get_many(self, *args, **kwargs):
-        return self._or({}, super().get_many, *args, **kwargs)
+        return bool(super().delete(*args, **kwargs))
 
     def has_key(self, *args, **kwargs):
-        return self._or(False, super().has_key, *args, **kwargs)
+        return bool(super().has_key(*args, **kwargs))
 
-    def incr(self, key, delta=1, version=None):
+    def touch(self, *args, **kwargs):
+        # django-redis's client lets touch's ConnectionError through, past IGNORE_EXCEPTIONS.
         try:
-            return self._guarded(super().incr, key, delta, version)
-        except _Unavailable:
-            # What a cache without the key says; django-ratelimit then applies RATELIMIT_FAIL_OPEN.
-            raise ValueError(f"Key '{key}' not found (cache unavailable)") from None
+            return bool(super().touch(*args, **kwargs))
+        except UNAVAILABLE:
+            return False
 
-    def set_many(self, data, *args, **kwargs):
-        return self._or(list(data), super().set_many, data, *args, **kwargs)
-
-    def delete_many(self, *args, **kwargs):
-        return self._or(None, super().delete_many, *args, **kwargs)
-
-    def clear(self):
-        return self._or(False, super().clear)
+    def incr(self, key, delta=1, version=None, client=None, ignore_key_check=False):
+        value = super().incr(key, delta, version, client, ignore_key_check)
+        if value is None:  # Redis could not be asked: what a cache without the key says
+            raise ValueError(f"Key '{key}' not found (cache unavailable)")
+        return value
 
     def ping(self) -> float:
-        """Round-trip time to Redis in seconds, bypassing the breaker; raises if unreachable."""
+        """Round-trip time to Redis in seconds, past the breaker; raises if unreachable."""
         started = time.perf_counter()
-        self._cache.get_client(write=True).ping()
-        elapsed = time.perf_counter() - started
-        self.breaker.succeeded()
-        return elapsed
+        self.client.get_client(write=True).probe()
+        return time.perf_counter() - started

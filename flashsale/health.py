@@ -1,20 +1,108 @@
-"""Readiness: can this process reach what it needs to serve? For load balancers and orchestrators.
+"""Liveness and readiness probes, for load balancers and orchestrators.
 
-Liveness (`flashsale.views.health`) touches nothing; readiness checks the database and, when
-configured, Redis, reporting each with its latency, and answers 503 when one is down. Neither check
-hangs on a dead dependency: the database backend fails fast once it knows the server is gone
-(flashsale.postgresql), the cache has one-second socket timeouts.
+Liveness touches nothing; readiness checks the database and, when configured, Redis, reporting each
+with its latency, and answers 503 when one is down. Neither check hangs on a dead dependency: the
+database backend fails fast once it knows the server is gone (flashsale.postgresql), the cache has
+one-second socket timeouts.
 """
 
 import time
 
 from django.core.cache import cache
 from django.db import connection
-from django.http import JsonResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.renderers import JSONRenderer
+from rest_framework.views import APIView
 
 from flashsale.error_codes import ErrorCode
-from flashsale.errors import json_error
-from flashsale.views import probe
+from flashsale.errors import ApiError
+from flashsale.responses import success
+from flashsale.schema import PROBES, error_schema, ok
+
+
+class AnswerInJson(BaseContentNegotiation):
+    """A probe gets its JSON answer whatever its Accept header says, never a 406."""
+
+    def select_parser(self, request, parsers):
+        return None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class Probe(APIView):
+    """GET and HEAD (others are 405), and nothing per request but the answer: no authentication
+    (no token or session lookup), permission, throttle or body parsing. The global rate limit
+    exempts the probes' exact paths (flashsale.middleware)."""
+
+    http_method_names = ["get", "head"]
+    authentication_classes = []
+    permission_classes = []
+    throttle_classes = []
+    parser_classes = []
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = AnswerInJson
+
+
+class LivenessSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["ok"])
+
+
+class CheckSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["up", "down", "not_configured"])
+    latencyMs = serializers.FloatField(min_value=0, required=False)
+    error = serializers.CharField(required=False, help_text="The failure's type, when down.")
+
+
+class ChecksSerializer(serializers.Serializer):
+    database = CheckSerializer()
+    redis = CheckSerializer()
+
+
+class ReadinessSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["ready"])
+    checks = ChecksSerializer()
+
+
+class Liveness(Probe):
+    @extend_schema(
+        operation_id="health_live",
+        summary="Liveness",
+        description="The process answers. No database, no cache, no auth, never rate limited.",
+        tags=[PROBES],
+        responses=ok(200, "LivenessResponse", LivenessSerializer),
+    )
+    def get(self, request):
+        return success({"status": "ok"}, "ok")
+
+
+class Readiness(Probe):
+    @extend_schema(
+        operation_id="health_ready",
+        summary="Readiness",
+        description="The database and Redis (when configured) answer; each is reported with its latency. "
+        "No auth, never rate limited.",
+        tags=[PROBES],
+        responses={
+            **ok(200, "ReadinessResponse", ReadinessSerializer),
+            503: OpenApiResponse(
+                response=error_schema([ErrorCode.SERVICE_UNAVAILABLE]),
+                description="A dependency is down: `service_unavailable`, with every check in `details.checks`.",
+            ),
+        },
+    )
+    def get(self, request):
+        checks = {"database": _timed(_check_database)}
+        if hasattr(cache, "ping"):
+            checks["redis"] = _timed(cache.ping)
+        else:
+            checks["redis"] = {"status": "not_configured"}
+        if any(check["status"] == "down" for check in checks.values()):
+            details = {"checks": ChecksSerializer(checks).data}
+            raise ApiError(ErrorCode.SERVICE_UNAVAILABLE, "A dependency of the service is unavailable.", details)
+        return success(ReadinessSerializer({"status": "ready", "checks": checks}).data, "ready")
 
 
 def _timed(check) -> dict:
@@ -35,18 +123,3 @@ def _check_database() -> None:
     # (flashsale.postgresql), and waits for a pooled connection like a request would.
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
-
-
-@probe
-def ready(request):
-    """GET /api/v1/health/ready: 200 when the database and Redis answer, else 503."""
-    checks = {"database": _timed(_check_database)}
-    if hasattr(cache, "ping"):
-        checks["redis"] = _timed(cache.ping)
-    else:
-        checks["redis"] = {"status": "not_configured"}
-    if any(check["status"] == "down" for check in checks.values()):
-        return json_error(
-            ErrorCode.SERVICE_UNAVAILABLE, "A dependency of the service is unavailable.", {"checks": checks}
-        )
-    return JsonResponse({"success": True, "message": "ready", "data": {"status": "ready", "checks": checks}})

@@ -7,15 +7,14 @@ Views describe themselves with `@extend_schema(request=..., responses={**ok(...)
 
 `ok` wraps the payload in the success envelope {success: true, message, data}; `errors` documents the
 error shape {success: false, error: {code, message, details}} once per status, with the codes that
-endpoint can answer as an enum. The hooks below strip the optional trailing slash from paths, add the
-answers every API request can get (429 from the global per-IP limit, 503 when the database is
-down) and describe the endpoints that are plain Django views rather than DRF views (health checks).
+endpoint can answer as an enum. The hooks below strip the optional trailing slash from paths and add
+the answers every API request but the health probes can get (429 from the global per-IP limit, 503
+when the database is down).
 """
 
 from collections import defaultdict
 from typing import Any
 
-from django.urls import NoReverseMatch, reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema_field, extend_schema_serializer, inline_serializer
 from rest_framework import serializers
 
@@ -32,8 +31,9 @@ BODY = (ErrorCode.VALIDATION_ERROR, ErrorCode.PAYLOAD_TOO_LARGE, ErrorCode.UNSUP
 TOKEN = (ErrorCode.NOT_AUTHENTICATED, ErrorCode.AUTHENTICATION_FAILED)
 # Staff-only endpoints.
 STAFF = (*TOKEN, ErrorCode.PERMISSION_DENIED)
-# Every /api/ request, added to each operation by `postprocess_schema`.
+# Every /api/ request, added to each operation by `postprocess_schema`, except the probes (this tag).
 EVERYWHERE = (ErrorCode.RATE_LIMITED, ErrorCode.SERVICE_UNAVAILABLE)
+PROBES = "health"
 
 RETRY_AFTER = {
     "Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer", "minimum": 1}}
@@ -150,95 +150,6 @@ def preprocess_endpoints(endpoints):
     return cleaned
 
 
-def _plain_json_operation(*, operation_id: str, summary: str, description: str, ok_schema: dict, extra: dict) -> dict:
-    return {
-        "operationId": operation_id,
-        "summary": summary,
-        "description": description,
-        "tags": ["health"],
-        "security": [{}],
-        "responses": {
-            "200": {"description": "", "content": {"application/json": {"schema": ok_schema}}},
-            **extra,
-        },
-    }
-
-
-def _health_paths() -> dict[str, Any]:
-    """The health checks are plain Django views (no DRF, not rate limited): described by hand."""
-    paths = {
-        "/api/v1/health": {
-            "get": _plain_json_operation(
-                operation_id="health_live",
-                summary="Liveness",
-                description="The process answers. No database, no cache, no auth, never rate limited.",
-                ok_schema=_success_envelope_schema(
-                    {
-                        "type": "object",
-                        "required": ["status"],
-                        "properties": {"status": {"type": "string", "enum": ["ok"]}},
-                    }
-                ),
-                extra={},
-            )
-        }
-    }
-    try:
-        reverse("health-ready")
-    except NoReverseMatch:
-        return paths
-    check = {
-        "type": "object",
-        "required": ["status"],
-        "properties": {
-            "status": {"type": "string", "enum": ["up", "down", "not_configured"]},
-            "latencyMs": {"type": "number", "minimum": 0},
-            "error": {"type": "string", "description": "The failure's type, when down."},
-        },
-    }
-    checks = {
-        "type": "object",
-        "required": ["database", "redis"],
-        "properties": {"database": check, "redis": check},
-    }
-    unavailable = error_schema([ErrorCode.SERVICE_UNAVAILABLE])
-    unavailable["properties"]["error"]["properties"]["details"] = {
-        "type": "object",
-        "required": ["checks"],
-        "properties": {"checks": checks},
-    }
-    paths["/api/v1/health/ready"] = {
-        "get": _plain_json_operation(
-            operation_id="health_ready",
-            summary="Readiness",
-            description="The database and Redis (when configured) answer; each is reported with its latency. "
-            "No auth, never rate limited.",
-            ok_schema=_success_envelope_schema(
-                {
-                    "type": "object",
-                    "required": ["status", "checks"],
-                    "properties": {"status": {"type": "string", "enum": ["ready"]}, "checks": checks},
-                }
-            ),
-            extra={
-                "503": {
-                    "description": "A dependency is down: `service_unavailable`, with every check in details.",
-                    "content": {"application/json": {"schema": unavailable}},
-                }
-            },
-        )
-    }
-    return paths
-
-
-def _success_envelope_schema(data: dict) -> dict:
-    return {
-        "type": "object",
-        "required": ["success", "message", "data"],
-        "properties": {"success": {"type": "boolean", "enum": [True]}, "message": {"type": "string"}, "data": data},
-    }
-
-
 def _error_response(code: ErrorCode, description: str = "") -> dict[str, Any]:
     return {
         "description": description or _line(code, code.message),
@@ -267,10 +178,12 @@ _METHODS = {"get", "post", "put", "patch", "delete"}
 
 
 def postprocess_schema(result, generator, request, public):
-    """Add what every API operation shares, and the endpoints that are not DRF views."""
+    """Add what every API operation shares."""
     for item in result.get("paths", {}).values():
         operations = [operation for method, operation in item.items() if method in _METHODS]
         for operation in operations:
+            if PROBES in operation.get("tags", ()):
+                continue  # never rate limited (flashsale.middleware); readiness documents its own 503
             responses = operation.setdefault("responses", {})
             for error in EVERYWHERE:
                 _add_error(responses, error)
@@ -282,10 +195,7 @@ def postprocess_schema(result, generator, request, public):
                     parameter["schema"] = {"type": "integer", "minimum": 0}
                     _add_error(responses, ErrorCode.NOT_FOUND)
 
-    paths = result.setdefault("paths", {})
-    for path, item in _health_paths().items():
-        paths.setdefault(path, item)
-    result["paths"] = dict(sorted(paths.items()))
+    result["paths"] = dict(sorted(result.setdefault("paths", {}).items()))
 
     components = result.setdefault("components", {})
     # ApiHostMiddleware refuses a Host outside ALLOWED_HOSTS on every /api/ path, before any view:

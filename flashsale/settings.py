@@ -198,13 +198,14 @@ REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     CACHES = {
         "default": {
-            # RedisCache that answers like an empty cache while Redis is down (docs/operations.md "Reliability").
+            # django-redis answering like an empty cache while Redis is down, behind a circuit
+            # breaker (flashsale/cache.py, docs/operations.md "Reliability").
             "BACKEND": "flashsale.cache.ResilientRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "flashsale"),
             "OPTIONS": {
-                "socket_connect_timeout": 1,
-                "socket_timeout": 1,
+                "SOCKET_CONNECT_TIMEOUT": 1,
+                "SOCKET_TIMEOUT": 1,
                 "RETRY_SECONDS": env_int("CACHE_RETRY_SECONDS", 2),
             },
         }

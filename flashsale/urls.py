@@ -1,15 +1,15 @@
 from django.contrib import admin
-from django.urls import include, path, re_path
+from django.urls import URLPattern, URLResolver, include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from flashsale.health import ready
+from flashsale.health import Liveness, Readiness
 from flashsale.metrics import metrics_view
-from flashsale.views import ApiNotFound, health
+from flashsale.views import ApiNotFound
 from sales.pages import live_sale
 
-api_v1 = [
-    path("health", health, name="health"),
-    re_path(r"^health/ready/?$", ready, name="health-ready"),
+api_v1: list[URLPattern | URLResolver] = [
+    path("health", Liveness.as_view(), name="health"),
+    re_path(r"^health/ready/?$", Readiness.as_view(), name="health-ready"),
     path("auth/", include("accounts.urls")),
     path("", include("sales.urls")),
     path("", include("leaderboard.urls")),

@@ -1,38 +1,9 @@
-from functools import wraps
-
-from django.http import JsonResponse
-from django.views.decorators.csrf import csrf_exempt
 from rest_framework.exceptions import NotFound
 from rest_framework.permissions import AllowAny
 from rest_framework.views import APIView
 
 from flashsale.error_codes import ErrorCode
 from flashsale.errors import json_error
-
-
-def probe(view):
-    """GET and HEAD only, for the plain Django views under /api/ (the health checks).
-
-    Other methods are 405 in the API's error shape. Unlike DRF's views these are not exempt from
-    CSRF by themselves, so a POST used to get Django's HTML 403 CSRF page.
-    """
-
-    @csrf_exempt
-    @wraps(view)
-    def checked(request, *args, **kwargs):
-        if request.method not in ("GET", "HEAD"):
-            response = json_error(ErrorCode.METHOD_NOT_ALLOWED, f'Method "{request.method}" not allowed.')
-            response["Allow"] = "GET, HEAD"
-            return response
-        return view(request, *args, **kwargs)
-
-    return checked
-
-
-@probe
-def health(request):
-    """Liveness: the process answers. No database, no cache, no auth."""
-    return JsonResponse({"success": True, "message": "ok", "data": {"status": "ok"}})
 
 
 class ApiNotFound(APIView):

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 
 def cache_at(url: str, retry_seconds: float) -> ResilientRedisCache:
     return ResilientRedisCache(
-        url, {"OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1, "RETRY_SECONDS": retry_seconds}}
+        url, {"OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 1, "RETRY_SECONDS": retry_seconds}}
     )
 
 
@@ -49,6 +49,21 @@ def test_while_the_breaker_is_open_redis_is_not_contacted_then_it_is_used_again(
         cache.set("k", "again", 60)
         assert cache.get("k") == "again"
         assert not cache.breaker.is_open
+
+
+def test_readiness_pings_past_an_open_breaker_and_closes_it():
+    with redis_server() as redis:
+        cache = cache_at(redis.url, retry_seconds=60)
+        redis.stop()
+        assert cache.touch("k") is False  # django-redis lets touch's error through; this answers False
+        assert cache.breaker.is_open
+        redis.start()
+
+        assert cache.get("k", "skipped") == "skipped"  # the window is still open
+        assert cache.ping() >= 0  # the ping is not skipped: readiness sees Redis back at once
+        assert not cache.breaker.is_open
+        cache.set("k", "served", 60)
+        assert cache.get("k") == "served"
 
 
 def test_breakers_are_shared_by_every_cache_object_of_one_location():

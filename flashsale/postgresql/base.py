@@ -7,6 +7,10 @@ one request per PROBE_INTERVAL opens a direct connection (DB_CONNECT_TIMEOUT) to
 "gone". Gone: the database is marked unreachable and every request fails at once (503
 service_unavailable) while one request per interval probes again. Back: the pool is replaced by a
 fresh one, which connects immediately. A busy pool still waits the full DB_POOL_TIMEOUT.
+
+Django does the rest (opening the pool, taking a connection, the isolation level, closing the pool):
+each slice is one call of the stock `get_new_connection`. What this relies on in Django and
+psycopg_pool is asserted by tests/test_postgresql_backend.py, so an upgrade that changes it fails there.
 """
 
 import logging
@@ -14,7 +18,6 @@ import threading
 import time
 
 from django.db.backends.postgresql import base
-from psycopg import IsolationLevel
 from psycopg_pool import PoolTimeout
 
 logger = logging.getLogger("flashsale.db")
@@ -30,6 +33,8 @@ class Reachability:
         self._lock = threading.Lock()
         self.down = False
         self._next_probe = 0.0
+        self._pool = None
+        self._pool_timeout = 0.0
 
     def claim_probe(self) -> bool:
         """True for at most one caller per PROBE_INTERVAL."""
@@ -50,6 +55,22 @@ class Reachability:
             logger.warning("database reachable again")
         self.down = False
 
+    def sliced(self, pool) -> float:
+        """The pool's configured wait, after making the pool itself wait one slice per getconn().
+
+        Django's get_new_connection calls pool.getconn() without a timeout, so getconn waits
+        pool.timeout: shortening it turns each call of the stock method into one slice.
+        """
+        with self._lock:
+            if pool is not self._pool:
+                if self._pool is None:
+                    # Read once: every pool of one alias is built from the same settings, and a
+                    # request still holding the pool close_pool replaced would hand back a shortened one.
+                    self._pool_timeout = pool.timeout
+                self._pool = pool
+                pool.timeout = min(WAIT_SLICE, self._pool_timeout)
+            return self._pool_timeout
+
 
 _states: dict[str, Reachability] = {}
 _states_lock = threading.Lock()
@@ -69,25 +90,12 @@ class DatabaseWrapper(base.DatabaseWrapper):
             if not state.claim_probe() or not self._database_answers(conn_params):
                 raise self.Database.OperationalError("the database is unreachable")
             state.mark_up()
-            self._renew_pool()
-        connection = self._connection_from_pool(state, conn_params)
-        # As the stock backend does after getconn().
-        isolation_level = self.settings_dict["OPTIONS"].get("isolation_level")
-        if isolation_level is None:
-            self.isolation_level = IsolationLevel.READ_COMMITTED
-        else:
-            self.isolation_level = IsolationLevel(isolation_level)
-            connection.isolation_level = self.isolation_level
-        return connection
-
-    def _connection_from_pool(self, state: Reachability, conn_params):
-        pool = self.pool
-        pool.open()
-        deadline = time.monotonic() + pool.timeout
+            # The old pool may be deep in its reconnect back-off; a new one connects right away.
+            self.close_pool()
+        deadline = time.monotonic() + state.sliced(self.pool)
         while True:
-            remaining = deadline - time.monotonic()
             try:
-                return pool.getconn(timeout=max(0.01, min(remaining, WAIT_SLICE)))
+                return super().get_new_connection(conn_params)
             except PoolTimeout:
                 if time.monotonic() >= deadline:
                     raise
@@ -104,9 +112,3 @@ class DatabaseWrapper(base.DatabaseWrapper):
         except self.Database.Error:
             return False
         return True
-
-    def _renew_pool(self) -> None:
-        # The old pool may be deep in its reconnect back-off; a new one connects right away.
-        old = self._connection_pools.pop(self.alias, None)
-        if old is not None:
-            old.close(timeout=1)
