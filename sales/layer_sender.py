@@ -12,6 +12,8 @@ import asyncio
 import os
 import threading
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
 _loop_pid: int | None = None
@@ -38,5 +40,18 @@ def uses_network(layer) -> bool:
 
 def group_send(layer, group: str, message: dict) -> None:
     """`layer.group_send(group, message)` from sync code, on this process's sender loop."""
-    future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), _sender_loop())
+    future = asyncio.run_coroutine_threadsafe(_group_send(layer, group, message), _sender_loop())
     future.result(timeout=SEND_TIMEOUT_SECONDS)
+
+
+async def _group_send(layer, group: str, message: dict) -> None:
+    try:
+        await layer.group_send(group, message)
+    except RedisConnectionError:
+        # After a Redis restart every idle pooled connection is closed, and each fails once on its
+        # next use (redis-py does not retry here): the first pushes after the restart were lost. A
+        # closed connection fails on the send's first command, before anything was delivered, so
+        # drop them all and send once more. A Redis that is down fails again at once.
+        for index in range(getattr(layer, "ring_size", 0)):  # channels_redis: a pool per host
+            await layer.connection(index).connection_pool.disconnect(inuse_connections=False)
+        await layer.group_send(group, message)
