@@ -5,8 +5,8 @@ database is down, and after it returns the pool only reconnects when its exponen
 so (we measured ~25 s). Here a request waits for a connection in short slices; when a slice runs out
 one request per PROBE_INTERVAL opens a direct connection (DB_CONNECT_TIMEOUT) to tell "busy" from
 "gone". Gone: the database is marked unreachable and every request fails at once (503
-service_unavailable) while one request per interval probes again. Back: the pool is replaced by a
-fresh one, which connects immediately. A busy pool still waits the full DB_POOL_TIMEOUT.
+service_unavailable) while a probe per interval runs in the background. Back: the pool is replaced
+by a fresh one, which connects immediately. A busy pool still waits the full DB_POOL_TIMEOUT.
 """
 
 import logging
@@ -66,10 +66,12 @@ class DatabaseWrapper(base.DatabaseWrapper):
             return super().get_new_connection(conn_params)
         state = reachability(self.alias)
         if state.down:
-            if not state.claim_probe() or not self._database_answers(conn_params):
-                raise self.Database.OperationalError("the database is unreachable")
-            state.mark_up()
-            self._renew_pool()
+            if state.claim_probe():
+                # In the background: on a link that drops packets a probe waits DB_CONNECT_TIMEOUT,
+                # and a request that waited for it held its worker thread that long (5-10 s measured
+                # on a cut-off cluster host, with health checks queueing behind).
+                threading.Thread(target=self._probe, args=(state, conn_params), daemon=True).start()
+            raise self.Database.OperationalError("the database is unreachable")
         connection = self._connection_from_pool(state, conn_params)
         # As the stock backend does after getconn().
         isolation_level = self.settings_dict["OPTIONS"].get("isolation_level")
@@ -104,6 +106,11 @@ class DatabaseWrapper(base.DatabaseWrapper):
         except self.Database.Error:
             return False
         return True
+
+    def _probe(self, state: Reachability, conn_params) -> None:
+        if self._database_answers(conn_params):
+            self._renew_pool()  # before requests may use it again
+            state.mark_up()
 
     def _renew_pool(self) -> None:
         # The old pool may be deep in its reconnect back-off; a new one connects right away.
