@@ -51,6 +51,10 @@ def healthy_cluster(cluster):
         cluster.wait_until_in_rotation(host)
 
 
+# 280 keyed attempts, one unit each, on 250 units: 70 buyers, 4 attempts each (the cap is 5).
+HERD = ("--stock", "250", "--users", "70", "--attempts", "4", "--watchers", "20")
+
+
 def herd_with_fault(cluster: Cluster, fault, after: int, *args: str) -> dict:
     """Run a keyed herd from the client host; inject `fault` once `after` answers are in."""
     process = cluster.client_process("herd", *args)
@@ -72,6 +76,14 @@ def herd_with_fault(cluster: Cluster, fault, after: int, *args: str) -> dict:
     return json.loads(lines[-1])
 
 
+def assert_every_attempt_bought_or_sold_out(result: dict) -> None:
+    """Every keyed attempt of HERD got its final answer: a purchase, or an honest sold_out."""
+    assert set(result["statuses"]) <= {"201", "409"}, result
+    assert set(result["codes"]) <= {"sold_out"}, result
+    assert result["statuses"]["201"] == result["sold"] == 250, result
+    assert result["current"] == 0, result
+
+
 def assert_invariants(cluster: Cluster, result: dict) -> None:
     assert result["original"] - result["current"] == result["sold"], result
     assert result["max_units_per_user"] <= result["cap"], result
@@ -83,25 +95,10 @@ def assert_invariants(cluster: Cluster, result: dict) -> None:
 
 def test_an_app_host_killed_mid_herd_loses_nothing_and_its_sockets_move_to_the_other(healthy_cluster):
     cluster = healthy_cluster
-    result = herd_with_fault(
-        cluster,
-        lambda: cluster.kill_app("app1"),
-        60,
-        "--stock",
-        "250",
-        "--users",
-        "70",
-        "--attempts",
-        "4",
-        "--watchers",
-        "20",
-    )
+    result = herd_with_fault(cluster, lambda: cluster.kill_app("app1"), 60, *HERD)
 
     # Keyed retries through lb gave every attempt an answer: a purchase or an honest sold_out.
-    assert set(result["statuses"]) <= {"201", "409"}, result
-    assert set(result["codes"]) <= {"sold_out"}, result
-    assert result["statuses"]["201"] == result["sold"] == 250, result
-    assert result["current"] == 0, result
+    assert_every_attempt_bought_or_sold_out(result)
     # Sockets that were on app1 came back through lb (to app2) and show the final stock.
     assert result["watcher_reconnects"] > 0, result
     assert result["watcher_stocks"] == {"0": 20}, result
@@ -173,19 +170,11 @@ def test_an_app_host_cut_off_from_the_database_mid_herd_answers_503_is_drained_a
     cluster = healthy_cluster
     with ThreadPoolExecutor(1) as background:
         fault = []
-        result = herd_with_fault(
-            cluster,
-            lambda: fault.append(background.submit(cut_off_and_back, cluster, "app1")),
-            60,
-            "--stock",
-            "250",
-            "--users",
-            "70",
-            "--attempts",
-            "4",
-            "--watchers",
-            "20",
-        )
+
+        def cut():  # in the background: the herd goes on meanwhile
+            fault.append(background.submit(cut_off_and_back, cluster, "app1"))
+
+        result = herd_with_fault(cluster, cut, 60, *HERD)
         report = fault[0].result(timeout=180)
     print(json.dumps(result))
     print(json.dumps({key: value for key, value in report.items() if key != "answers"}))
@@ -193,10 +182,7 @@ def test_an_app_host_cut_off_from_the_database_mid_herd_answers_503_is_drained_a
 
     # Purchases in flight on app1 got a 503 (or no answer) and were retried with their key through
     # lb: every attempt ended in one purchase or an honest sold_out, none counted twice.
-    assert set(result["statuses"]) <= {"201", "409"}, result
-    assert set(result["codes"]) <= {"sold_out"}, result
-    assert result["statuses"]["201"] == result["sold"] == 250, result
-    assert result["current"] == 0, result
+    assert_every_attempt_bought_or_sold_out(result)
     assert result["watcher_stocks"] == {"0": 20}, result
     assert_invariants(cluster, result)
 
@@ -217,27 +203,12 @@ def test_an_app_host_cut_off_from_the_database_mid_herd_answers_503_is_drained_a
 
 def test_redis_restarting_empty_mid_herd_refuses_nothing_wrongly_and_sockets_get_pushes_again(healthy_cluster):
     cluster = healthy_cluster
-    result = herd_with_fault(
-        cluster,
-        cluster.restart_redis_empty,
-        60,
-        "--stock",
-        "250",
-        "--users",
-        "70",
-        "--attempts",
-        "4",
-        "--watchers",
-        "20",
-    )
+    result = herd_with_fault(cluster, cluster.restart_redis_empty, 60, *HERD)
     print(json.dumps(result))
 
     # The token cache, the sale gate and the rate-limit counters were lost; the database answered
     # meanwhile: no 401, no 5xx, every unit sold, every refusal an honest sold_out.
-    assert set(result["statuses"]) <= {"201", "409"}, result
-    assert set(result["codes"]) <= {"sold_out"}, result
-    assert result["statuses"]["201"] == result["sold"] == 250, result
-    assert result["current"] == 0, result
+    assert_every_attempt_bought_or_sold_out(result)
     assert_invariants(cluster, result)
     # The hubs lost their channel-layer groups with Redis and closed every socket; each page
     # reconnected to a fresh snapshot, was a member again, and got the pushes up to the last.
