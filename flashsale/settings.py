@@ -171,6 +171,28 @@ if DATABASE_URL:
             "timeout": env_int("DB_POOL_TIMEOUT", 10),
         }
         _db["OPTIONS"].setdefault("connect_timeout", env_int("DB_CONNECT_TIMEOUT", 3))
+        # A link that silently drops packets must fail a query within seconds, not after TCP's
+        # defaults (minutes of retransmissions, hours before a keepalive): the request then answers
+        # 503 and the pool drops the connection. The same values go to the server as session
+        # settings, so it ends a dead client's session, and with it a transaction left open holding
+        # a sale's row lock that every purchase waits for.
+        _tcp = {
+            "tcp_user_timeout": env_int("DB_TCP_USER_TIMEOUT_MS", 5000),
+            "keepalives_idle": env_int("DB_KEEPALIVES_IDLE", 2),
+            "keepalives_interval": env_int("DB_KEEPALIVES_INTERVAL", 1),
+            "keepalives_count": env_int("DB_KEEPALIVES_COUNT", 3),
+        }
+        # 0 leaves one to the system: libpq would pass it on, and the kernel refuses a 0 keepalive.
+        _tcp = {name: value for name, value in _tcp.items() if value > 0}
+        for _name, _value in {"keepalives": 1, **_tcp}.items():
+            _db["OPTIONS"].setdefault(_name, _value)
+        # The server's own names: tcp_user_timeout, tcp_keepalives_idle, ...
+        _server_side = " ".join(
+            f"-c {name.replace('keepalives', 'tcp_keepalives')}={value}" for name, value in _tcp.items()
+        )
+        # Options given in DATABASE_URL come last, so they win.
+        if _options := " ".join(filter(None, [_server_side, _db["OPTIONS"].get("options")])):
+            _db["OPTIONS"]["options"] = _options
         # The stock backend plus fail-fast while the server is unreachable (docs/operations.md "Reliability").
         _db["ENGINE"] = "flashsale.postgresql"
 else:

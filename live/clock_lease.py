@@ -72,8 +72,8 @@ class ClockLease:
         params = connection.get_connection_params()
         params.pop("cursor_factory", None)
         options = " ".join(filter(None, [params.pop("options", ""), SESSION_OPTIONS]))
-        return psycopg.connect(
-            **params,
+        # The lease's own, tighter values replace the pool's (settings' DB_TCP_* and DB_KEEPALIVES_*).
+        params.update(
             options=options,
             autocommit=True,
             tcp_user_timeout=CLIENT_TCP_USER_TIMEOUT_MS,
@@ -82,3 +82,4 @@ class ClockLease:
             keepalives_interval=1,
             keepalives_count=2,
         )
+        return psycopg.connect(**params)

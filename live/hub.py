@@ -37,6 +37,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from live import realtime
+from live.layer_sender import drop_idle_connections
 
 logger = logging.getLogger("flashsale.realtime")
 
@@ -71,6 +72,9 @@ class Watcher:
         self.outbox: deque | None = deque(maxlen=OUTBOX_LIMIT)
         self.featured_later: dict | None = None  # a home-page switch announced while connecting
         self.closed = False
+        # Set when the hub lost the channel layer while this socket was connecting: a close sent
+        # before the handshake is accepted never reaches the page, so go_live sends it instead.
+        self.close_when_live: int | None = None
 
     async def deliver(self, sale_id: int | None, kind: str, version: int | None, text: str) -> None:
         if self.closed or sale_id != self.sale_id:
@@ -165,6 +169,9 @@ class Hub:
 
     async def go_live(self, watcher: Watcher, snapshot: dict) -> None:
         """Send the socket its snapshot, then what arrived for it meanwhile, then live pushes."""
+        if watcher.close_when_live is not None:
+            await watcher.close(watcher.close_when_live)
+            return
         feed = self.feeds.get(watcher.sale_id) if watcher.sale_id is not None else None
         if feed is None:
             watcher.outbox = None
@@ -278,7 +285,10 @@ class Hub:
                 raise
             except Exception:
                 logger.exception("the real-time hub lost the channel layer; closing its sockets")
-                await self._drop_everyone()
+                # Not while a socket is halfway through joining (its group_add in flight): it would
+                # be attached afterwards to a sale whose channel nobody receives on any more.
+                async with self.lock:
+                    await self._drop_everyone()
                 return
             try:
                 await self._dispatch(message)
@@ -303,7 +313,16 @@ class Hub:
         self.task, self.channel = None, None
         for watcher in watchers:
             watcher.sale_id = None
-            await watcher.close(CLOSE_LAYER_LOST)
+            if watcher.outbox is None:
+                await watcher.close(CLOSE_LAYER_LOST)
+            else:
+                watcher.close_when_live = CLOSE_LAYER_LOST
+        # A restarted Redis closed every idle pooled connection of this loop too, and the next
+        # socket's join or receive would fail on one.
+        try:
+            await asyncio.wait_for(drop_idle_connections(self.layer), timeout=2)
+        except Exception:
+            logger.warning("closing the channel layer's connections failed", exc_info=True)
         # Best effort, after the sockets are told: the layer may well be unreachable (memberships
         # then expire with channels_redis' group_expiry). The next socket starts a new channel.
         for group in groups:

@@ -11,6 +11,9 @@ wait for the result, so ordering and error reporting are the same as before.
 import asyncio
 import os
 import threading
+from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
@@ -38,5 +41,24 @@ def uses_network(layer) -> bool:
 
 def group_send(layer, group: str, message: dict) -> None:
     """`layer.group_send(group, message)` from sync code, on this process's sender loop."""
-    future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), _sender_loop())
+    future = asyncio.run_coroutine_threadsafe(_group_send(layer, group, message), _sender_loop())
     future.result(timeout=SEND_TIMEOUT_SECONDS)
+
+
+async def _group_send(layer, group: str, message: dict) -> None:
+    try:
+        await layer.group_send(group, message)
+    except RedisConnectionError:
+        # The first pushes after a Redis restart were lost to closed idle connections. A closed
+        # connection fails on the send's first command, before anything was delivered, so drop them
+        # all and send once more. A Redis that is down fails again at once.
+        await drop_idle_connections(layer)
+        await layer.group_send(group, message)
+
+
+async def drop_idle_connections(layer: Any) -> None:
+    """Close the channel layer's idle pooled Redis connections (channels_redis keeps a pool per host;
+    the in-memory layer has none). After a Redis restart every one of them is dead and fails once on
+    its next use, since redis-py does not retry there. In-use connections are left to their callers."""
+    for index in range(getattr(layer, "ring_size", 0)):
+        await layer.connection(index).connection_pool.disconnect(inuse_connections=False)

@@ -25,11 +25,11 @@ import pwd
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 from tests.faults import _pg_bin, wait_for
@@ -47,12 +47,15 @@ ADDRESSES = {
 }
 APP_HOSTS = ("app1", "app2")
 HTTP_PORT, WS_PORT, LB_PORT = 8001, 8002, 8000
+# A locally administered unicast address no interface has (see Cluster.cut_from_db).
+NOWHERE = "02:00:00:00:fa:11"
 SECRET_KEY = "cluster-test-secret-key-shared-by-every-app-host-" + "k" * 40
 METRICS_TOKEN = "cluster-metrics-token"
 # Health checks often enough that a dead or cut-off host is drained in about a second.
 HAPROXY_CONFIG = """
 global
     maxconn {maxconn}
+    stats socket {stats_socket} mode 600 level user
 defaults
     mode http
     option forwardfor
@@ -105,14 +108,19 @@ def kill_processes_in(namespace: str) -> None:
 
 
 def remove_namespaces() -> None:
+    """Kill what runs in the harness's namespaces and delete them all, whatever fails on the way."""
     for namespace in existing_namespaces():
         kill_processes_in(namespace)
     for namespace in existing_namespaces():
-        wait_for(
-            lambda namespace=namespace: not run("ip", "netns", "pids", namespace, check=False).stdout.split(),
-            10,
-            f"the processes of {namespace} to exit",
-        )
+        try:
+            wait_for(
+                lambda namespace=namespace: not run("ip", "netns", "pids", namespace, check=False).stdout.split(),
+                10,
+                f"the processes of {namespace} to exit",
+            )
+        except AssertionError:
+            # Deleting the name still detaches the namespace; the kernel frees it with its last process.
+            print(f"cluster teardown: processes of {namespace} outlived SIGKILL", file=sys.stderr)
         run("ip", "netns", "delete", namespace, check=False)
 
 
@@ -184,15 +192,20 @@ class Cluster:
             run("ip", "-n", switch, "link", "set", host, "master", "br0", "up")
 
     def cut_from_db(self, host: str) -> None:
-        """Packets between `host` and db vanish (a blackhole route on both sides), as on a partitioned
-        network: nothing answers and nothing refuses. lb still reaches `host`. (tc netem would be the
-        other way, but needs qdisc kernel modules that a sandboxed kernel may lack.)"""
-        run("ip", "-n", netns(host), "route", "add", "blackhole", f"{ADDRESSES['db']}/32")
-        run("ip", "-n", netns("db"), "route", "add", "blackhole", f"{ADDRESSES[host]}/32")
+        """Every packet between `host` and db vanishes on the wire, both ways, as with 100% loss on a
+        partitioned link: nothing answers and nothing refuses, sends succeed locally, connects time
+        out. lb still reaches `host`. Each side's neighbour entry for the other points at a MAC
+        address nobody has, so frames leave and are dropped by every port of the switch.
+        (`tc ... netem loss 100%` needs the sch_netem module, which this kernel lacks; a blackhole
+        route makes a local connect fail at once with EINVAL, a refusal rather than silence.)"""
+        for one, other in ((host, "db"), ("db", host)):
+            nowhere = [ADDRESSES[other], "lladdr", NOWHERE, "dev", "eth0", "nud", "permanent"]
+            run("ip", "-n", netns(one), "neigh", "replace", *nowhere)
 
     def reconnect_to_db(self, host: str) -> None:
-        run("ip", "-n", netns(host), "route", "del", "blackhole", f"{ADDRESSES['db']}/32", check=False)
-        run("ip", "-n", netns("db"), "route", "del", "blackhole", f"{ADDRESSES[host]}/32", check=False)
+        """Undo `cut_from_db`: the next packet resolves the real address again (ARP)."""
+        for one, other in ((host, "db"), ("db", host)):
+            run("ip", "-n", netns(one), "neigh", "del", ADDRESSES[other], "dev", "eth0", check=False)
 
     # --- processes ----------------------------------------------------------------------------
 
@@ -380,7 +393,14 @@ class Cluster:
         # Two descriptors per proxied connection, within the hard limit HAProxy inherits.
         maxconn = (resource.getrlimit(resource.RLIMIT_NOFILE)[1] - 1000) // 2
         config.write_text(
-            HAPROXY_CONFIG.format(lb_port=LB_PORT, http=HTTP_PORT, ws=WS_PORT, maxconn=maxconn, **ADDRESSES)
+            HAPROXY_CONFIG.format(
+                lb_port=LB_PORT,
+                http=HTTP_PORT,
+                ws=WS_PORT,
+                maxconn=maxconn,
+                stats_socket=self.dir / "haproxy.sock",
+                **ADDRESSES,
+            )
         )
         self._popen("lb", "haproxy", [shutil.which("haproxy"), "-db", "-f", str(config)])
         try:
@@ -410,10 +430,23 @@ class Cluster:
         """The readiness status host's gunicorn answers (asked from lb, as HAProxy does)."""
         return self.http_status("lb", f"http://{ADDRESSES[host]}:{HTTP_PORT}/api/v1/health/ready")
 
+    def lb_status(self, host: str) -> dict[str, str]:
+        """What HAProxy thinks of `host` in each backend, e.g. {"gunicorn": "UP", "daphne": "DOWN"}."""
+        with socket.socket(socket.AF_UNIX) as stats:
+            stats.settimeout(5)
+            stats.connect(str(self.dir / "haproxy.sock"))
+            stats.sendall(b"show stat\n")
+            answer = b""
+            while chunk := stats.recv(65536):
+                answer += chunk
+        header, *rows = answer.decode().strip().split("\n")
+        rows = [dict(zip(header.lstrip("# ").split(","), row.split(","), strict=False)) for row in rows]
+        return {row["pxname"]: row["status"] for row in rows if row["svname"] == host}
+
     def wait_until_in_rotation(self, host: str, timeout: float = 30) -> None:
         wait_for(lambda: self.ready(host) == 200, timeout, f"{host} to be ready")
-        # rise 2 x inter 300 ms: give HAProxy its two good checks.
-        time.sleep(1)
+        # rise 2 x inter 300 ms: HAProxy sends traffic once two checks in a row pass.
+        wait_for(lambda: set(self.lb_status(host).values()) == {"UP"}, timeout, f"HAProxy to put {host} back")
 
     def manage(self, host: str, *args: str) -> str:
         result = self.in_ns(host, sys.executable, "manage.py", *args, env=self.app_env(host), check=False, timeout=120)

@@ -87,6 +87,7 @@ class Watcher:
         self.url = url
         self.stock = None
         self.connections = 0
+        self.pushes = 0  # stock pushes on the current connection (its snapshot not counted)
         self.stop = False
 
     async def run(self, connecting: asyncio.Semaphore):
@@ -98,12 +99,14 @@ class Watcher:
                     socket = await websockets.connect(self.url, open_timeout=10)
                 async with socket:
                     self.connections += 1
+                    self.pushes = 0
                     # Until the socket closes or the task is cancelled (no per-receive timeout:
                     # thousands of watchers would spend the client's CPU on timers).
                     async for text in socket:
                         message = json.loads(text)
                         if message.get("currentStock") is not None:
                             self.stock = message["currentStock"]
+                            self.pushes += message["type"] == "stock"
             except (TimeoutError, OSError, websockets.WebSocketException):
                 await asyncio.sleep(0.2)
 
@@ -214,6 +217,8 @@ def main():
         retried=sum(1 for r in results if r["tries"] > 1),
         watcher_stocks=dict(Counter(str(w.stock) for w in watchers)),
         watcher_reconnects=sum(1 for w in watchers if w.connections > 1),
+        # Reconnected watchers that then got pushes, not only their new snapshot.
+        watchers_pushed_after_reconnect=sum(1 for w in watchers if w.connections > 1 and w.pushes),
         users=len(tokens),
         seconds=round(elapsed, 2),
         # From the last answer of the herd until every watcher showed the final stock.

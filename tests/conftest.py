@@ -2,6 +2,7 @@ import copy
 import os
 
 import pytest
+from channels.layers import channel_layers
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
@@ -70,6 +71,17 @@ def _fresh_cache(_redis_namespace):
     forget_what_tests_wrote()
     yield
     forget_what_tests_wrote()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_channel_layer():
+    """A channel layer of its own for each test. channels_redis keeps receive state (per-channel
+    locks, a buffer) in the layer, bound to the event loop that used it first, and each async test
+    runs on a loop of its own: a lock an earlier test's loop left held failed a later test's
+    receive ("bound to a different event loop"), one run in three of tests/test_realtime_hub.py."""
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
 
 
 @pytest.fixture

@@ -129,3 +129,40 @@ def test_a_server_started_while_the_database_is_unreachable_answers_503_not_a_cr
             lambda: client.get("/api/v1/health/ready").status_code == 200, 30, "readiness after the database came up"
         )
         assert client.get("/api/v1/leaderboard").status_code == 200
+
+
+SHOW_DEAD_LINK_SETTINGS = """
+from django.db import connection
+with connection.cursor() as cursor:
+    for name in ("tcp_user_timeout", "tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count"):
+        cursor.execute("SHOW " + name)
+        print("setting", name, cursor.fetchone()[0])
+    print("setting libpq_keepalives_idle", connection.connection.info.get_parameters().get("keepalives_idle"))
+"""
+
+
+def dead_link_settings(**env: str) -> dict[str, str]:
+    """What a server process's database session runs with (its log lines left out)."""
+    output = manage("shell", "-c", SHOW_DEAD_LINK_SETTINGS, **env)
+    return dict(line.split()[1:] for line in output.splitlines() if line.startswith("setting "))
+
+
+@pytest.mark.django_db
+def test_sessions_tell_the_server_to_drop_a_dead_client_within_seconds_and_0_leaves_it_to_the_system():
+    # A cut-off host's session would otherwise hold its locks until the kernel's keepalive (2 h);
+    # tests/test_cluster.py shows the sale's row lock released about 5 s after the cut.
+    assert dead_link_settings() == {
+        "tcp_user_timeout": "5000",
+        "tcp_keepalives_idle": "2",
+        "tcp_keepalives_interval": "1",
+        "tcp_keepalives_count": "3",
+        "libpq_keepalives_idle": "2",
+    }
+
+    # libpq passes a 0 on to the kernel, which refuses it for a keepalive: such a setting is left
+    # to the system instead, and the connection still opens.
+    zeros = {"DB_TCP_USER_TIMEOUT_MS": "0", "DB_KEEPALIVES_IDLE": "0", "DB_KEEPALIVES_INTERVAL": "0"}
+    system = dead_link_settings(**zeros)
+    assert system["tcp_keepalives_count"] == "3"
+    assert system["tcp_user_timeout"] == "0" and system["tcp_keepalives_idle"] != "2"
+    assert system["libpq_keepalives_idle"] == "None"

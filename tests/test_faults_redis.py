@@ -5,11 +5,13 @@ owns (and kills with SIGKILL), against the PostgreSQL test database.
 """
 
 import asyncio
+import json
 import threading
 from collections import Counter
 
 import httpx
 import pytest
+import websockets
 
 from sales.models import Purchase
 from tests.factories import SaleFactory, TokenFactory
@@ -19,6 +21,7 @@ from tests.invariants import assert_invariant
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 PURCHASE = "/api/v1/flashsales/purchase"
+WAIT = 10  # upper bound for a socket to be told something; passing runs take milliseconds
 
 
 def readiness(base_url: str) -> tuple[int, dict]:
@@ -141,3 +144,60 @@ def test_with_fail_closed_a_redis_outage_refuses_purchases_with_429_not_500():
 
     assert Purchase.objects.filter(sale_id=sale.pk).count() == 1
     assert assert_invariant(sale.pk)[1] == 1
+
+
+async def next_stock(socket) -> dict:
+    """The next message carrying a stock figure (a snapshot or a push), bounded by WAIT."""
+    async with asyncio.timeout(WAIT):
+        while True:
+            message = json.loads(await socket.recv())
+            if message["type"] in {"snapshot", "stock"}:
+                return message
+
+
+async def closed_with(socket) -> int:
+    """Read what is left until the server closes the socket; its close code."""
+    async with asyncio.timeout(WAIT):
+        try:
+            while True:
+                await socket.recv()
+        except websockets.ConnectionClosed as closed:
+            return closed.rcvd.code
+
+
+def test_after_redis_restarts_empty_reconnected_sockets_get_a_fresh_snapshot_and_the_next_push():
+    # Redis restarting drops the hub's group membership with everything else. The hub closes its
+    # sockets (1013) so pages reconnect; the reconnected ones must be members again and receive
+    # the very next purchase. Two things broke that: a socket joining while the hub handled the
+    # lost connection was attached to a channel nobody received on, and every pooled connection
+    # idle during the restart failed once on its next use, so the first push after it was lost.
+    sale = SaleFactory(original_stock=100)
+    tokens = [TokenFactory().key for _ in range(3)]
+
+    with redis_server() as redis, server_process(REDIS_URL=redis.url, CACHE_RETRY_SECONDS="1") as server:
+        url = server.base_url.replace("http", "ws") + f"/ws/sales/{sale.pk}/"
+
+        async def watch():
+            sockets = [await websockets.connect(url) for _ in range(3)]
+            for socket in sockets:
+                assert (await next_stock(socket))["currentStock"] == 100
+            assert (await asyncio.to_thread(buy, server.base_url, tokens[0], sale.pk)).status_code == 201
+            for socket in sockets:
+                assert (await next_stock(socket))["currentStock"] == 99
+
+            await asyncio.to_thread(redis.stop)
+            await asyncio.to_thread(redis.start)  # empty: nothing is saved
+
+            assert [await closed_with(socket) for socket in sockets] == [1013] * 3
+            sockets = [await websockets.connect(url) for _ in range(3)]
+            for socket in sockets:
+                snapshot = await next_stock(socket)  # read from the database
+                assert (snapshot["type"], snapshot["currentStock"]) == ("snapshot", 99)
+            assert (await asyncio.to_thread(buy, server.base_url, tokens[1], sale.pk)).status_code == 201
+            for socket in sockets:
+                assert (await next_stock(socket))["currentStock"] == 98
+                await socket.close()
+
+        asyncio.run(watch())
+        assert server.alive
+    assert assert_invariant(sale.pk)[1] == 2

@@ -46,7 +46,7 @@ def test_the_backend_is_the_stock_one_underneath():
     assert issubclass(base.DatabaseWrapper, django_base.DatabaseWrapper)
     # Overridden: only get_new_connection. Everything else (pool, close_pool, _close) is Django's own.
     overridden = {name for name in vars(base.DatabaseWrapper) if not name.startswith("__")}
-    assert overridden == {"get_new_connection", "_database_answers"}
+    assert overridden == {"get_new_connection", "_database_answers", "_probe"}
 
 
 def test_one_pool_per_alias_until_close_pool_replaces_it(unreachable):

@@ -279,3 +279,48 @@ async def test_a_value_that_arrives_while_a_flush_is_writing_is_flushed_after_it
         assert versions_shown(messages) == [2, 3, 4]
     for socket in sockets:
         await socket.disconnect()
+
+
+async def test_a_socket_joining_while_the_hub_loses_the_channel_layer_is_closed_and_the_next_one_is_fed(
+    monkeypatch,
+):
+    # The receive loop fails while a socket's join is half done (its group_add in flight, as after
+    # a Redis restart, when every pooled connection fails once). The hub must not end up with that
+    # socket's sale attached to a channel nobody receives on: the socket is closed like the others,
+    # and the next one starts a fresh channel that gets the pushes.
+    sale = await sync_to_async(SaleFactory)(original_stock=1000)
+    layer = get_channel_layer()
+    real_receive, real_group_add = layer.receive, layer.group_add
+    broken = asyncio.Event()
+    first_channel = None
+
+    async def receive(channel):
+        if channel != first_channel:
+            return await real_receive(channel)
+        await broken.wait()
+        raise ConnectionError("channel layer unreachable")
+
+    async def group_add(group, channel):
+        nonlocal first_channel
+        if first_channel is None:
+            first_channel = channel
+            broken.set()
+            for _ in range(20):  # the receive loop meets its error meanwhile
+                await asyncio.sleep(0)
+        await real_group_add(group, channel)
+
+    monkeypatch.setattr(layer, "receive", receive)
+    monkeypatch.setattr(layer, "group_add", group_add)
+
+    joining = WebsocketCommunicator(application, f"/ws/sales/{sale.pk}/", headers=ORIGIN)
+    await joining.connect()
+    assert await joining.receive_output(timeout=WAIT) == {"type": "websocket.close", "code": 1013}
+    await joining.disconnect()
+
+    socket = await open_socket(f"/ws/sales/{sale.pk}/")
+    assert (await socket.receive_json_from(timeout=WAIT))["type"] == "snapshot"
+    assert hub().channel != first_channel
+    assert await group_members(realtime.sale_group(sale.pk)) >= {hub().channel}
+    await send_stock(sale.pk, 5)
+    assert (await socket.receive_json_from(timeout=WAIT))["currentStock"] == 995
+    await socket.disconnect()

@@ -5,8 +5,8 @@ database is down, and after it returns the pool only reconnects when its exponen
 so (we measured ~25 s). Here a request waits for a connection in short slices; when a slice runs out
 one request per PROBE_INTERVAL opens a direct connection (DB_CONNECT_TIMEOUT) to tell "busy" from
 "gone". Gone: the database is marked unreachable and every request fails at once (503
-service_unavailable) while one request per interval probes again. Back: the pool is replaced by a
-fresh one, which connects immediately. A busy pool still waits the full DB_POOL_TIMEOUT.
+service_unavailable) while a probe per interval runs in the background. Back: the pool is replaced
+by a fresh one, which connects immediately. A busy pool still waits the full DB_POOL_TIMEOUT.
 
 Django does the rest (opening the pool, taking a connection, the isolation level, closing the pool):
 each slice is one call of the stock `get_new_connection`. What this relies on in Django and
@@ -87,11 +87,12 @@ class DatabaseWrapper(base.DatabaseWrapper):
             return super().get_new_connection(conn_params)
         state = reachability(self.alias)
         if state.down:
-            if not state.claim_probe() or not self._database_answers(conn_params):
-                raise self.Database.OperationalError("the database is unreachable")
-            state.mark_up()
-            # The old pool may be deep in its reconnect back-off; a new one connects right away.
-            self.close_pool()
+            if state.claim_probe():
+                # In the background: on a link that drops packets a probe waits DB_CONNECT_TIMEOUT,
+                # and a request that waited for it held its worker thread that long (5-10 s measured
+                # on a cut-off cluster host, with health checks queueing behind).
+                threading.Thread(target=self._probe, args=(state, conn_params), daemon=True).start()
+            raise self.Database.OperationalError("the database is unreachable")
         deadline = time.monotonic() + state.sliced(self.pool)
         while True:
             try:
@@ -112,3 +113,10 @@ class DatabaseWrapper(base.DatabaseWrapper):
         except self.Database.Error:
             return False
         return True
+
+    def _probe(self, state: Reachability, conn_params) -> None:
+        if self._database_answers(conn_params):
+            # The old pool may be deep in its reconnect back-off; a new one connects right away.
+            # Replaced before requests may use the database again.
+            self.close_pool()
+            state.mark_up()
