@@ -115,7 +115,7 @@ class _Feed:
 
     def __init__(self, sale_id: int):
         self.sale_id = sale_id
-        # Before the first socket read its snapshot: what the database feed reports from (sales/db_feed.py).
+        # Before the first socket read its snapshot: what the database feed reports from (live/db_feed.py).
         self.since = timezone.now()
         self.watchers: dict[Watcher, None] = {}  # insertion-ordered set
         self.newest_stock: dict | None = None
@@ -140,7 +140,7 @@ class Hub:
         self.layer: BaseChannelLayer | None = None
         self.channel: str | None = None
         self.task: asyncio.Task | None = None
-        # Reads pushes from the database when no channel layer crosses processes (sales/db_feed.py).
+        # Reads pushes from the database when no channel layer crosses processes (live/db_feed.py).
         self.poller: asyncio.Task | None = None
         self.feeds: dict[int, _Feed] = {}
         self.followers: dict[Watcher, None] = {}
