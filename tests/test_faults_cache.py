@@ -143,3 +143,13 @@ def test_health_probes_are_never_rate_limited(api, settings):
     assert statuses == [200] * 6
     assert api.get("/api/v1/leaderboard").status_code == 200
     assert api.get("/api/v1/leaderboard").status_code == 429  # the ceiling is in force
+
+
+def test_cache_objects_of_one_configuration_share_one_client():
+    # Django makes a cache object per thread and per asyncio task: one client each would hold a
+    # redis.Redis per open WebSocket.
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    first, second, elsewhere = cache_at(url, 60), cache_at(url, 60), cache_at(f"{url[:-1]}1", 60)
+
+    assert first.client is second.client
+    assert elsewhere.client is not first.client
