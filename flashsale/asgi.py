@@ -52,8 +52,30 @@ def _bound_daphnes_wait_for_headers() -> None:
     server.HTTPFactory = HTTPFactory
 
 
+def _undecorated(value, *args, **kwargs):
+    return value
+
+
+def _plain_autobahn_log_arguments() -> None:
+    """autobahn dresses the arguments of its debug log calls in ANSI colours (`hltype`, `hlval`,
+    through click when it is installed) before making the call, debug logging on or off, and
+    `sendData` does it on every frame: with 4,000 sockets on one Daphne that was a fifth of the
+    process's CPU per WebSocket message of a fan-out (docs/performance.md "WebSocket fan-out").
+    Hand the values over as they are: nothing is computed unless a debug line is written, and such
+    a line then carries no colour codes into the JSON log."""
+    try:
+        from autobahn.twisted import websocket as twisted_websocket
+        from autobahn.websocket import protocol
+    except ImportError:  # served by something other than Daphne
+        return
+    for module in (protocol, twisted_websocket):
+        for name in ("hltype", "hlval"):  # imported names of those modules, not exported ones
+            setattr(module, name, _undecorated)
+
+
 _complete_twisted_reason_phrases()
 _bound_daphnes_wait_for_headers()
+_plain_autobahn_log_arguments()
 forget_this_process_at_exit()
 
 application = ProtocolTypeRouter(

@@ -134,6 +134,11 @@ def watch_unread(send, on_backlog: Callable[[], None]) -> bool:
     transport = getattr(_daphne_protocol(send), "transport", None)
     if transport is None or not hasattr(transport, "registerProducer"):
         return False
+    if getattr(transport, "disconnected", False):
+        # The client left before this consumer started (a handshake slower than it would wait):
+        # the closed transport has no socket to size, and raising here would lose the disconnect
+        # that gives back the socket's per-address slot. Daphne delivers that disconnect next.
+        return False
     # Daphne upgrades the connection from Twisted's HTTPChannel, which registered itself as the
     # producer and is done now; it would only pause reading, leaving the buffer in memory.
     if getattr(transport, "producer", None) is not None:

@@ -51,7 +51,11 @@ HTTP_PORT, WS_PORT, LB_PORT = 8001, 8002, 8000
 NOWHERE = "02:00:00:00:fa:11"
 SECRET_KEY = "cluster-test-secret-key-shared-by-every-app-host-" + "k" * 40
 METRICS_TOKEN = "cluster-metrics-token"
-# Health checks often enough that a dead or cut-off host is drained in about a second.
+# Health checks often enough that a dead or cut-off host is drained in about a second. Without
+# `timeout check` a check must be answered within `inter` (300 ms): on a loaded machine a busy but
+# healthy host missed that twice, was marked down, and `shutdown-sessions` cut every WebSocket it
+# held, whose reconnects loaded it more (bench/ws_fanout_cluster.py: 150 of 300 watchers cut in one
+# run). A dead host refuses the check's connection at once, so it is drained as fast as before.
 HAPROXY_CONFIG = """
 global
     maxconn {maxconn}
@@ -65,6 +69,7 @@ defaults
     timeout client 60s
     timeout server 30s
     timeout tunnel 1h
+    timeout check 2s
     default-server inter 300ms fall 2 rise 2 on-marked-down shutdown-sessions
 frontend flashsale
     bind {lb}:{lb_port}
@@ -125,8 +130,14 @@ def remove_namespaces() -> None:
 
 
 class Cluster:
-    def __init__(self, workers: int = 2, threads: int = 4, settings: dict[str, str] | None = None):
+    def __init__(
+        self, workers: int = 2, threads: int = 4, settings: dict[str, str] | None = None, lb_processes: int = 1
+    ):
         self.workers, self.threads = workers, threads
+        # HAProxy processes on lb, all bound to one port (SO_REUSEPORT, HAProxy's default on Linux;
+        # the kernel spreads connections over them): each proxied socket costs HAProxy two
+        # descriptors, so one process holds at most about half the hard descriptor limit.
+        self.lb_processes = lb_processes
         self.settings = settings or {}  # extra environment for every app host
         self.dir: Path | None = None
         self.processes: dict[str, list[subprocess.Popen]] = {}
@@ -402,7 +413,8 @@ class Cluster:
                 **ADDRESSES,
             )
         )
-        self._popen("lb", "haproxy", [shutil.which("haproxy"), "-db", "-f", str(config)])
+        for n in range(self.lb_processes):
+            self._popen("lb", f"haproxy{n or ''}", [shutil.which("haproxy"), "-db", "-f", str(config)])
         try:
             wait_for(lambda: self.http_status("client", f"{self.lb_url}/api/v1/health") == 200, 20, "haproxy")
         except AssertionError:

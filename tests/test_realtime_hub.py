@@ -5,7 +5,9 @@ settings pick (Redis in CI, the in-memory layer on SQLite), like tests/test_real
 """
 
 import asyncio
+import os
 import random
+from urllib.parse import urlsplit
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -324,3 +326,44 @@ async def test_a_socket_joining_while_the_hub_loses_the_channel_layer_is_closed_
     await send_stock(sale.pk, 5)
     assert (await socket.receive_json_from(timeout=WAIT))["currentStock"] == 995
     await socket.disconnect()
+
+
+def tcp_connections_to(port: int) -> int:
+    """This process's established TCP connections to `port` (Linux: /proc/self)."""
+    own = set()
+    for descriptor in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{descriptor}")
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("socket:["):
+            own.add(target[len("socket:[") : -1])
+    count = 0
+    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        with open(table) as lines:
+            for line in list(lines)[1:]:
+                fields = line.split()
+                remote_port, state, inode = int(fields[2].rsplit(":", 1)[1], 16), fields[3], fields[9]
+                count += remote_port == port and state == "01" and inode in own  # 01: ESTABLISHED
+    return count
+
+
+@pytest.mark.redis
+async def test_open_sockets_share_their_processs_redis_connections(settings):
+    # Each consumer is a task with its own context, and Django keeps a cache object per context:
+    # with a connection pool per cache object, every open socket held a Redis connection of its
+    # own for as long as it lived (flashsale/cache.py shares one client per process).
+    redis_port = urlsplit(settings.REDIS_URL).port or 6379
+    sale = await sync_to_async(SaleFactory)()
+    first = await open_socket(f"/ws/sales/{sale.pk}/")
+    await first.receive_json_from()
+    before = tcp_connections_to(redis_port)
+
+    sockets = [await open_socket(f"/ws/sales/{sale.pk}/") for _ in range(30)]
+    for socket in sockets:
+        assert (await socket.receive_json_from())["type"] == "snapshot"
+    with_30_more = tcp_connections_to(redis_port)
+
+    assert with_30_more - before <= 2  # a pool may open one for a call that overlapped another
+    for socket in [first, *sockets]:
+        await socket.disconnect()

@@ -4,6 +4,8 @@ Runs the real ASGI application with Channels' WebsocketCommunicator; the client 
 in the scope the way Daphne sets it.
 """
 
+import functools
+
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
@@ -11,7 +13,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from flashsale.asgi import application
-from live import consumers
+from live import consumers, socket_limits
 from live.hub import hub
 from sales.models import FlashSale
 from tests.factories import SaleFactory
@@ -135,3 +137,28 @@ async def test_malformed_sale_ids_are_refused_with_4400():
     codes = [await close_code(socket_from("203.0.113.7", f"/ws/sales/{raw}/")) for raw in ["abc", "0", "-1", "9" * 30]]
 
     assert codes == [4400] * 4
+
+
+async def test_a_socket_whose_client_left_before_its_consumer_started_is_left_to_its_disconnect():
+    # Under load a handshake can outlast the client's patience: by the time the consumer runs,
+    # Daphne's transport is closed and has no socket. Raising there ended the consumer without
+    # its disconnect, so the address's socket slot was never given back.
+    class ClosedTransport:  # twisted.internet.tcp.Server after connectionLost
+        disconnected = 1
+        producer = None
+
+        def getHandle(self):
+            raise AttributeError("'Server' object has no attribute 'socket'")
+
+        def registerProducer(self, producer, streaming):
+            raise AssertionError("a closed transport was given a producer")
+
+    class DaphneProtocol:
+        transport = ClosedTransport()
+
+        def sendCloseFrame(self, code, isReply):
+            pass
+
+    daphne_send = functools.partial(lambda protocol, message: None, DaphneProtocol())
+
+    assert socket_limits.watch_unread(daphne_send, lambda: None) is False
