@@ -123,7 +123,7 @@ class ResilientRedisCache(RedisCache):
     OPTIONS may hold RETRY_SECONDS (default 2): how long to skip Redis after a failure.
     """
 
-    _shared_client: DefaultClient | None
+    _client: DefaultClient | None  # django-redis' own attribute, set in its __init__
 
     @property
     def client(self) -> DefaultClient:
@@ -134,13 +134,13 @@ class ResilientRedisCache(RedisCache):
         # about a third of what a socket costs Daphne. django-redis shares the connection pools
         # already; its client is thread-safe, and the settings it reads from its backend (key
         # prefix, version, timeout) are part of the key.
-        if self._shared_client is None:
+        if self._client is None:
             key = repr((self._server, sorted(self._params.items())))
             with _clients_lock:
                 if key not in _clients:
                     _clients[key] = self._client_cls(self._server, self._params, self)
-                self._shared_client = _clients[key]
-        return self._shared_client
+                self._client = _clients[key]
+        return self._client
 
     def __init__(self, server, params):
         options = dict(params.get("OPTIONS") or {})
@@ -152,7 +152,6 @@ class ResilientRedisCache(RedisCache):
             REDIS_CLIENT_KWARGS={**options.get("REDIS_CLIENT_KWARGS", {}), "breaker": self.breaker},
         )
         super().__init__(server, {**params, "OPTIONS": options})
-        self._shared_client = None
 
     def add(self, *args, **kwargs):
         return bool(super().add(*args, **kwargs))
