@@ -119,6 +119,9 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "flashsale.middleware.GlobalRateLimitMiddleware",
+    # Counts refused purchases per sale and code for the drop dashboard, whichever layer below
+    # answers them (sales/refusals.py); outside the gate's fast path so it sees its refusals too.
+    "sales.refusals.RefusalTallyMiddleware",
     # A refusal the sale gate knows is answered here, before sessions and DRF (sales/fastpath.py).
     "sales.fastpath.GatedPurchaseRefusalMiddleware",
     # Sessions, request.user and messages serve the HTML pages only; /api/ skips them.

@@ -1,0 +1,193 @@
+"""Who tried to buy and was refused, per sale: the drop dashboard's conversion and refusals by code.
+
+A purchase is recorded by its row; a refusal leaves nothing in the database, and must not: the herd
+after a sell-out is nearly all refusals, answered from the cache (sales.fastpath) precisely so they
+never reach the database. So refusals are tallied in the cache instead, one command per refusal:
+how many of each error code, and the set of buyers refused. Buyers who bought are counted from
+their purchases, so "buyers who tried" is the union of both (`read`).
+
+The tally is a statistic, never a rule: a cache that is down or evicts the keys makes the dashboard
+undercount, and never fails or slows a purchase beyond the breaker's one attempt (flashsale/cache.py).
+
+The hook is one middleware (`RefusalTallyMiddleware`), outside every layer that answers a purchase
+(the gate's fast path, DRF, the idempotency layer), so the purchase code carries no line of it.
+"""
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.cache import caches
+from django.http import HttpRequest, HttpResponse
+from django_redis.cache import RedisCache
+
+from flashsale.error_codes import ErrorCode
+from flashsale.ids import MAX_ID
+
+logger = logging.getLogger("flashsale.refusals")
+
+PURCHASE_PATHS = frozenset({"/api/v1/flashsales/purchase", "/api/v1/flashsales/purchase/"})
+# Long enough to read a finished drop's figures the next days; each later refusal extends it.
+TALLY_SECONDS = 7 * 24 * 3600
+_CODES = tuple(code.value for code in ErrorCode)
+
+# One EVALSHA per refusal: the code's counter and the refused buyer, both kept alive together.
+_RECORD_SCRIPT = """
+redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+redis.call('SADD', KEYS[2], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return 1
+"""
+
+
+class _Script:
+    """The recording script, registered once per process (its SHA is computed once)."""
+
+    def __init__(self, source: str):
+        self.source = source
+        self._script: Any = None
+
+    def script(self, client: Any) -> Any:
+        if self._script is None:
+            self._script = client.register_script(self.source)
+        return self._script
+
+
+_RECORD = _Script(_RECORD_SCRIPT)
+
+
+def _codes_key(sale_id: int) -> str:
+    return f"sales:refusals:{sale_id}"
+
+
+def _buyers_key(sale_id: int) -> str:
+    return f"sales:refused-buyers:{sale_id}"
+
+
+@dataclass(frozen=True)
+class RefusalTally:
+    """What the cache knows of a sale's refusals."""
+
+    by_code: dict[str, int]
+    # Refused buyers who hold no purchase of the sale: they tried and left with nothing.
+    refused_only: int
+
+
+def record(*, sale_id: int, user_id: int, code: str) -> None:
+    """Count one refusal of `user_id`'s purchase of `sale_id` with `code`. Never raises."""
+    try:
+        backend = caches["default"]
+        if isinstance(backend, RedisCache):
+            client = backend.client.get_client(write=True)
+            # EVALSHA through the client's execute_command, so behind the cache's breaker.
+            _RECORD.script(client)(
+                keys=[backend.client.make_key(_codes_key(sale_id)), backend.client.make_key(_buyers_key(sale_id))],
+                args=[code, user_id, TALLY_SECONDS],
+                client=client,
+            )
+        else:
+            _record_in_django_cache(backend, sale_id=sale_id, user_id=user_id, code=code)
+    except Exception:
+        # The breaker (flashsale/cache.py) logs the outage once; a lost count is not worth more.
+        logger.debug("refusal not tallied", exc_info=True)
+
+
+def read(*, sale_id: int, buyer_ids: list[int]) -> RefusalTally:
+    """The sale's refusals by code, and how many refused buyers are not among `buyer_ids` (the
+    buyers who bought). Empty when the cache cannot be read."""
+    try:
+        backend = caches["default"]
+        if isinstance(backend, RedisCache):
+            return _read_from_redis(backend, sale_id=sale_id, buyer_ids=buyer_ids)
+        return _read_from_django_cache(backend, sale_id=sale_id, buyer_ids=buyer_ids)
+    except Exception:
+        logger.warning("refusal tally unreadable", exc_info=True)
+        return RefusalTally(by_code={}, refused_only=0)
+
+
+def _read_from_redis(backend: Any, *, sale_id: int, buyer_ids: list[int]) -> RefusalTally:
+    client = backend.client.get_client(write=False)
+    codes_key, buyers_key = backend.client.make_key(_codes_key(sale_id)), backend.client.make_key(_buyers_key(sale_id))
+    by_code = {code.decode(): int(count) for code, count in client.hgetall(codes_key).items()}
+    refused = client.scard(buyers_key)
+    also_bought = sum(client.smismember(buyers_key, buyer_ids)) if buyer_ids and refused else 0
+    return RefusalTally(by_code=by_code, refused_only=refused - also_bought)
+
+
+# Any other cache (the local-memory default): a counter per code and a marker per refused buyer.
+# In-process calls, so several of them cost what one network round trip would.
+
+
+def _code_key(sale_id: int, code: str) -> str:
+    return f"sales:refusals:{sale_id}:{code}"
+
+
+def _buyer_key(sale_id: int, user_id: int) -> str:
+    return f"sales:refused-buyer:{sale_id}:{user_id}"
+
+
+def _refused_count_key(sale_id: int) -> str:
+    return f"sales:refused-buyers-count:{sale_id}"
+
+
+def _bump(backend: Any, key: str) -> None:
+    if not backend.add(key, 1, timeout=TALLY_SECONDS):
+        backend.incr(key)
+
+
+def _record_in_django_cache(backend: Any, *, sale_id: int, user_id: int, code: str) -> None:
+    _bump(backend, _code_key(sale_id, code))
+    if backend.add(_buyer_key(sale_id, user_id), 1, timeout=TALLY_SECONDS):
+        _bump(backend, _refused_count_key(sale_id))
+
+
+def _read_from_django_cache(backend: Any, *, sale_id: int, buyer_ids: list[int]) -> RefusalTally:
+    counts = backend.get_many([_code_key(sale_id, code) for code in _CODES])
+    by_code = {key.rsplit(":", 1)[1]: count for key, count in counts.items()}
+    refused = backend.get(_refused_count_key(sale_id)) or 0
+    also_bought = len(backend.get_many([_buyer_key(sale_id, user_id) for user_id in buyer_ids]))
+    return RefusalTally(by_code=by_code, refused_only=refused - also_bought)
+
+
+class RefusalTallyMiddleware:
+    """Tallies every refused purchase by an identified buyer, whichever layer answered it.
+
+    It reads the answer the client gets (its status and error code) rather than hooking each layer
+    that can refuse: the gate's fast path answers the herd after a sell-out before Django's views,
+    DRF answers the rest, and both keep their own shape of the same error body. A replayed answer
+    (Idempotency-Key) is the same attempt again, not counted twice.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.method != "POST" or request.path_info not in PURCHASE_PATHS:
+            return self.get_response(request)
+        # Read (and so keep) the body before the layers below consume its stream; they read it anyway.
+        try:
+            body = request.body
+        except Exception:
+            body = b""  # too large: the layers below answer it
+        response = self.get_response(request)
+        if 400 <= response.status_code < 500 and "Idempotent-Replayed" not in response:
+            try:
+                _tally(request, body, response)
+            except Exception:  # a statistic never turns an answer into an error
+                logger.warning("refusal not tallied", exc_info=True)
+        return response
+
+
+def _tally(request: HttpRequest, body: bytes, response: HttpResponse) -> None:
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return  # not a buyer: no token, or a wrong one
+    try:
+        sale_id = json.loads(body)["saleId"]
+        code = json.loads(response.content)["error"]["code"]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return  # not a plain purchase body, or not the API's error shape
+    if type(sale_id) is int and 1 <= sale_id <= MAX_ID and code in _CODES:
+        record(sale_id=sale_id, user_id=user.pk, code=code)
