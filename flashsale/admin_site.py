@@ -2,15 +2,28 @@
 
 from django.contrib import admin
 from django.http import HttpResponse
+from django.urls import path
 
 from accounts.login_limits import check_login_allowed
 from flashsale.ratelimit import RateLimited, check_rate
+from sales.dashboard_views import make_views
 
 
 class FlashsaleAdminSite(admin.AdminSite):
     site_header = "flashsale admin"
     site_title = "flashsale admin"
     index_title = "Flash sales"
+    # The index with a link to the drop dashboard above the apps.
+    index_template = "admin/flashsale_index.html"
+
+    def get_urls(self):
+        """Django's admin URLs and the drop dashboard's (sales/dashboard_views.py), staff only."""
+        page, data = make_views(self)
+        return [
+            path("dashboard/", page, name="dashboard"),
+            path("dashboard/data", data, name="dashboard-data"),
+            *super().get_urls(),
+        ]
 
     def login(self, request, extra_context=None):
         """Django's sign-in, counted against the same limits (and counters) as the API's login, per
