@@ -51,7 +51,7 @@
     var start = Date.parse(sale.startTime), end = Date.parse(sale.endTime);
     if (now < start) { return "starts in " + duration(start - now); }
     if (now < end && sale.currentStock > 0) { return "ends in " + duration(end - now); }
-    if (now < end) { return "sold out, window closes in " + duration(end - now); }
+    if (now < end) { return "sold out; closes in " + duration(end - now); }
     return "ended " + duration(now - end) + " ago";
   }
 
@@ -62,7 +62,7 @@
   function drawTimeline(sales) {
     timelineBox.textContent = "";
     if (!sales.length) {
-      timelineBox.appendChild(el("p", "drop-empty", "No sale is live, upcoming or ended in the last 24 hours."));
+      timelineBox.appendChild(el("p", "drop-empty", "No sale is live or upcoming, and none ended in the last 24 hours."));
       return;
     }
     var now = serverNow();
@@ -135,6 +135,20 @@
     ["timeToSellOut", "Time to sell out"]
   ];
 
+  var MINUTE_STEPS = [60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
+  var UNIT_STEPS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000, 1000000];
+
+  function minuteLabels(u, splits) {
+    var previousDay = null;
+    return splits.map(function (ts) {
+      var iso = new Date(ts * 1000).toISOString();
+      var day = iso.slice(0, 10), time = iso.slice(11, 16);
+      var label = day !== previousDay ? time + "\n" + day : time;
+      previousDay = day;
+      return label;
+    });
+  }
+
   function makePanel(sale) {
     var box = el("section", "module drop-panel");
     box.dataset.saleId = sale.id;
@@ -188,14 +202,19 @@
       tzDate: function (ts) { return window.uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"); },
       legend: { show: true },
       scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, Math.max(1, max)]; } } },
-      axes: [{}, { label: "units / minute", size: 50 }],
+      axes: [
+        // Whole minutes only (a bar is a minute), as HH:MM in UTC, the date under the first and at midnight.
+        { incrs: MINUTE_STEPS, values: minuteLabels },
+        { label: "units / minute", size: 50, incrs: UNIT_STEPS }
+      ],
       series: [
-        { label: "minute (UTC)" },
+        { label: "minute (UTC)", value: function (u, ts) { return ts === null ? "–" : utcTime(new Date(ts * 1000).toISOString()).slice(0, 16); } },
         {
           label: "units",
           stroke: "#264b5d",
-          fill: "rgba(38, 75, 93, 0.55)",
-          paths: window.uPlot.paths.bars({ size: [0.8, 40], align: 1 }),
+          fill: "rgba(65, 118, 144, 0.75)",
+          // The bar of a minute starts at that minute, as the JSON's minuteStarts do.
+          paths: window.uPlot.paths.bars({ size: [0.9, 100], align: 1 }),
           points: { show: false }
         }
       ]
