@@ -50,6 +50,16 @@ def sign_in_to_admin(page, server: str) -> None:
     expect(page.locator("#site-name")).to_be_visible(timeout=WAIT_MS)
 
 
+def watch_violations(page) -> list[str]:
+    """Every CSP violation the page reports (Chromium logs each to the console), as tests/test_browser_csp.py."""
+    violations: list[str] = []
+    page.on(
+        "console",
+        lambda message: violations.append(message.text) if "Content Security Policy" in message.text else None,
+    )
+    return violations
+
+
 def herd(sale_id: int, buyers, moments, done: threading.Event, errors: list) -> None:
     """Buy one unit per buyer through the purchase rule, each purchase stamped with its moment in the
     same transaction (so no poll ever sees it in the minute it was really made)."""
@@ -83,6 +93,7 @@ def test_a_herd_shows_up_live_as_the_right_units_per_minute_in_the_chart(server,
     late_token = TokenFactory(user=UserFactory(name="Late"))
 
     with page_in(browser, request, viewport=SCREEN) as page:
+        violations = watch_violations(page)
         sign_in_to_admin(page, server)
         page.goto(f"{server}/admin/")
         page.click("#drop-dashboard-link")
@@ -130,6 +141,7 @@ def test_a_herd_shows_up_live_as_the_right_units_per_minute_in_the_chart(server,
         )
         expect(panel.locator(".drop-badge")).to_have_text("Sold out")
         page.screenshot(path=str(ARTIFACTS / "dashboard-after-herd-1280.png"), full_page=True)
+        assert violations == []
 
     assert FlashSale.objects.get(pk=sale.pk).current_stock == 0
     assert Counter(
