@@ -31,10 +31,10 @@ def _minute_floor(moment: datetime) -> datetime:
 
 
 def units_per_minute(*, sale_id: int, start: datetime, end: datetime) -> list[tuple[datetime, int]]:
-    """Units of `sale_id` sold in each minute from `start`'s minute to `end`'s (inclusive), minutes
+    """Units of `sale_id` sold in each minute that begins in [`start`'s minute, `end`), minutes
     without a sale included as 0, in order. Minutes are those of the current time zone (UTC here)."""
     sold = dict(
-        Purchase.objects.filter(sale_id=sale_id, created_at__gte=_minute_floor(start), created_at__lte=end)
+        Purchase.objects.filter(sale_id=sale_id, created_at__gte=_minute_floor(start), created_at__lt=end)
         .annotate(minute=TruncMinute("created_at"))
         .values("minute")
         .annotate(units=Sum("quantity"))
@@ -43,7 +43,7 @@ def units_per_minute(*, sale_id: int, start: datetime, end: datetime) -> list[tu
     )
     minutes = []
     minute = _minute_floor(start)
-    while minute <= end:
+    while minute < end:
         minutes.append((minute, sold.get(minute, 0)))
         minute += MINUTE
     return minutes

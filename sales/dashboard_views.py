@@ -1,7 +1,8 @@
 """The drop dashboard: a staff page of the admin site (flashsale/admin_site.py) and the JSON it polls.
 
 The page arrives with its first data in a JSON block (no inline script: the CSP), and
-sales/static/sales/dashboard.js redraws it from `dashboard_data` every few seconds.
+sales/static/sales/dashboard.js redraws it from `dashboard_data` every few seconds (3: each open
+dashboard spends 20 of RATELIMIT_PAGES' per-address requests a minute).
 """
 
 from datetime import datetime
@@ -39,7 +40,7 @@ def _sale_id(request: HttpRequest) -> int | None:
     value = request.GET.get("sale", "")
     if not value:
         return None
-    if not value.isdigit() or len(value) > 18:
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise Http404("No flash sale with this id.")
     return int(value)
 

@@ -65,7 +65,7 @@ def test_a_sold_out_sale_shows_its_peak_and_time_to_sell_out_over_its_whole_wind
     figures = dashboard.sale_figures(sale)
 
     assert figures.status == "completed"
-    assert len(figures.per_minute) == 21  # the whole window, to its end's minute
+    assert len(figures.per_minute) == 20  # the whole window, and not the minute it ended at
     assert figures.peak_per_minute == 5
     assert figures.time_to_sell_out == timedelta(seconds=185)
     assert figures.sell_out_estimate is None
@@ -129,6 +129,23 @@ def test_refusals_through_the_api_are_tallied_by_code_and_buyer_on_both_paths(cl
     assert data["sales"][0]["refusals"] == {"sold_out": 4}
     assert (data["sales"][0]["buyers"], data["sales"][0]["buyersTried"]) == (1, 2)
     assert Purchase.objects.filter(sale=sale).count() == 1
+
+
+def test_a_replayed_refusal_and_an_anonymous_attempt_are_not_tallied(api):
+    sale = SaleFactory(original_stock=1, current_stock=0)
+    buyer = client_for(UserFactory())
+    order = {"saleId": sale.pk, "quantity": 1}
+
+    first = buyer.post(PURCHASE, order, format="json", HTTP_IDEMPOTENCY_KEY="retry-1")
+    replayed = buyer.post(PURCHASE, order, format="json", HTTP_IDEMPOTENCY_KEY="retry-1")
+    anonymous = api.post(PURCHASE, order, format="json")
+
+    assert (first.status_code, replayed.status_code, anonymous.status_code) == (409, 409, 401)
+    assert replayed["Idempotent-Replayed"] == "true"
+    assert refusals.read(sale_id=sale.pk, buyer_ids=[]) == refusals.RefusalTally(
+        by_code={"sold_out": 1}, refused_only=1
+    )
+    assert not Purchase.objects.filter(sale=sale).exists()
 
 
 def test_a_refusal_is_answered_as_usual_when_the_tally_cannot_be_written(monkeypatch):
@@ -207,7 +224,7 @@ def test_one_sale_of_any_status_can_be_shown_and_an_unknown_one_is_404(client, s
     page = client.get(PAGE, {"sale": ended.pk})
 
     assert [sale["id"] for sale in shown["sales"]] == [ended.pk]
-    assert len(shown["sales"][0]["perMinute"]["units"]) == 61
+    assert len(shown["sales"][0]["perMinute"]["units"]) == 60
     assert page.status_code == 200 and ended.name in page.content.decode()
     assert client.get(DATA, {"sale": ended.pk + 1000}).status_code == 404
     assert client.get(DATA, {"sale": "x"}).status_code == 404

@@ -201,7 +201,11 @@
       // The x axis in UTC, as every other time on the page.
       tzDate: function (ts) { return window.uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"); },
       legend: { show: true },
-      scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, Math.max(1, max)]; } } },
+      scales: {
+        // To the end of the last minute, so its bar (it starts at the minute) is inside the plot.
+        x: { time: true, range: function (u, min, max) { return [min, max + 60]; } },
+        y: { range: function (u, min, max) { return [0, Math.max(1, max)]; } }
+      },
       axes: [
         // Whole minutes only (a bar is a minute), as HH:MM in UTC, the date under the first and at midnight.
         { incrs: MINUTE_STEPS, values: minuteLabels },
