@@ -7,10 +7,12 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from flashsale.cache import ResilientRedisCache
 from sales import dashboard, refusals, services
 from sales.models import FlashSale, Purchase
 from tests.conftest import client_for
 from tests.factories import PurchaseFactory, SaleFactory, UserFactory
+from tests.servers import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -168,6 +170,21 @@ def test_a_refusal_is_answered_as_usual_when_the_tally_cannot_be_written(monkeyp
     assert refusals.read(sale_id=sale.pk, buyer_ids=[]) == refusals.RefusalTally(by_code={}, refused_only=0)
     assert FlashSale.objects.get(pk=sale.pk).current_stock == 0
     assert not Purchase.objects.filter(sale=sale).exists()
+
+
+def test_an_unreachable_redis_opens_the_cache_breaker_and_the_tally_goes_on_without_it(monkeypatch):
+    unreachable = ResilientRedisCache(
+        f"redis://127.0.0.1:{free_port()}/0",
+        {"OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 1, "RETRY_SECONDS": 60}},
+    )
+    monkeypatch.setattr(refusals, "caches", {"default": unreachable})
+
+    refusals.record(sale_id=1, user_id=1, code="sold_out")
+    opened = unreachable.breaker.is_open
+    refusals.record(sale_id=1, user_id=2, code="sold_out")  # skipped by the breaker, no wait
+
+    assert opened
+    assert refusals.read(sale_id=1, buyer_ids=[1]) == refusals.RefusalTally(by_code={}, refused_only=0)
 
 
 def test_the_data_is_for_staff_only(client, buyer):
