@@ -170,6 +170,10 @@ def test_a_finished_sale_shows_its_whole_window_and_time_to_sell_out(server, bro
         expect(panel.locator(".drop-figure-timeToSellOut dd")).to_contain_text("2m 04s")
         minute_starts, units = page.evaluate(CHART_DATA, sale.pk)
         page.screenshot(path=str(ARTIFACTS / "dashboard-finished-sale-1280.png"), full_page=True)
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.reload()
+        expect(panel.locator(".drop-badge")).to_have_text("Sold out")
+        page.screenshot(path=str(ARTIFACTS / "dashboard-finished-sale-390.png"), full_page=True)
 
     assert len(minute_starts) == 30  # the whole window, and not the minute it ended at
     assert units[:4] == [7, 12, 5, 0] and sum(units) == 24
