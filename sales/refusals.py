@@ -30,7 +30,19 @@ logger = logging.getLogger("flashsale.refusals")
 PURCHASE_PATHS = frozenset({"/api/v1/flashsales/purchase", "/api/v1/flashsales/purchase/"})
 # Long enough to read a finished drop's figures the next days; each later refusal extends it.
 TALLY_SECONDS = 7 * 24 * 3600
-_CODES = tuple(code.value for code in ErrorCode)
+# Refusals of a sale that exists: the database or the gate (which only knows sales it read) gave
+# them. Others (validation, rate limits, an unknown id) could name any id, and every id tallied
+# holds keys for TALLY_SECONDS: a buyer must not be able to fill Redis with made-up sales.
+TALLIED_CODES = frozenset(
+    {
+        ErrorCode.SOLD_OUT.value,
+        ErrorCode.SALE_NOT_ACTIVE.value,
+        ErrorCode.INSUFFICIENT_STOCK.value,
+        ErrorCode.USER_LIMIT_REACHED.value,
+        # A paused sale's refusal, when the registry has it (issue 24's pause and resume).
+        "sale_paused",
+    }
+)
 
 # One EVALSHA per refusal: the code's counter and the refused buyer, both kept alive together.
 _RECORD_SCRIPT = """
@@ -144,7 +156,7 @@ def _record_in_django_cache(backend: Any, *, sale_id: int, user_id: int, code: s
 
 
 def _read_from_django_cache(backend: Any, *, sale_id: int, buyer_ids: list[int]) -> RefusalTally:
-    counts = backend.get_many([_code_key(sale_id, code) for code in _CODES])
+    counts = backend.get_many([_code_key(sale_id, code) for code in TALLIED_CODES])
     by_code = {key.rsplit(":", 1)[1]: count for key, count in counts.items()}
     refused = backend.get(_refused_count_key(sale_id)) or 0
     also_bought = len(backend.get_many([_buyer_key(sale_id, user_id) for user_id in buyer_ids]))
@@ -186,8 +198,12 @@ def _tally(request: HttpRequest, body: bytes, response: HttpResponse) -> None:
         return  # not a buyer: no token, or a wrong one
     try:
         sale_id = json.loads(body)["saleId"]
-        code = json.loads(response.content)["error"]["code"]
+        error = json.loads(response.content)["error"]
+        code, details = error["code"], error["details"]
     except (ValueError, TypeError, KeyError, AttributeError):
         return  # not a plain purchase body, or not the API's error shape
-    if type(sale_id) is int and 1 <= sale_id <= MAX_ID and code in _CODES:
-        record(sale_id=sale_id, user_id=user.pk, code=code)
+    if type(sale_id) is not int or not 1 <= sale_id <= MAX_ID or code not in TALLIED_CODES:
+        return
+    if code == ErrorCode.USER_LIMIT_REACHED and details.get("held") is None:
+        return  # refused before any sale was read (more units than anyone may hold)
+    record(sale_id=sale_id, user_id=user.pk, code=code)

@@ -133,21 +133,40 @@ def test_refusals_through_the_api_are_tallied_by_code_and_buyer_on_both_paths(cl
     assert Purchase.objects.filter(sale=sale).count() == 1
 
 
-def test_a_replayed_refusal_and_an_anonymous_attempt_are_not_tallied(api):
+def test_replays_anonymous_attempts_and_refusals_naming_no_known_sale_are_not_tallied(api, settings):
+    settings.MAX_UNITS_PER_USER = 2
     sale = SaleFactory(original_stock=1, current_stock=0)
     buyer = client_for(UserFactory())
     order = {"saleId": sale.pk, "quantity": 1}
+    made_up = sale.pk + 1000
 
     first = buyer.post(PURCHASE, order, format="json", HTTP_IDEMPOTENCY_KEY="retry-1")
     replayed = buyer.post(PURCHASE, order, format="json", HTTP_IDEMPOTENCY_KEY="retry-1")
     anonymous = api.post(PURCHASE, order, format="json")
+    # Any id can be named in these: tallying them would let a buyer fill the cache with made-up sales.
+    unknown = buyer.post(PURCHASE, {"saleId": made_up, "quantity": 1}, format="json")
+    over_any_cap = buyer.post(PURCHASE, {"saleId": made_up, "quantity": 3}, format="json")
+    invalid = buyer.post(PURCHASE, {"saleId": made_up, "quantity": 0}, format="json")
 
     assert (first.status_code, replayed.status_code, anonymous.status_code) == (409, 409, 401)
     assert replayed["Idempotent-Replayed"] == "true"
+    assert [answer.json()["error"]["code"] for answer in (unknown, over_any_cap, invalid)] == [
+        "sale_not_found",
+        "user_limit_reached",
+        "validation_error",
+    ]
+    # Over the cap after buying: the database read the sale, so it is tallied.
+    live = SaleFactory(original_stock=10)
+    bought = buyer.post(PURCHASE, {"saleId": live.pk, "quantity": 2}, format="json")
+    over_the_cap = buyer.post(PURCHASE, {"saleId": live.pk, "quantity": 1}, format="json")
+    assert (bought.status_code, over_the_cap.json()["error"]["code"]) == (201, "user_limit_reached")
+    assert refusals.read(sale_id=live.pk, buyer_ids=[]).by_code == {"user_limit_reached": 1}
+    nothing = refusals.RefusalTally(by_code={}, refused_only=0)
     assert refusals.read(sale_id=sale.pk, buyer_ids=[]) == refusals.RefusalTally(
         by_code={"sold_out": 1}, refused_only=1
     )
-    assert not Purchase.objects.filter(sale=sale).exists()
+    assert refusals.read(sale_id=made_up, buyer_ids=[]) == nothing
+    assert list(Purchase.objects.values_list("sale_id", "quantity")) == [(live.pk, 2)]
 
 
 def test_a_refusal_is_answered_as_usual_when_the_tally_cannot_be_written(monkeypatch):
