@@ -266,12 +266,14 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
     def purchases(self, sale):
         return sale.purchase_count
 
-    @admin.display(description="page")
+    @admin.display(description="")
     def buyer_page(self, sale):
-        # The page buyers see; before the start, staff can also preview it as it will look live.
+        # The page buyers see, as an arrow in a column with no header: a wider column would not fit at 1280 px.
         return format_html(
-            '<a href="{}" target="_blank" rel="noopener" title="The buyer page of “{}”">open</a>',
+            '<a href="{}" target="_blank" rel="noopener" title="Open the buyer page of “{}”"'
+            ' aria-label="Buyer page of “{}”">↗</a>',
             self.view_on_site(sale),
+            sale.name,
             sale.name,
         )
 
