@@ -47,6 +47,11 @@ def _plain_time(moment) -> str:
     return formats.date_format(timezone.localtime(moment), "DATETIME_FORMAT")
 
 
+def _duration(span) -> str:
+    minutes = int(span.total_seconds() // 60)
+    return ngettext("%(count)d minute", "%(count)d minutes", minutes) % {"count": minutes}
+
+
 def _units(count: int) -> str:
     return ngettext("%(count)d unit", "%(count)d units", count) % {"count": count}
 
@@ -512,7 +517,7 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
             "admin/sales/flashsale/clone_sale.html",
             f"Clone “{sale}”?",
             copy_name=services.clone_name(sale.name),
-            duration=sale.end_time - sale.start_time,
+            duration=_duration(sale.end_time - sale.start_time),
         )
 
     def _clone(self, request, sale):

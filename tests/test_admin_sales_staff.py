@@ -228,6 +228,7 @@ def test_cloning_a_sale_asks_first_then_makes_a_pending_copy(browser, staff):
     asked = browser.get(clone_url(sale))
     assert asked.status_code == 200
     assert "Yes, clone “Sneakers”" in asked.content.decode()
+    assert "the same duration (45 minutes)" in asked.content.decode()
     assert FlashSale.objects.count() == 1
 
     response = browser.post(clone_url(sale), follow=True)
