@@ -155,6 +155,7 @@ class FlashSaleChangeForm(FlashSaleAddForm):
         self.starts_now = bool(cleaned.get("start_now"))
         if self.starts_now:
             self.sale_changes.pop("start_time", None)
+            self._show_start_now_box()
         if not self.sale_changes and not self.starts_now:
             # Nothing to write, so nothing can be overwritten: a stale version does not matter.
             return cleaned
@@ -193,6 +194,16 @@ class FlashSaleChangeForm(FlashSaleAddForm):
         Saving the typed time would launch the sale at once: one typo must not do that, so it takes
         a second, explicit step (the box, which the form hides until then)."""
         name = str(self.stored_sale)
+        self._show_start_now_box()
+        self.add_error(
+            "start_time",
+            f"This start is in the past: saving it would start “{name}” at once. To start it now, tick "
+            f"“Yes, start “{name}” now” and save again; otherwise give a start in the future.",
+        )
+
+    def _show_start_now_box(self) -> None:
+        # Also once ticked: a form sent back for another error must not carry the choice unseen.
+        name = str(self.stored_sale)
         field = self.fields["start_now"]
         field.widget = forms.CheckboxInput()
         field.label = f"Yes, start “{name}” now"
@@ -200,11 +211,6 @@ class FlashSaleChangeForm(FlashSaleAddForm):
         # Validation already made the bound field, which copied the label and help text.
         bound = self["start_now"]
         bound.label, bound.help_text = field.label, field.help_text
-        self.add_error(
-            "start_time",
-            f"This start is in the past: saving it would start “{name}” at once. To start it now, tick "
-            f"“Yes, start “{name}” now” and save again; otherwise give a start in the future.",
-        )
 
     @cached_property
     def changed_data(self):

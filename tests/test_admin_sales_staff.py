@@ -111,6 +111,22 @@ def test_ticking_start_now_starts_the_pending_sale_at_once(browser):
     assert entry.get_change_message().startswith(f"Changed start: {sale.start_time:%Y-%m-%d %H:%M:%S} UTC → ")
 
 
+def test_a_ticked_start_now_stays_visible_when_the_form_comes_back_for_another_error(browser):
+    sale = pending_sale(name="Sneakers drop", original_stock=10)
+    data = open_change_form(browser, sale)
+    with_datetime(data, "start_time", timezone.now() - timedelta(minutes=3))
+    data["start_now"] = "on"
+    with_datetime(data, "end_time", timezone.now() - timedelta(minutes=1))  # ends before "now"
+
+    response = browser.post(change_url(sale), data)
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'type="checkbox" name="start_now"' in html and "checked" in html.split('name="start_now"')[1][:80]
+    assert 'type="hidden" name="start_now"' not in html
+    assert FlashSale.objects.get(pk=sale.pk).status == "pending"
+
+
 def test_an_admin_edit_with_a_future_start_needs_no_confirmation(browser):
     sale = pending_sale()
     later = (timezone.now() + timedelta(minutes=30)).replace(microsecond=0)
