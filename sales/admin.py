@@ -22,7 +22,7 @@ from django.utils import formats, timezone
 from django.utils.html import format_html
 from django.utils.translation import ngettext
 
-from sales import services
+from sales import history, pages, services
 from sales.admin_csv import purchases_csv_response
 from sales.admin_forms import STALE_EDIT_MESSAGE, AddUnitsForm, FlashSaleAddForm, FlashSaleChangeForm
 from sales.exceptions import SalesError, VersionConflict
@@ -41,6 +41,15 @@ def _list_time(moment) -> str:
     time: seven columns fit beside the admin's side bars at 1280 px that way."""
     date, _, time = formats.date_format(timezone.localtime(moment), "DATETIME_FORMAT").partition(" ")
     return format_html('<span class="nowrap">{}</span> <span class="nowrap">{}</span>', date, time)
+
+
+def _plain_time(moment) -> str:
+    return formats.date_format(timezone.localtime(moment), "DATETIME_FORMAT")
+
+
+def _duration(span) -> str:
+    minutes = int(span.total_seconds() // 60)
+    return ngettext("%(count)d minute", "%(count)d minutes", minutes) % {"count": minutes}
 
 
 def _units(count: int) -> str:
@@ -166,19 +175,28 @@ class PurchaseInline(ReadOnly, StaffRunsSales, admin.TabularInline):
 class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
     form = FlashSaleChangeForm
     add_form = FlashSaleAddForm
-    list_display = ("name", "starts", "ends", "status_badge", "stock_bar", "units_sold", "purchases")
+    list_display = ("name", "starts", "ends", "status_badge", "stock_bar", "units_sold", "purchases", "buyer_page")
     list_display_links = ("name",)
     list_filter = (SaleStatusFilter,)
     search_fields = ("name",)
     date_hierarchy = "start_time"
     ordering = ("-start_time", "-id")
     list_per_page = 50
-    actions = ["end_now"]
+    actions = ["end_now", "clone_selected"]
     inlines = [PurchaseInline]
     readonly_fields = ("status_badge", "stock_summary", "purchases_link", "version", "created_at")
-    add_fieldsets = ((None, {"fields": ("name", "start_time", "end_time", "original_stock")}),)
+    add_fieldsets = (
+        (None, {"fields": ("name", "start_time", "end_time", "original_stock")}),
+        (
+            "Or set the times in minutes",
+            {
+                "fields": ("starts_in_minutes", "duration_minutes"),
+                "description": "Leave start or end empty above and say when it starts and how long it runs.",
+            },
+        ),
+    )
     change_fieldsets = (
-        (None, {"fields": ("name", "start_time", "end_time", "expected_version")}),
+        (None, {"fields": ("name", "start_time", "end_time", "expected_version", "start_now")}),
         ("Stock", {"fields": ("original_stock", "stock_summary", "purchases_link")}),
         ("State", {"fields": ("status_badge", "version", "created_at")}),
     )
@@ -253,6 +271,21 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
     def purchases(self, sale):
         return sale.purchase_count
 
+    @admin.display(description="")
+    def buyer_page(self, sale):
+        # The page buyers see, as an arrow in a column with no header: a wider column would not fit at 1280 px.
+        return format_html(
+            '<a href="{}" target="_blank" rel="noopener" title="Open the buyer page of “{}”"'
+            ' aria-label="Buyer page of “{}”">↗</a>',
+            self.view_on_site(sale),
+            sale.name,
+            sale.name,
+        )
+
+    def view_on_site(self, sale):
+        """The buyer page (the change page's "View on site" button links here)."""
+        return reverse("live-sale-detail", args=[sale.pk])
+
     @admin.display(description="stock")
     def stock_summary(self, sale):
         # sales/static/sales/admin_live_stock.js keeps this live from the sale's WebSocket feed
@@ -313,12 +346,13 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         if not change:
             sale = services.create_sale(**{field: form.cleaned_data[field] for field in services.EDITABLE_FIELDS})
-        elif form.sale_changes:
+        elif form.sale_changes or form.starts_now:
             try:
                 sale = services.update_sale(
                     sale_id=obj.pk,
                     expected_version=form.cleaned_data["expected_version"],
                     changes=form.sale_changes,
+                    start_now=form.starts_now,
                 )
             except SalesError as refused:
                 raise _EditRefused(refused) from refused
@@ -329,6 +363,13 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
         obj.pk = sale.pk
         obj.refresh_from_db()
         obj._state.adding = False
+
+    def construct_change_message(self, request, form, formsets, add=False):
+        # The history says old → new (sales.history), the same words as for edits through the API.
+        if add:
+            return history.describe_sale(form.instance)
+        changed = history.describe_changes(form.stored_sale, form.instance)
+        return changed or super().construct_change_message(request, form, formsets, add)
 
     def delete_model(self, request, obj):
         # Through the service, so home pages showing the sale move on to the next one.
@@ -342,6 +383,7 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
             context["original"] = obj = form.stored_sale
             context["subtitle"] = str(obj)
         context["sale_is_live"] = obj is not None and obj.is_live_at(timezone.now())
+        context["sale_is_pending"] = obj is not None and obj.start_time > timezone.now()
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
@@ -368,6 +410,16 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
                 "<path:object_id>/end/",
                 self.admin_site.admin_view(self.end_sale_view),
                 name="{}_{}_end".format(*info),
+            ),
+            path(
+                "<path:object_id>/clone/",
+                self.admin_site.admin_view(self.clone_sale_view),
+                name="{}_{}_clone".format(*info),
+            ),
+            path(
+                "<path:object_id>/preview/",
+                self.admin_site.admin_view(self.preview_view),
+                name="{}_{}_preview".format(*info),
             ),
         ] + super().get_urls()
 
@@ -408,7 +460,11 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
             except SalesError as refused:
                 messages.error(request, refused.message)
             else:
-                self.log_change(request, sale, f"Added {_units(units)}.")
+                self.log_change(
+                    request,
+                    sale,
+                    f"Added {_units(units)}: original stock {sale.original_stock - units} → {sale.original_stock}.",
+                )
                 messages.success(
                     request,
                     f"Added {_units(units)} to “{sale}”: stock is now {sale.current_stock} / {sale.original_stock}.",
@@ -439,6 +495,53 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
             f"End “{sale}” now?",
             is_live=sale.is_live_at(timezone.now()),
         )
+
+    # --- clone and preview -------------------------------------------------------------------
+
+    def clone_sale_view(self, request, object_id):
+        sale = self._sale_for_action(request, object_id)
+        if sale is None:
+            # Django's own "no such object" answer; private, so not in django-stubs.
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)  # type: ignore[attr-defined]
+        if request.method == "POST":
+            copy = self._clone(request, sale)
+            messages.success(
+                request,
+                f"Cloned “{sale}” as “{copy}”, pending: it starts {_plain_time(copy.start_time)}. "
+                "Set its start and end below.",
+            )
+            return redirect(self._change_url(copy))
+        return self._action_page(
+            request,
+            sale,
+            "admin/sales/flashsale/clone_sale.html",
+            f"Clone “{sale}”?",
+            copy_name=services.clone_name(sale.name),
+            duration=_duration(sale.end_time - sale.start_time),
+        )
+
+    def _clone(self, request, sale):
+        copy = services.clone_sale(sale_id=sale.pk)
+        self.log_addition(request, copy, f"Cloned from “{sale}” (#{sale.pk}). {history.describe_sale(copy)}")
+        return copy
+
+    @admin.action(description="Clone selected sales (as new pending sales)", permissions=["add"])
+    def clone_selected(self, request, queryset):
+        copies = [self._clone(request, sale) for sale in queryset.order_by("start_time", "id")]
+        count = ngettext("%(count)d sale", "%(count)d sales", len(copies)) % {"count": len(copies)}
+        names = ", ".join(f"“{copy}”" for copy in copies)
+        messages.success(request, f"Cloned {count} as new pending sales: {names}. Set their times before they start.")
+
+    def preview_view(self, request, object_id):
+        """The buyer page of a sale that has not started, as buyers will see it once it does."""
+        sale = self._sale_for_action(request, object_id)
+        if sale is None:
+            # Django's own "no such object" answer; private, so not in django-stubs.
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)  # type: ignore[attr-defined]
+        if sale.start_time <= timezone.now():
+            # Started: the real page is the preview.
+            return redirect(self.view_on_site(sale))
+        return pages.preview_sale(request, sale, change_url=self._change_url(sale))
 
     @admin.action(description="End selected sales now", permissions=["change"])
     def end_now(self, request, queryset):

@@ -7,9 +7,11 @@ if that version is still current (every purchase bumps it).
 """
 
 import copy
+from datetime import timedelta
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 from django.utils.functional import cached_property
 
 from sales import services
@@ -26,16 +28,35 @@ _FORM_FIELD_FOR = {
     "startTime": "start_time",
     "endTime": "end_time",
     "originalStock": "original_stock",
+    "startNow": "start_time",
 }
+# Long enough for any sale staff plan, short enough that start + duration stays a valid date.
+MAX_SHORTCUT_MINUTES = 366 * 24 * 60
 
 
 class FlashSaleAddForm(forms.ModelForm):
     original_stock = forms.IntegerField(
         label="Original stock",
         min_value=1,
+        max_value=services.MAX_STOCK,
         initial=200,
         error_messages={"min_value": "A sale needs at least one unit."},
         help_text="Units on offer. Current stock starts here.",
+    )
+    # Shortcuts for the usual "starts in 10 minutes, runs for an hour": they fill start and end.
+    starts_in_minutes = forms.IntegerField(
+        label="Starts in (minutes)",
+        required=False,
+        min_value=0,
+        max_value=MAX_SHORTCUT_MINUTES,
+        help_text="Fills the start: this many minutes from when you save (0: at once). Replaces a start typed above.",
+    )
+    duration_minutes = forms.IntegerField(
+        label="Runs for (minutes)",
+        required=False,
+        min_value=1,
+        max_value=MAX_SHORTCUT_MINUTES,
+        help_text="Fills the end: this long after the start. Replaces an end typed above.",
     )
 
     class Meta:
@@ -46,9 +67,29 @@ class FlashSaleAddForm(forms.ModelForm):
             "end_time": "UTC. Must be after the start.",
         }
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "starts_in_minutes" in self.fields:
+            # Either a time or its shortcut; clean() says which is missing.
+            self.fields["start_time"].required = False
+            self.fields["end_time"].required = False
+
+    def _fill_times_from_shortcuts(self, cleaned: dict) -> None:
+        starts_in, runs_for = cleaned.get("starts_in_minutes"), cleaned.get("duration_minutes")
+        if starts_in is not None:
+            cleaned["start_time"] = timezone.now().replace(microsecond=0) + timedelta(minutes=starts_in)
+        elif cleaned.get("start_time") is None and "start_time" not in self.errors:
+            self.add_error("start_time", "Give a start, or the minutes until it starts below.")
+        if runs_for is not None and cleaned.get("start_time") is not None:
+            cleaned["end_time"] = cleaned["start_time"] + timedelta(minutes=runs_for)
+        elif cleaned.get("end_time") is None and "end_time" not in self.errors and runs_for is None:
+            self.add_error("end_time", "Give an end, or how many minutes the sale runs below.")
+
     def clean(self):
         super().clean()
         cleaned = self.cleaned_data
+        if "starts_in_minutes" in self.fields:
+            self._fill_times_from_shortcuts(cleaned)
         start, end = cleaned.get("start_time"), cleaned.get("end_time")
         if start and end:
             try:
@@ -66,6 +107,11 @@ class FlashSaleChangeForm(FlashSaleAddForm):
     """
 
     expected_version = forms.IntegerField(widget=forms.HiddenInput, required=False, min_value=1)
+    # Hidden until a past start is refused; ticking it is the explicit "start now" (see clean()).
+    start_now = forms.BooleanField(required=False, widget=forms.HiddenInput)
+    # The add form's shortcuts; a started sale's times are edited as times.
+    starts_in_minutes = None  # type: ignore[assignment]
+    duration_minutes = None  # type: ignore[assignment]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -78,6 +124,7 @@ class FlashSaleChangeForm(FlashSaleAddForm):
             "the units already sold. To restock a live sale, use “Add units”: it needs no reload."
         )
         self.sale_changes: dict = {}
+        self.starts_now = False
 
     def clean_start_time(self):
         return self._keep_stored_precision("start_time")
@@ -104,19 +151,36 @@ class FlashSaleChangeForm(FlashSaleAddForm):
             for field in services.EDITABLE_FIELDS
             if field in cleaned and cleaned[field] != getattr(self.stored_sale, field)
         }
-        if not self.sale_changes:
+        # "Start now" replaces whatever start was typed: the sale starts when it is saved.
+        self.starts_now = bool(cleaned.get("start_now"))
+        if self.starts_now:
+            self.sale_changes.pop("start_time", None)
+            self._show_start_now_box()
+        if not self.sale_changes and not self.starts_now:
             # Nothing to write, so nothing can be overwritten: a stale version does not matter.
             return cleaned
         expected_version = cleaned.get("expected_version")
         if expected_version is None:
             raise ValidationError(STALE_EDIT_MESSAGE, code="stale")
+        now = timezone.now()
+        typed_past_start = (
+            self.stored_sale.start_time > now
+            and "start_time" in self.sale_changes
+            and self.sale_changes["start_time"] <= now
+        )
         try:
             services.check_sale_update(
-                sale=self.stored_sale, expected_version=expected_version, changes=self.sale_changes
+                sale=self.stored_sale,
+                expected_version=expected_version,
+                changes=self.sale_changes,
+                start_now=self.starts_now,
             )
         except VersionConflict:
             raise ValidationError(STALE_EDIT_MESSAGE, code="stale") from None
         except InvalidSaleChange as refused:
+            if typed_past_start and "startTime" in refused.details:
+                self._offer_start_now()
+                return cleaned
             fields = [_FORM_FIELD_FOR[key] for key in refused.details if key in _FORM_FIELD_FOR]
             if not fields:
                 raise ValidationError(refused.message, code="refused") from None
@@ -124,18 +188,42 @@ class FlashSaleChangeForm(FlashSaleAddForm):
                 self.add_error(field, refused.message)
         return cleaned
 
+    def _offer_start_now(self) -> None:
+        """Refuse a start typed in the past, and show the box that starts the sale now, naming it.
+
+        Saving the typed time would launch the sale at once: one typo must not do that, so it takes
+        a second, explicit step (the box, which the form hides until then)."""
+        name = str(self.stored_sale)
+        self._show_start_now_box()
+        self.add_error(
+            "start_time",
+            f"This start is in the past: saving it would start “{name}” at once. To start it now, tick "
+            f"“Yes, start “{name}” now” and save again; otherwise give a start in the future.",
+        )
+
+    def _show_start_now_box(self) -> None:
+        # Also once ticked: a form sent back for another error must not carry the choice unseen.
+        name = str(self.stored_sale)
+        field = self.fields["start_now"]
+        field.widget = forms.CheckboxInput()
+        field.label = f"Yes, start “{name}” now"
+        field.help_text = "The sale goes live for buyers as soon as you save."
+        # Validation already made the bound field, which copied the label and help text.
+        bound = self["start_now"]
+        bound.label, bound.help_text = field.label, field.help_text
+
     @cached_property
     def changed_data(self):
         # Django compares raw widget data, which reports untouched times as changed (see above).
         if hasattr(self, "cleaned_data") and not self.errors:
-            return list(self.sale_changes)
+            return [*self.sale_changes, *(["start_time"] if self.starts_now else [])]
         return super().changed_data
 
 
 class AddUnitsForm(forms.Form):
     units = forms.IntegerField(
         min_value=1,
-        max_value=1_000_000,
+        max_value=services.MAX_STOCK,
         error_messages={"min_value": "Add at least one unit."},
         help_text="Original and current stock both grow by this many units, safely during a live sale.",
     )

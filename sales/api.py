@@ -11,7 +11,7 @@ from flashsale.responses import success
 from flashsale.schema import BODY, STAFF, TOKEN, errors, ok, page_of
 from idempotency.decorators import idempotent
 from idempotency.exceptions import IdempotencyKeyInUse, IdempotencyKeyLimitReached, IdempotencyKeyReused
-from sales import services
+from sales import history, services
 from sales.exceptions import (
     InsufficientStock,
     InvalidSaleChange,
@@ -102,6 +102,14 @@ class PurchaseView(APIView):
 
 
 _SALE_ERRORS = (SaleNotFound, InvalidSaleChange)
+_EDIT_DESCRIPTION = (
+    "Send the `version` the edit was made from. A field the edit cannot change (`currentStock`, `status`, "
+    "`saleId`, or any unknown name) is 400 `validation_error` naming it in `details`. An edit that changes "
+    "nothing writes nothing and answers 200 with the sale and its version unchanged. A pending sale's "
+    "`startTime` cannot move into the past (400 `validation_error`, `details.startTime`): send "
+    "`startNow: true` instead to start it at the server's clock. A started sale keeps its start, except "
+    "that one with no purchase yet may move it to the future (pending again)."
+)
 
 
 @extend_schema_view(
@@ -124,6 +132,7 @@ _SALE_ERRORS = (SaleNotFound, InvalidSaleChange)
     ),
     update=extend_schema(
         summary="Edit a sale from the version it was read at (staff)",
+        description=_EDIT_DESCRIPTION,
         request=FlashSaleUpdateSerializer,
         responses={
             **ok(200, "FlashSaleResponse", FlashSaleSerializer),
@@ -132,6 +141,7 @@ _SALE_ERRORS = (SaleNotFound, InvalidSaleChange)
     ),
     partial_update=extend_schema(
         summary="Edit a sale from the version it was read at (staff)",
+        description=_EDIT_DESCRIPTION,
         request=FlashSaleUpdateSerializer,
         responses={
             **ok(200, "FlashSaleResponse", FlashSaleSerializer),
@@ -140,6 +150,8 @@ _SALE_ERRORS = (SaleNotFound, InvalidSaleChange)
     ),
     add_units=extend_schema(
         summary="Restock: original and current stock grow together (staff)",
+        description="Stock is capped at 10,000,000 units: `units` that would take `originalStock` past it "
+        "are 400 `validation_error` (`details.units` says how many more fit), and nothing changes.",
         request=AddUnitsSerializer,
         responses={**ok(200, "FlashSaleResponse", FlashSaleSerializer), **errors(BODY, STAFF, *_SALE_ERRORS)},
     ),
@@ -191,6 +203,9 @@ class FlashSaleViewSet(
         form = FlashSaleSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         sale = services.create_sale(**form.validated_data)
+        history.record(
+            user=request.user, sale=sale, message=history.THROUGH_API + history.describe_sale(sale), added=True
+        )
         return success(FlashSaleSerializer(sale).data, "Flash sale created", status=201)
 
     def update(self, request, pk=None, partial=False):
@@ -198,17 +213,32 @@ class FlashSaleViewSet(
         form.is_valid(raise_exception=True)
         changes = dict(form.validated_data)
         version = changes.pop("version")
-        sale = services.update_sale(sale_id=int(pk), expected_version=version, changes=changes)
+        start_now = changes.pop("start_now")
+        before = services.get_sale(int(pk))
+        sale = services.update_sale(sale_id=int(pk), expected_version=version, changes=changes, start_now=start_now)
+        changed = history.describe_changes(before, sale)
+        if not changed:
+            # Nothing was written: the same version comes back.
+            return success(FlashSaleSerializer(sale).data, "Nothing to change")
+        history.record(user=request.user, sale=sale, message=history.THROUGH_API + changed)
         return success(FlashSaleSerializer(sale).data, "Flash sale updated")
 
     @action(detail=True, methods=["post"], url_path="add-units")
     def add_units(self, request, pk=None):
         form = AddUnitsSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        sale = services.add_units(sale_id=int(pk), units=form.validated_data["units"])
+        units = form.validated_data["units"]
+        sale = services.add_units(sale_id=int(pk), units=units)
+        history.record(
+            user=request.user,
+            sale=sale,
+            message=f"{history.THROUGH_API}Added {units} units: original stock "
+            f"{sale.original_stock - units} → {sale.original_stock}.",
+        )
         return success(FlashSaleSerializer(sale).data, "Units added")
 
     @action(detail=True, methods=["post"], url_path="end")
     def end(self, request, pk=None):
         sale = services.end_sale_now(sale_id=int(pk))
+        history.record(user=request.user, sale=sale, message=f"{history.THROUGH_API}Ended the sale now.")
         return success(FlashSaleSerializer(sale).data, "Flash sale ended")

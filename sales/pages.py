@@ -58,3 +58,28 @@ def live_sale(request, sale_id: int | None = None):
             "max_quantity": settings.MAX_PURCHASE_QUANTITY,
         },
     )
+
+
+def preview_sale(request, sale: FlashSale, *, change_url: str):
+    """A pending sale's page as buyers will see it when it starts, for staff before launch.
+
+    Rendered as at the start time (live, stock in full) and left still: no live.js, so no socket, no
+    sign-in and no buy button; nothing on it can buy or change anything. The admin serves it to staff
+    only (sales.admin), and it is never cached.
+    """
+    at_start = sale.start_time
+    status = sale.status_at(at_start)
+    return render(
+        request,
+        "sales/live.html",
+        {
+            "sale": sale,
+            "status": status,
+            "status_label": status_label(sale, status),
+            "snapshot": realtime.snapshot_message(sale, at_start),
+            "purchases": [],
+            "preview": True,
+            "change_url": change_url,
+            "max_quantity": settings.MAX_PURCHASE_QUANTITY,
+        },
+    )

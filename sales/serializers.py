@@ -1,10 +1,12 @@
+from collections.abc import Mapping
+
 from django.conf import settings
 from rest_framework import serializers
 
 from flashsale.ids import MAX_ID
 from sales.exceptions import InvalidSaleChange
 from sales.models import FlashSale
-from sales.services import check_window
+from sales.services import MAX_STOCK, check_window
 
 
 class StrictIntegerField(serializers.IntegerField):
@@ -16,6 +18,17 @@ class StrictIntegerField(serializers.IntegerField):
         if isinstance(data, bool) or not isinstance(data, int):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """A boolean that must arrive as JSON true or false: no "true", no 1."""
+
+    default_error_messages = {"invalid": "A JSON boolean is required."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
 
 
 class PurchaseRequestSerializer(serializers.Serializer):
@@ -32,7 +45,7 @@ class FlashSaleSerializer(serializers.ModelSerializer):
     saleId = serializers.IntegerField(source="pk", read_only=True)
     startTime = serializers.DateTimeField(source="start_time")
     endTime = serializers.DateTimeField(source="end_time")
-    originalStock = StrictIntegerField(source="original_stock", min_value=1, max_value=10_000_000, default=200)
+    originalStock = StrictIntegerField(source="original_stock", min_value=1, max_value=MAX_STOCK, default=200)
     currentStock = serializers.IntegerField(source="current_stock", read_only=True)
     status = serializers.CharField(read_only=True)
     version = serializers.IntegerField(read_only=True)
@@ -59,11 +72,38 @@ class FlashSaleUpdateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False)
     startTime = serializers.DateTimeField(source="start_time", required=False)
     endTime = serializers.DateTimeField(source="end_time", required=False)
-    originalStock = StrictIntegerField(source="original_stock", min_value=1, max_value=10_000_000, required=False)
+    originalStock = StrictIntegerField(source="original_stock", min_value=1, max_value=MAX_STOCK, required=False)
+    startNow = StrictBooleanField(
+        source="start_now",
+        required=False,
+        default=False,
+        help_text="Start a pending sale now (its start becomes the server's clock). A past startTime is "
+        "refused without it, so one mistyped date cannot launch a sale.",
+    )
+
+    def to_internal_value(self, data):
+        # A field the edit cannot change is refused, not ignored: the caller would believe it saved.
+        unexpected = {}
+        if isinstance(data, Mapping):
+            read_only = {name for name, field in FlashSaleSerializer().fields.items() if field.read_only}
+            unexpected = {
+                key: ["This field is read-only." if key in read_only else "Unknown field."]
+                for key in data
+                if key not in self.fields
+            }
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as invalid:
+            if unexpected and isinstance(invalid.detail, dict):
+                raise serializers.ValidationError({**invalid.detail, **unexpected}) from None
+            raise
+        if unexpected:
+            raise serializers.ValidationError(unexpected)
+        return value
 
 
 class AddUnitsSerializer(serializers.Serializer):
-    units = StrictIntegerField(min_value=1, max_value=10_000_000)
+    units = StrictIntegerField(min_value=1, max_value=MAX_STOCK)
 
 
 class PurchaseResultSerializer(serializers.Serializer):

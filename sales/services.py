@@ -2,13 +2,13 @@
 writes a sale."""
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import DateTimeField, F, Func, IntegerField, OuterRef, Subquery, Sum, Value
+from django.db.models import DateTimeField, F, Func, IntegerField, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -30,6 +30,9 @@ from sales.exceptions import (
 from sales.models import FlashSale, Purchase
 
 EDITABLE_FIELDS = ("name", "start_time", "end_time", "original_stock")
+# The most units a sale may ever hold (create, edit and restock): far below the 32-bit
+# original_stock/current_stock columns, so no total can overflow them.
+MAX_STOCK = 10_000_000
 
 
 # --- reads --------------------------------------------------------------------------------
@@ -215,36 +218,105 @@ def create_sale(*, name: str, start_time: datetime, end_time: datetime, original
     return sale
 
 
-def check_sale_update(*, sale: FlashSale, expected_version: int, changes: dict[str, Any]) -> dict[str, Any]:
+# Per-sale settings a clone carries over when the model has them.
+CLONED_SETTINGS = ("max_per_buyer", "max_per_purchase")
+CLONE_SUFFIX = " (copy)"
+CLONE_STARTS_IN = timedelta(hours=1)
+
+
+def clone_name(name: str) -> str:
+    max_length = FlashSale._meta.get_field("name").max_length or len(name) + len(CLONE_SUFFIX)
+    return name[: max_length - len(CLONE_SUFFIX)] + CLONE_SUFFIX
+
+
+def clone_sale(*, sale_id: int) -> FlashSale:
+    """A new pending sale like `sale_id`: its name with " (copy)", its stock (in full, none sold), its
+    per-sale settings and its duration, starting in an hour at a whole minute, for staff to reschedule.
+
+    It never starts by itself sooner: a copy of a live sale must not go live by accident."""
+    source = get_sale(sale_id)
+    start_time = (timezone.now() + CLONE_STARTS_IN).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    settings_of_source = {field: getattr(source, field) for field in CLONED_SETTINGS if hasattr(source, field)}
+    sale = FlashSale.objects.create(
+        name=clone_name(source.name),
+        start_time=start_time,
+        end_time=start_time + (source.end_time - source.start_time),
+        original_stock=source.original_stock,
+        current_stock=source.original_stock,
+        **settings_of_source,
+    )
+    send_after_commit("sale_changed", sale_id=sale.pk)
+    return sale
+
+
+def check_sale_update(
+    *, sale: FlashSale, expected_version: int, changes: dict[str, Any], start_now: bool = False
+) -> dict[str, Any]:
     """The column updates `update_sale` would write for `changes` to `sale` (as read), or the
-    VersionConflict/InvalidSaleChange it would raise. Writes nothing.
+    VersionConflict/InvalidSaleChange it would raise. Writes nothing; an empty dict when every
+    change equals what is stored (and `start_now` is not asked for), whatever the version.
 
     The admin calls it while validating a form, so a refused edit is shown next to its fields;
     `update_sale` runs it again and still writes only if the version matches.
+
+    A pending sale's start may move into the past only with `start_now`, which starts it at the
+    database's clock: one mistyped date must not launch a sale. A started sale's start stays put,
+    except that one with no purchase yet may be moved back to the future (pending again).
     """
     unknown = set(changes) - set(EDITABLE_FIELDS)
     if unknown:
         raise ValueError(f"not editable: {sorted(unknown)}")
+    changes = {field: value for field, value in changes.items() if value != getattr(sale, field)}
+    if not changes and not start_now:
+        # Nothing to write, so nothing can be overwritten: a stale version does not matter.
+        return {}
     if sale.version != expected_version:
         raise _conflict(sale)
     now = timezone.now()
-    start_time = changes.get("start_time", sale.start_time)
+    if start_now:
+        if "start_time" in changes:
+            raise InvalidSaleChange(
+                "Give a start time or ask to start now, not both.",
+                details={"startNow": ["Cannot be combined with startTime."]},
+            )
+        if sale.start_time <= now:
+            raise InvalidSaleChange(
+                "A sale that has started cannot be started again.",
+                details={"startNow": ["The sale has already started."]},
+            )
+    start_time = now if start_now else changes.get("start_time", sale.start_time)
     end_time = changes.get("end_time", sale.end_time)
     check_window(start_time, end_time)
+    reopens = False
     if sale.start_time <= now:
         if start_time != sale.start_time:
-            raise InvalidSaleChange(
-                "A sale that has started cannot have its start moved.",
-                details={"startTime": ["The sale has already started."]},
-            )
-        if end_time < sale.end_time and sale.end_time > now:
+            if start_time <= now:
+                raise InvalidSaleChange(
+                    "A sale that has started cannot have its start moved.",
+                    details={"startTime": ["The sale has already started."]},
+                )
+            if sale.units_sold:
+                raise InvalidSaleChange(
+                    "A sale with purchases cannot have its start moved.",
+                    details={"startTime": [f"{sale.units_sold} units are already sold."]},
+                )
+            # Nobody bought yet: nothing recorded depends on the window, so it may wait again.
+            reopens = True
+        if not reopens and end_time < sale.end_time and sale.end_time > now:
             raise InvalidSaleChange(
                 "A live sale cannot be shortened; end it explicitly instead.",
                 details={"endTime": ["A live sale cannot be shortened."]},
             )
+    elif "start_time" in changes and start_time <= now:
+        raise InvalidSaleChange(
+            "This start is in the past: saving it would start the sale at once. Ask to start it now instead.",
+            details={"startTime": ["Must be in the future; send startNow: true to start the sale now."]},
+        )
     updates: dict[str, Any] = {
         field: changes[field] for field in ("name", "start_time", "end_time") if field in changes
     }
+    if start_now:
+        updates["start_time"] = _database_clock()
     if "original_stock" in changes:
         new_original = changes["original_stock"]
         _check_stock(new_original)
@@ -259,21 +331,32 @@ def check_sale_update(*, sale: FlashSale, expected_version: int, changes: dict[s
     return updates
 
 
-def update_sale(*, sale_id: int, expected_version: int, changes: dict[str, Any]) -> FlashSale:
+def update_sale(*, sale_id: int, expected_version: int, changes: dict[str, Any], start_now: bool = False) -> FlashSale:
     """Apply `changes` (a subset of EDITABLE_FIELDS) only if the sale is still at `expected_version`.
 
     Any purchase bumps the version too, so an edit made from a copy read before it is refused
     (VersionConflict) instead of silently overwriting it. Stock never comes from the caller's copy:
-    a new `original_stock` moves `current_stock` by the same delta in the database.
+    a new `original_stock` moves `current_stock` by the same delta in the database. Changes equal to
+    what is stored write nothing and return the sale as it is (same version). `start_now` starts a
+    pending sale at the database's clock (see `check_sale_update`).
     """
     sale = get_sale(sale_id)
-    updates = check_sale_update(sale=sale, expected_version=expected_version, changes=changes)
+    updates = check_sale_update(sale=sale, expected_version=expected_version, changes=changes, start_now=start_now)
+    if not updates:
+        return sale
+    target = FlashSale.objects.filter(pk=sale_id, version=expected_version)
+    if "start_time" in updates:
+        # A start moves only while the sale has not started or nobody bought yet: decided in the
+        # same UPDATE that takes the row lock, so a purchase that commits first makes it match
+        # nothing, and one waiting behind it finds the sale not started.
+        target = target.filter(Q(start_time__gt=_database_clock()) | Q(current_stock=F("original_stock")))
     with transaction.atomic():
-        written = FlashSale.objects.filter(pk=sale_id, version=expected_version).update(
-            **updates, version=F("version") + 1
-        )
+        written = target.update(**updates, version=F("version") + 1)
         if not written:
-            raise _conflict(get_sale(sale_id))
+            stored = get_sale(sale_id)
+            # Names the purchase that got in first when there was one, else the version conflict.
+            check_sale_update(sale=stored, expected_version=expected_version, changes=changes, start_now=start_now)
+            raise _conflict(stored)
         sale.refresh_from_db()
         # First, so the gate reopens before anyone is told the sale changed.
         transaction.on_commit(partial(gate.forget, sale_id))
@@ -286,14 +369,18 @@ def add_units(*, sale_id: int, units: int) -> FlashSale:
     """Restock: grow original and current stock together, safe during a live herd (no version check)."""
     if units < 1:
         raise InvalidSaleChange("Add at least one unit.", details={"units": ["Must be at least 1."]})
+    if units > MAX_STOCK:
+        raise _over_cap(units=units, original_stock=None)
     with transaction.atomic():
-        written = FlashSale.objects.filter(pk=sale_id).update(
+        # The cap is judged on the stock as the UPDATE finds it, so concurrent restocks cannot pass it together.
+        written = FlashSale.objects.filter(pk=sale_id, original_stock__lte=MAX_STOCK - units).update(
             original_stock=F("original_stock") + units,
             current_stock=F("current_stock") + units,
             version=F("version") + 1,
         )
         if not written:
-            raise SaleNotFound(details={"saleId": sale_id})
+            stored = get_sale(sale_id)
+            raise _over_cap(units=units, original_stock=stored.original_stock)
         sale = FlashSale.objects.get(pk=sale_id)
         # A restock must sell again at once: the gate forgets "sold out" as soon as this commits.
         transaction.on_commit(partial(gate.forget, sale_id))
@@ -355,6 +442,19 @@ def check_window(start_time: datetime, end_time: datetime) -> None:
 def _check_stock(original_stock: int) -> None:
     if original_stock < 1:
         raise InvalidSaleChange("A sale needs at least one unit.", details={"originalStock": ["Must be at least 1."]})
+    if original_stock > MAX_STOCK:
+        raise InvalidSaleChange(
+            f"A sale holds at most {MAX_STOCK:,} units.",
+            details={"originalStock": [f"Must be at most {MAX_STOCK}."]},
+        )
+
+
+def _over_cap(*, units: int, original_stock: int | None) -> InvalidSaleChange:
+    room = MAX_STOCK if original_stock is None else max(MAX_STOCK - original_stock, 0)
+    return InvalidSaleChange(
+        f"A sale holds at most {MAX_STOCK:,} units: at most {room:,} more can be added.",
+        details={"units": [f"Must be at most {room}."]},
+    )
 
 
 def _conflict(sale: FlashSale) -> VersionConflict:
