@@ -62,7 +62,7 @@ control_socket_disable = True
 
 
 def child_exit(server, worker):
-    # With PROMETHEUS_MULTIPROC_DIR (flashsale/metrics.py) a dead worker's live gauges must not be
+    # With PROMETHEUS_MULTIPROC_DIR (core/metrics.py) a dead worker's live gauges must not be
     # summed into the host's figures; its counters stay, so totals never go backwards.
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.http import HttpResponse
 
 from accounts.login_limits import check_login_allowed
-from flashsale.ratelimit import RateLimited, check_rate
+from core.ratelimit import RateLimited, check_rate
 
 
 class FlashsaleAdminSite(admin.AdminSite):

@@ -12,8 +12,8 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from flashsale.metrics import count_open_websockets, forget_this_process_at_exit  # noqa: E402
-from flashsale.websocket_origin import browser_origin_validator  # noqa: E402
+from core.metrics import count_open_websockets, forget_this_process_at_exit  # noqa: E402
+from core.websocket_origin import browser_origin_validator  # noqa: E402
 from live.routing import websocket_urlpatterns  # noqa: E402
 
 

@@ -107,28 +107,28 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # Outermost, so request latency covers every other middleware (flashsale/metrics.py).
-    "flashsale.metrics.MetricsMiddleware",
-    "flashsale.middleware.RequestLogMiddleware",
+    # Outermost, so request latency covers every other middleware (core/metrics.py).
+    "core.metrics.MetricsMiddleware",
+    "core.middleware.RequestLogMiddleware",
     # Before anything that calls request.get_host(): a bad Host under /api/ gets the JSON error.
-    "flashsale.middleware.ApiHostMiddleware",
+    "core.middleware.ApiHostMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     # Serves /static/ from Daphne itself: from the apps' folders in DEBUG, from STATIC_ROOT
     # (filled by `collectstatic`, which ./scripts/serve runs) when DEBUG is off.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
-    "flashsale.middleware.GlobalRateLimitMiddleware",
+    "core.middleware.GlobalRateLimitMiddleware",
     # A refusal the sale gate knows is answered here, before sessions and DRF (sales/fastpath.py).
     "sales.fastpath.GatedPurchaseRefusalMiddleware",
     # Sessions, request.user and messages serve the HTML pages only; /api/ skips them.
-    "flashsale.middleware.PageSessionMiddleware",
+    "core.middleware.PageSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     # Stock CSRF (check --deploy looks for it by name); DRF's views are exempt, so under /api/ it
     # only looks for a cookie.
     "django.middleware.csrf.CsrfViewMiddleware",
-    "flashsale.middleware.PageAuthenticationMiddleware",
-    "flashsale.middleware.PageMessageMiddleware",
+    "core.middleware.PageAuthenticationMiddleware",
+    "core.middleware.PageMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -194,11 +194,11 @@ if DATABASE_URL:
         if _options := " ".join(filter(None, [_server_side, _db["OPTIONS"].get("options")])):
             _db["OPTIONS"]["options"] = _options
         # The stock backend plus fail-fast while the server is unreachable (docs/operations.md "Reliability").
-        _db["ENGINE"] = "flashsale.postgresql"
+        _db["ENGINE"] = "core.postgresql"
 else:
     _db = {
-        # The stock backend plus one queue per process for the write lock (flashsale/sqlite3).
-        "ENGINE": "flashsale.sqlite3",
+        # The stock backend plus one queue per process for the write lock (core/sqlite3).
+        "ENGINE": "core.sqlite3",
         "NAME": env_str("SQLITE_PATH", str(BASE_DIR / "db.sqlite3")),
         # IMMEDIATE takes the write lock at BEGIN, so concurrent purchases queue instead of
         # failing with "database is locked" when they upgrade a read lock; `timeout` is how long
@@ -221,8 +221,8 @@ if REDIS_URL:
     CACHES = {
         "default": {
             # django-redis answering like an empty cache while Redis is down, behind a circuit
-            # breaker (flashsale/cache.py, docs/operations.md "Reliability").
-            "BACKEND": "flashsale.cache.ResilientRedisCache",
+            # breaker (core/cache.py, docs/operations.md "Reliability").
+            "BACKEND": "core.cache.ResilientRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "flashsale"),
             "OPTIONS": {
@@ -278,14 +278,14 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.CachedTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["flashsale.parsers.JSONParser"],
-    "EXCEPTION_HANDLER": "flashsale.errors.api_exception_handler",
+    "DEFAULT_PARSER_CLASSES": ["core.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 
 # OpenAPI schema at /api/schema/, Swagger UI at /api/docs/ (assets from drf-spectacular-sidecar, no CDN).
-# The envelope, error shapes and non-DRF endpoints are added by flashsale/schema.py.
+# The envelope, error shapes and non-DRF endpoints are added by core/schema.py.
 SPECTACULAR_SETTINGS = {
     "TITLE": "flashsale API",
     "DESCRIPTION": "Limited-stock flash sales. Every success is wrapped in {success, message, data}; "
@@ -302,8 +302,8 @@ SPECTACULAR_SETTINGS = {
     # PATCH bodies require `version` like PUT: no auto-generated all-optional "Patched" components.
     "COMPONENT_SPLIT_PATCH": False,
     "ENUM_GENERATE_CHOICE_DESCRIPTION": False,
-    "PREPROCESSING_HOOKS": ["flashsale.schema.preprocess_endpoints"],
-    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "flashsale.schema.postprocess_schema"],
+    "PREPROCESSING_HOOKS": ["core.schema.preprocess_endpoints"],
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "core.schema.postprocess_schema"],
 }
 
 # --- Business limits ------------------------------------------------------------------------
@@ -349,7 +349,7 @@ RATELIMIT_WS_CONNECT = env_str("RATELIMIT_WS_CONNECT", "120/m")
 # Behind a reverse proxy, the META key holding the client address, e.g. HTTP_X_REAL_IP or
 # HTTP_X_FORWARDED_FOR (the proxy must overwrite it). Empty: the socket peer address.
 TRUSTED_CLIENT_IP_HEADER = env_str("TRUSTED_CLIENT_IP_HEADER")
-RATELIMIT_IP_META_KEY = "flashsale.ratelimit.client_ip"
+RATELIMIT_IP_META_KEY = "core.ratelimit.client_ip"
 
 # --- Security -------------------------------------------------------------------------------
 
@@ -378,7 +378,7 @@ CSRF_COOKIE_SAMESITE = "Lax"
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 # Origins (scheme://host[:port]) whose pages may open WebSockets besides the socket's own origin
-# (flashsale/websocket_origin.py), e.g. the HTTP port when Daphne listens on another one.
+# (core/websocket_origin.py), e.g. the HTTP port when Daphne listens on another one.
 WEBSOCKET_ALLOWED_ORIGINS = env_list("WEBSOCKET_ALLOWED_ORIGINS", [])
 
 # Content-Security-Policy (django-csp) on every response. Pages load scripts only from files of
@@ -463,7 +463,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "json": {"()": "flashsale.logging.JsonFormatter"},
+        "json": {"()": "core.logging.JsonFormatter"},
     },
     "handlers": {
         "stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "json"},

@@ -4,11 +4,11 @@ from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.views import APIView
 
-from flashsale.error_codes import ErrorCode
-from flashsale.ids import MAX_ID
-from flashsale.pagination import PageQuerySerializer
-from flashsale.responses import success
-from flashsale.schema import errors, ok, page_of
+from core.error_codes import ErrorCode
+from core.ids import MAX_ID
+from core.pagination import PageQuerySerializer
+from core.responses import success
+from core.schema import errors, ok, page_of
 from leaderboard.selectors import chronological_purchases, purchase_anchor, purchase_count, purchases_after
 from sales import services as sale_services
 from sales.exceptions import SaleNotFound

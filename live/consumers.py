@@ -14,8 +14,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.core.cache import cache
 
-from flashsale.ids import MAX_ID
-from flashsale.ratelimit import RateLimited, check_rate
+from core.ids import MAX_ID
+from core.ratelimit import RateLimited, check_rate
 from live import realtime
 from live.hub import Watcher, hub
 from live.socket_limits import (

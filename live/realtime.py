@@ -18,7 +18,7 @@ from django.conf import settings
 from django.utils import timezone
 from rest_framework.fields import DateTimeField
 
-from flashsale import metrics
+from core import metrics
 from live import layer_sender
 from sales import selectors
 from sales.models import FlashSale

@@ -24,7 +24,7 @@ logger = logging.getLogger("flashsale.realtime")
 def client_address(scope: Mapping[str, Any]) -> str | None:
     """The client's address: the trusted proxy header when configured, else the socket peer.
 
-    Mirrors flashsale.ratelimit.client_ip for HTTP. A header value that is not an address is
+    Mirrors core.ratelimit.client_ip for HTTP. A header value that is not an address is
     ignored (it could only be client-supplied garbage), so the socket peer counts instead.
     """
     header = settings.TRUSTED_CLIENT_IP_HEADER

@@ -4,11 +4,11 @@ from rest_framework.decorators import action
 from rest_framework.permissions import IsAdminUser, IsAuthenticated
 from rest_framework.views import APIView
 
-from flashsale.error_codes import ErrorCode
-from flashsale.pagination import PageQuerySerializer, paginate
-from flashsale.ratelimit import rate_limit
-from flashsale.responses import success
-from flashsale.schema import BODY, STAFF, TOKEN, errors, ok, page_of
+from core.error_codes import ErrorCode
+from core.pagination import PageQuerySerializer, paginate
+from core.ratelimit import rate_limit
+from core.responses import success
+from core.schema import BODY, STAFF, TOKEN, errors, ok, page_of
 from idempotency.decorators import idempotent
 from idempotency.exceptions import IdempotencyKeyInUse, IdempotencyKeyLimitReached, IdempotencyKeyReused
 from sales import services

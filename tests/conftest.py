@@ -19,7 +19,7 @@ IN_CI = bool(os.environ.get("CI"))
 def _on_postgres() -> bool:
     from django.conf import settings
 
-    return settings.DATABASES["default"]["ENGINE"] in {"django.db.backends.postgresql", "flashsale.postgresql"}
+    return settings.DATABASES["default"]["ENGINE"] in {"django.db.backends.postgresql", "core.postgresql"}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -6,8 +6,8 @@ import pytest
 from django.contrib.staticfiles import finders
 from drf_spectacular.validation import validate_schema
 
-from flashsale.error_codes import ErrorCode
-from flashsale.errors import ServiceError
+from core.error_codes import ErrorCode
+from core.errors import ServiceError
 
 pytestmark = pytest.mark.django_db
 

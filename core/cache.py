@@ -148,7 +148,7 @@ class ResilientRedisCache(RedisCache):
         self.breaker = breaker_for(str(server), retry_seconds)
         options.update(
             IGNORE_EXCEPTIONS=True,
-            REDIS_CLIENT_CLASS="flashsale.cache.BreakerRedis",
+            REDIS_CLIENT_CLASS="core.cache.BreakerRedis",
             REDIS_CLIENT_KWARGS={**options.get("REDIS_CLIENT_KWARGS", {}), "breaker": self.breaker},
         )
         super().__init__(server, {**params, "OPTIONS": options})
