@@ -44,7 +44,7 @@ def _read_sale(sale_id: int) -> FlashSale | None:
     connect/close cycles on unknown ids cost one database read per id and window, not one each."""
     if cache.get(_unknown_sale_key(sale_id)):
         return None
-    sale = FlashSale.objects.filter(pk=sale_id).first()
+    sale = selectors.find_sale(sale_id)
     if sale is None:
         cache.set(_unknown_sale_key(sale_id), True, settings.WS_UNKNOWN_SALE_CACHE_SECONDS)
     return sale

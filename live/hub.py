@@ -37,12 +37,12 @@ from django.conf import settings
 from django.utils import timezone
 
 from live import realtime
+from live.db_feed import DatabaseFeed
 from live.layer_sender import drop_idle_connections
 
 logger = logging.getLogger("flashsale.realtime")
 
-# Purchases kept for the next flush; older ones in a burst are dropped (the REST leaderboard has them all).
-PURCHASE_BURST = 5
+PURCHASE_BURST = realtime.PURCHASE_BURST
 # Pushes kept for a socket that is still connecting. The flush interval bounds them to a few per
 # interval, and the newest stock is re-offered on going live anyway, so this only caps memory.
 OUTBOX_LIMIT = 500
@@ -261,8 +261,6 @@ class Hub:
         self.channel = await self.layer.new_channel()
         self.task = asyncio.get_running_loop().create_task(self._run(self.channel))
         if settings.REALTIME_POLL_MS > 0:
-            from live.db_feed import DatabaseFeed
-
             self.poller = asyncio.get_running_loop().create_task(DatabaseFeed(self).run())
 
     def _stop_poller(self) -> None:

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from accounts import services as accounts_services
 from accounts.models import User
-from live.events import send_after_commit
+from live import events
 from sales import gate
 from sales.exceptions import (
     InsufficientStock,
@@ -87,7 +87,14 @@ def purchase(*, user: User, sale_id: int, quantity: int) -> PurchaseResult:
         raise
     # A failing push (Redis down) is logged, never turned into an error answer that invites a
     # second purchase: the purchase is committed by then.
-    send_after_commit("purchase_made", result=result, user_name=user.name, version=current_version)
+    events.purchase_made(
+        sale_id=result.sale_id,
+        remaining_stock=result.remaining_stock,
+        quantity=result.quantity,
+        timestamp=result.timestamp,
+        user_name=user.name,
+        version=current_version,
+    )
     return result
 
 
@@ -211,7 +218,7 @@ def create_sale(*, name: str, start_time: datetime, end_time: datetime, original
         original_stock=original_stock,
         current_stock=original_stock,
     )
-    send_after_commit("sale_changed", sale_id=sale.pk)
+    events.sale_changed(sale_id=sale.pk)
     return sale
 
 
@@ -277,8 +284,8 @@ def update_sale(*, sale_id: int, expected_version: int, changes: dict[str, Any])
         sale.refresh_from_db()
         # First, so the gate reopens before anyone is told the sale changed.
         transaction.on_commit(partial(gate.forget, sale_id))
-        send_after_commit("sale_changed", sale_id=sale_id)
-        send_after_commit("stock_changed", sale_id=sale_id, current_stock=sale.current_stock, version=sale.version)
+        events.sale_changed(sale_id=sale_id)
+        events.stock_changed(sale_id=sale_id, current_stock=sale.current_stock, version=sale.version)
     return sale
 
 
@@ -297,7 +304,7 @@ def add_units(*, sale_id: int, units: int) -> FlashSale:
         sale = FlashSale.objects.get(pk=sale_id)
         # A restock must sell again at once: the gate forgets "sold out" as soon as this commits.
         transaction.on_commit(partial(gate.forget, sale_id))
-        send_after_commit("stock_changed", sale_id=sale_id, current_stock=sale.current_stock, version=sale.version)
+        events.stock_changed(sale_id=sale_id, current_stock=sale.current_stock, version=sale.version)
     return sale
 
 
@@ -321,7 +328,7 @@ def end_sale_now(*, sale_id: int) -> FlashSale:
                 details={"saleId": sale_id, "startTime": sale.start_time, "endTime": sale.end_time},
             )
         transaction.on_commit(partial(gate.forget, sale_id))
-        send_after_commit("sale_changed", sale_id=sale_id)
+        events.sale_changed(sale_id=sale_id)
     return sale
 
 
@@ -331,7 +338,7 @@ def delete_sale(*, sale: FlashSale) -> None:
         raise InvalidSaleChange("A live sale cannot be deleted; end it first.", details={"saleId": sale.pk})
     sale_id = sale.pk  # delete() clears it
     sale.delete()
-    send_after_commit("sale_deleted", sale_id=sale_id)
+    events.sale_deleted(sale_id=sale_id)
 
 
 def _database_clock() -> Func | datetime:
