@@ -11,7 +11,7 @@ from core.responses import success
 from core.schema import BODY, STAFF, TOKEN, errors, ok, page_of
 from idempotency.decorators import idempotent
 from idempotency.exceptions import IdempotencyKeyInUse, IdempotencyKeyLimitReached, IdempotencyKeyReused
-from sales import services
+from sales import selectors, services
 from sales.exceptions import (
     InsufficientStock,
     InvalidSaleChange,
@@ -39,7 +39,7 @@ class ActiveSaleView(APIView):
         responses={**ok(200, "ActiveSaleResponse", FlashSaleSerializer), **errors(TOKEN, NoActiveSale)},
     )
     def get(self, request):
-        sale = services.active_sale()
+        sale = selectors.active_sale()
         return success(FlashSaleSerializer(sale).data, "Active flash sale")
 
 
@@ -169,7 +169,7 @@ class FlashSaleViewSet(
         return [IsAdminUser()]
 
     def get_object(self):
-        return services.get_sale(int(self.kwargs["pk"]))
+        return selectors.get_sale(int(self.kwargs["pk"]))
 
     def list(self, request):
         query = PageQuerySerializer(data=request.query_params)

@@ -19,7 +19,6 @@ from sales import gate
 from sales.exceptions import (
     InsufficientStock,
     InvalidSaleChange,
-    NoActiveSale,
     SaleNotActive,
     SaleNotFound,
     SalesError,
@@ -28,26 +27,12 @@ from sales.exceptions import (
     VersionConflict,
 )
 from sales.models import FlashSale, Purchase
+from sales.selectors import get_sale
 
 EDITABLE_FIELDS = ("name", "start_time", "end_time", "original_stock")
 
 
 # --- reads --------------------------------------------------------------------------------
-
-
-def get_sale(sale_id: int) -> FlashSale:
-    try:
-        return FlashSale.objects.get(pk=sale_id)
-    except FlashSale.DoesNotExist:
-        raise SaleNotFound(details={"saleId": sale_id}) from None
-
-
-def active_sale(moment: datetime | None = None) -> FlashSale:
-    """The sale buyers can buy from now; when several are, the one ending first."""
-    sale = FlashSale.objects.active(moment or timezone.now()).order_by("end_time", "id").first()
-    if sale is None:
-        raise NoActiveSale()
-    return sale
 
 
 # --- the purchase rule --------------------------------------------------------------------
