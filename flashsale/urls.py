@@ -5,7 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from core.health import Liveness, Readiness
 from core.metrics import metrics_view
 from core.views import ApiNotFound
-from sales.pages import live_sale
+from live.pages import live_sale
 
 api_v1: list[URLPattern | URLResolver] = [
     path("health", Liveness.as_view(), name="health"),
