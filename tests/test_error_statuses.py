@@ -25,13 +25,13 @@ from rest_framework.test import APIClient
 from rest_framework.views import APIView
 
 from core.error_codes import ErrorCode
+from harness.servers import daphne_server
 from idempotency.models import IdempotencyKey
 from sales import services
 from sales.exceptions import SalesError
 from sales.models import FlashSale, Purchase
 from tests.error_shape import assert_error_shape
 from tests.factories import SaleFactory, TokenFactory, UserFactory
-from tests.servers import daphne_server
 
 PURCHASE = "/api/v1/flashsales/purchase"
 README = Path(__file__).resolve().parent.parent / "README.md"

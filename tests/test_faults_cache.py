@@ -7,8 +7,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from core.cache import ResilientRedisCache, breaker_for
-from tests.faults import redis_server
-from tests.servers import free_port
+from harness.faults import redis_server
+from harness.servers import free_port
 
 pytestmark = pytest.mark.django_db
 

@@ -23,7 +23,7 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from tests.servers import PROJECT_DIR, free_port
+from harness.servers import PROJECT_DIR, free_port
 
 PASSWORD = "first-command-pass-1"
 

@@ -16,7 +16,7 @@ from psycopg import IsolationLevel
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from core.postgresql import base
-from tests.servers import free_port
+from harness.servers import free_port
 
 _aliases = itertools.count()
 
