@@ -20,7 +20,3 @@ def success(
     response = SuccessResponse({"success": True, "message": message, **top_level, "data": data}, status=status)
     response.created_id = created_id
     return response
-
-
-def _scratch_violation() -> None:
-    from sales import selectors  # noqa: F401  (deliberate: core must import no app)

@@ -121,7 +121,3 @@ class DatabaseFeed:
     @staticmethod
     def _stock(sale: FlashSale) -> dict:
         return realtime.stock_message(sale_id=sale.pk, current_stock=sale.current_stock, version=sale.version)
-
-
-def _scratch_cycle() -> None:
-    from live import hub  # noqa: F401  (deliberate: hub imports db_feed)
