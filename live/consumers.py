@@ -95,8 +95,9 @@ class _LiveSaleConsumer(AsyncWebsocketConsumer):
 
     async def dispatch(self, message):
         # Channels runs close_old_connections before every handler, a hop to the one thread that
-        # Django's sync views and database_sync_to_async share: a socket sending 500k pings made
-        # /api/v1/health on its process wait 21 s behind them. Receiving touches no database.
+        # Django's sync views and database_sync_to_async share: a socket flooding pings kept
+        # /api/v1/health on its process waiting behind them (docs/performance.md "Measured reasons
+        # behind the code"). Receiving touches no database.
         if message["type"] == "websocket.receive":
             await self.websocket_receive(message)
             return

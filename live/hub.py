@@ -47,9 +47,9 @@ PURCHASE_BURST = realtime.PURCHASE_BURST
 # interval, and the newest stock is re-offered on going live anyway, so this only caps memory.
 OUTBOX_LIMIT = 500
 # Sockets written per flush before the event loop gets a turn for other work. An HTTP request to
-# the process (a load balancer's health check) needs several turns: one Daphne process holding
-# 4,000 sockets, fed 30 purchases/s, answered readiness within 0.4-0.5 s at 100 sockets per turn
-# and within 0.2 s at 20, for the same CPU per message (docs/performance.md "WebSocket fan-out").
+# the process (a load balancer's health check) needs several turns: a smaller batch answered
+# readiness sooner under a fan-out for the same CPU per message (docs/performance.md "WebSocket
+# fan-out" and "Measured reasons behind the code").
 YIELD_EVERY = 20
 # Close code for sockets whose process lost the channel layer: "try again later".
 CLOSE_LAYER_LOST = 1013
