@@ -5,10 +5,10 @@ from rest_framework.views import APIView
 from accounts import services
 from accounts.exceptions import EmailTaken, InvalidCredentials
 from accounts.serializers import LoginResultSerializer, LoginSerializer, RegisteredUserSerializer, RegisterSerializer
-from flashsale.error_codes import ErrorCode
-from flashsale.ratelimit import rate_limit
-from flashsale.responses import success
-from flashsale.schema import BODY, TOKEN, errors, ok
+from core.error_codes import ErrorCode
+from core.ratelimit import rate_limit
+from core.responses import success
+from core.schema import BODY, TOKEN, errors, ok
 
 
 class RegisterView(APIView):

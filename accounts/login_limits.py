@@ -26,7 +26,7 @@ from django.dispatch import receiver
 from django_ratelimit.core import get_usage
 
 from accounts.models import normalize_email
-from flashsale.ratelimit import RateLimited, client_ip
+from core.ratelimit import RateLimited, client_ip
 
 FAILURES_GROUP = "login-failures"
 EMAIL_GROUP = "login-email"

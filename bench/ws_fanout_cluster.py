@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""WebSocket fan-out across the cluster (tests/cluster.py): N watchers over both app hosts' Daphnes.
+"""WebSocket fan-out across the cluster (harness/cluster.py): N watchers over both app hosts' Daphnes.
 
     sudo .venv/bin/python bench/ws_fanout_cluster.py                    # 1 watcher, then 10,000
     sudo .venv/bin/python bench/ws_fanout_cluster.py --watchers 2000    # a short smoke run
@@ -32,7 +32,7 @@ CAP_SYS_RESOURCE). A watcher process holds one descriptor per socket, so 10,000 
 over several; HAProxy holds two per proxied socket, so lb runs --lb-processes HAProxy processes on
 the same port (the kernel spreads connections over them, SO_REUSEPORT). One client address stands
 for thousands of browsers, so the per-address socket cap (`WS_MAX_SOCKETS_PER_ADDRESS`) is lifted
-for the run; the connect rate limit is off with every other rate limit (tests/cluster.py sets
+for the run; the connect rate limit is off with every other rate limit (harness/cluster.py sets
 `RATELIMIT_ENABLE=false`).
 """
 
@@ -256,8 +256,8 @@ def buyers_main(args) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the project logs to stdout, where results go
     from django.db.models import Max
 
+    from harness.cluster_client import buy, check, setup
     from sales.models import Purchase
-    from tests.cluster_client import buy, check, setup
 
     users = -(-args.burst // args.per_user)
     sale, tokens = setup(stock=2 * args.burst, users=users)
@@ -322,7 +322,7 @@ class Lines:
 
 
 def on_client(cluster, *args: str) -> Lines:
-    from tests.cluster import netns
+    from harness.cluster import netns
 
     command = ["ip", "netns", "exec", netns("client"), sys.executable, str(Path(__file__).resolve()), *args]
     process = subprocess.Popen(
@@ -339,7 +339,7 @@ def on_client(cluster, *args: str) -> Lines:
 
 def processes_on(host: str, name: bytes) -> dict[int, dict]:
     """RSS (KiB) and open descriptors of host's processes whose command line holds `name`."""
-    from tests.cluster import netns, run
+    from harness.cluster import netns, run
 
     found = {}
     for pid in run("ip", "netns", "pids", netns(host), check=False).stdout.split():
@@ -360,7 +360,7 @@ KINDS = (b"daphne", b"gunicorn", b"runsaleclock", b"haproxy", b"postgres", b"red
 
 def cpu_seconds_by_kind() -> Counter:
     """CPU time used so far by the cluster's processes (every namespace's), by kind."""
-    from tests.cluster import ADDRESSES, netns, run
+    from harness.cluster import ADDRESSES, netns, run
 
     ticks = os.sysconf("SC_CLK_TCK")
     used = Counter()
@@ -377,8 +377,8 @@ def cpu_seconds_by_kind() -> Counter:
 
 
 def daphnes() -> dict[int, dict]:
-    """Each app host's Daphne process (tests/cluster.py runs one per host) and its open WebSockets."""
-    from tests.cluster import APP_HOSTS, WS_PORT, netns, run
+    """Each app host's Daphne process (harness/cluster.py runs one per host) and its open WebSockets."""
+    from harness.cluster import APP_HOSTS, WS_PORT, netns, run
 
     found = {}
     for host in APP_HOSTS:
@@ -389,7 +389,7 @@ def daphnes() -> dict[int, dict]:
 
 
 def daphne_cpu_seconds() -> float:
-    from tests.cluster import APP_HOSTS
+    from harness.cluster import APP_HOSTS
 
     ticks = os.sysconf("SC_CLK_TCK")
     used = 0.0
@@ -428,7 +428,7 @@ def marked_down(cluster, lb_processes: int) -> list[str]:
 
 
 def daphne_complaints(cluster) -> list[str]:
-    from tests.cluster import APP_HOSTS
+    from harness.cluster import APP_HOSTS
 
     return [
         line
@@ -441,7 +441,7 @@ def daphne_complaints(cluster) -> list[str]:
 def one_run(cluster, watchers: int, args, baseline: dict[int, dict] | None = None) -> dict:
     """One run; memory grows from `baseline` (the Daphnes before the first N-watcher run: after a
     run their RSS stays where it was, the allocator keeps the memory for the next sockets)."""
-    from tests.cluster import ADDRESSES, LB_PORT
+    from harness.cluster import ADDRESSES, LB_PORT
 
     load_before = os.getloadavg()
     down_before, complaints_before = len(marked_down(cluster, args.lb_processes)), len(daphne_complaints(cluster))
@@ -574,7 +574,7 @@ def main() -> int:
         buyers_main(args)
         return 0
 
-    from tests.cluster import Cluster
+    from harness.cluster import Cluster
 
     settings = {"WS_MAX_SOCKETS_PER_ADDRESS": "0"}
     if args.layer == "pubsub":

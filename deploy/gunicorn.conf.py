@@ -9,8 +9,9 @@ import struct
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8001")
 # gunicorn serves plain Django HTTP an order of magnitude faster than Daphne on this 2-core machine
 # (docs/performance.md "Performance"). gthread workers (4 processes x 4 threads) overlap the PostgreSQL round
-# trips of purchases and keep connections alive for HAProxy: in bench/herd.py they committed
-# 78-105 purchases/s against 53 for 4 sync workers, and served more health checks too.
+# trips of purchases and keep connections alive for HAProxy: in bench/herd.py they committed more
+# purchases than 4 sync workers and served more health checks too (docs/performance.md "Measured
+# reasons behind the code").
 # GUNICORN_THREADS=1 gives plain sync workers. Each thread may hold one pooled DB connection.
 workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
@@ -28,8 +29,8 @@ errorlog = "-"
 
 # Slow headers (slowloris). gthread reads a request with blocking reads in a worker thread, and
 # gunicorn bounds only the wait for the first byte (5 s, then the connection goes back to the
-# poller): a client that sends part of its headers and stops holds a thread for good. Measured:
-# 4 such connections froze a 1-worker x 2-thread gunicorn, /api/v1/health timed out after 20 s.
+# poller): a client that sends part of its headers and stops holds a thread for good: a handful
+# of such connections froze a small gunicorn (docs/performance.md "Measured reasons behind the code").
 # gunicorn has no header-read timeout setting, so the kernel's receive timeout does it: set on the
 # listening socket, every accepted socket inherits it (Linux), and a read that waits longer fails
 # and closes the connection. It bounds each wait, not the whole header: a client trickling a byte
@@ -62,7 +63,7 @@ control_socket_disable = True
 
 
 def child_exit(server, worker):
-    # With PROMETHEUS_MULTIPROC_DIR (flashsale/metrics.py) a dead worker's live gauges must not be
+    # With PROMETHEUS_MULTIPROC_DIR (core/metrics.py) a dead worker's live gauges must not be
     # summed into the host's figures; its counters stay, so totals never go backwards.
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess

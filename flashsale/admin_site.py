@@ -5,7 +5,7 @@ from django.http import HttpResponse
 from django.urls import path
 
 from accounts.login_limits import check_login_allowed
-from flashsale.ratelimit import RateLimited, check_rate
+from core.ratelimit import RateLimited, check_rate
 from sales.dashboard_views import make_views
 
 

@@ -2,10 +2,10 @@ from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from flashsale.health import Liveness, Readiness
-from flashsale.metrics import metrics_view
-from flashsale.views import ApiNotFound
-from sales.pages import live_sale
+from core.health import Liveness, Readiness
+from core.metrics import metrics_view
+from core.views import ApiNotFound
+from live.pages import live_sale
 
 api_v1: list[URLPattern | URLResolver] = [
     path("health", Liveness.as_view(), name="health"),
@@ -28,6 +28,6 @@ urlpatterns = [
     path("sales/<int:sale_id>/", live_sale, name="live-sale-detail"),
 ]
 
-handler400 = "flashsale.views.bad_request"
-handler404 = "flashsale.views.page_not_found"
-handler500 = "flashsale.views.server_error"
+handler400 = "core.views.bad_request"
+handler404 = "core.views.page_not_found"
+handler500 = "core.views.server_error"

@@ -7,7 +7,7 @@ from django.db import transaction
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from flashsale.errors import ServiceError, error_body
+from core.errors import ServiceError, error_body
 from idempotency import services
 from idempotency.exceptions import IdempotencyError
 

@@ -1,5 +1,5 @@
-from flashsale.error_codes import ErrorCode
-from flashsale.errors import RateLimited, ServiceError
+from core.error_codes import ErrorCode
+from core.errors import RateLimited, ServiceError
 
 
 class IdempotencyError(ServiceError):

@@ -4,13 +4,13 @@ from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.views import APIView
 
-from flashsale.error_codes import ErrorCode
-from flashsale.ids import MAX_ID
-from flashsale.pagination import PageQuerySerializer
-from flashsale.responses import success
-from flashsale.schema import errors, ok, page_of
-from leaderboard.selectors import chronological_purchases, purchase_anchor, purchase_count, purchases_after
-from sales import services as sale_services
+from core.error_codes import ErrorCode
+from core.ids import MAX_ID
+from core.pagination import PageQuerySerializer
+from core.responses import success
+from core.schema import errors, ok, page_of
+from leaderboard.selectors import purchase_count
+from sales import selectors as sale_selectors
 from sales.exceptions import SaleNotFound
 
 
@@ -79,17 +79,17 @@ class LeaderboardView(APIView):
         page, limit = query.validated_data["page"], query.validated_data["limit"]
         sale_id, after = query.validated_data.get("saleId"), query.validated_data.get("after")
         if after is None:
-            found = chronological_purchases(sale_id=sale_id)[(page - 1) * limit : page * limit]
+            found = sale_selectors.chronological_purchases(sale_id=sale_id)[(page - 1) * limit : page * limit]
         else:
-            anchor = purchase_anchor(after)
+            anchor = sale_selectors.purchase_anchor(after)
             if anchor is None:
                 raise serializers.ValidationError({"after": ["No purchase with this id."]})
-            found = purchases_after(anchor=anchor, sale_id=sale_id)[:limit]
+            found = sale_selectors.purchases_after(anchor=anchor, sale_id=sale_id)[:limit]
         purchases = list(found)
         if sale_id is not None and not purchases:
             # 404 sale_not_found, as every endpoint. Only an empty page needs the read: a sale with
             # purchases cannot be deleted (PROTECT), so rows prove that it exists.
-            sale_services.get_sale(sale_id)
+            sale_selectors.get_sale(sale_id)
         return success(
             {"purchases": LeaderboardEntrySerializer(purchases, many=True).data},
             "Leaderboard",

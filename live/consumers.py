@@ -14,8 +14,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.core.cache import cache
 
-from flashsale.ids import MAX_ID
-from flashsale.ratelimit import RateLimited, check_rate
+from core.ids import MAX_ID
+from core.ratelimit import RateLimited, check_rate
 from live import realtime
 from live.hub import Watcher, hub
 from live.socket_limits import (
@@ -44,7 +44,7 @@ def _read_sale(sale_id: int) -> FlashSale | None:
     connect/close cycles on unknown ids cost one database read per id and window, not one each."""
     if cache.get(_unknown_sale_key(sale_id)):
         return None
-    sale = FlashSale.objects.filter(pk=sale_id).first()
+    sale = selectors.find_sale(sale_id)
     if sale is None:
         cache.set(_unknown_sale_key(sale_id), True, settings.WS_UNKNOWN_SALE_CACHE_SECONDS)
     return sale
@@ -95,8 +95,9 @@ class _LiveSaleConsumer(AsyncWebsocketConsumer):
 
     async def dispatch(self, message):
         # Channels runs close_old_connections before every handler, a hop to the one thread that
-        # Django's sync views and database_sync_to_async share: a socket sending 500k pings made
-        # /api/v1/health on its process wait 21 s behind them. Receiving touches no database.
+        # Django's sync views and database_sync_to_async share: a socket flooding pings kept
+        # /api/v1/health on its process waiting behind them (docs/performance.md "Measured reasons
+        # behind the code"). Receiving touches no database.
         if message["type"] == "websocket.receive":
             await self.websocket_receive(message)
             return

@@ -22,13 +22,11 @@ from dataclasses import dataclass
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db.models import Max
 from django.utils import timezone
 
 from live import realtime
-from live.hub import PURCHASE_BURST
 from sales import selectors
-from sales.models import FlashSale, Purchase
+from sales.models import FlashSale
 
 logger = logging.getLogger("flashsale.realtime")
 
@@ -70,7 +68,7 @@ class DatabaseFeed:
         this process started watching them."""
         now = timezone.now()
         messages = []
-        sales = {sale.pk: sale for sale in FlashSale.objects.filter(pk__in=watched)}
+        sales = selectors.sales_by_id(watched)
         self.seen = {sale_id: seen for sale_id, seen in self.seen.items() if sale_id in sales}
         for sale_id, sale in sales.items():
             group = realtime.sale_group(sale_id)
@@ -81,13 +79,10 @@ class DatabaseFeed:
                 # The first socket of this sale read its snapshot after the hub started watching and
                 # maybe before this first read: the stock, the status and the purchases since then
                 # are reported now (the hub drops a stock that is not newer than the snapshot).
-                older = Purchase.objects.filter(sale_id=sale_id, created_at__lt=watched[sale_id])
-                last_id = older.aggregate(last=Max("id"))["last"] or 0
+                last_id = selectors.last_purchase_id_before(sale_id=sale_id, moment=watched[sale_id])
                 before = self.seen[sale_id] = _Seen(None, None, window, last_id)
-            purchases = list(
-                Purchase.objects.filter(sale_id=sale_id, id__gt=before.last_purchase_id)
-                .select_related("user")
-                .order_by("-id")[:PURCHASE_BURST]
+            purchases = selectors.newest_purchases_after(
+                sale_id=sale_id, after_id=before.last_purchase_id, limit=realtime.PURCHASE_BURST
             )
             # Oldest first, as they were committed; the hub keeps the newest few of a burst anyway.
             for purchase in reversed(purchases):

@@ -1,63 +1,106 @@
 """What the rest of the system is told after a sale's state is committed.
 
-Writers outside this app call one function, `send_after_commit`, with the name of an event below
-and its fields: nothing here runs for a rolled-back write or while a stock row lock is held. Each
-committed write becomes one channel-layer message to the sale's group (see live.realtime), carrying
-the stock and version that the write read under the row lock: a push never comes from a later,
-separate read that could interleave with other writes.
+One function per event, with typed, keyword-only, plain-value arguments: a writer calls it inside
+its transaction and it registers the send with `transaction.on_commit(..., robust=True)` (zulip's
+`send_event_on_commit` is the model). A mistyped event or field fails in the writer's own request
+or test, never as a log line after the commit; nothing here runs for a rolled-back write or while a
+stock row lock is held; a writer's events go out in the order it called them. Each committed write
+becomes one channel-layer message to the sale's group (see live.realtime), carrying the stock and
+version that the write read under the row lock: a push never comes from a later, separate read that
+could interleave with other writes.
+
+Robust: the write is committed by then, so a failing push (Redis down, a query in the push) is
+logged by Django, never turned into an error answer that would invite a client to retry it. The
+`push_*` functions send at once; each is looked up when the commit runs, so a test can replace it.
 """
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from django.db import transaction
 from django.utils import timezone
 
 from live import realtime
-from sales.models import FlashSale, SaleStatus
+from sales import selectors
+from sales.models import SaleStatus
 
-if TYPE_CHECKING:
-    from sales.services import PurchaseResult
-
-Event = Literal["purchase_made", "sale_changed", "stock_changed", "sale_deleted"]
-EVENTS: tuple[Event, ...] = get_args(Event)
+# --- what writers call (inside their transaction) ------------------------------------------------
 
 
-def send_after_commit(event: Event, **fields: Any) -> None:
-    """Send `event` (one of EVENTS) with `fields` once the current transaction commits; at once in
-    autocommit. Registered in order, so a writer's events go out in the order it named them.
-
-    Robust: the write is committed by then, so a failing push (Redis down, a query in the event) is
-    logged by Django, never turned into an error answer that would invite a client to retry it.
-    """
-    if event not in EVENTS:
-        # Here, in the writer's own request or test, not silently after its commit.
-        raise ValueError(f"unknown real-time event {event!r}")
-
-    # A named function, not a partial: Django's robust error path reads __qualname__. The event
-    # is looked up when it is sent, so a test can replace it.
-    def send():
-        globals()[event](**fields)
-
-    transaction.on_commit(send, robust=True)
+def purchase_made(
+    *, sale_id: int, remaining_stock: int, quantity: int, timestamp: datetime, user_name: str, version: int
+) -> None:
+    """A purchase of `quantity` was committed, leaving the sale's stock at `remaining_stock` as of `version`."""
+    transaction.on_commit(
+        lambda: push_purchase_made(
+            sale_id=sale_id,
+            remaining_stock=remaining_stock,
+            quantity=quantity,
+            timestamp=timestamp,
+            user_name=user_name,
+            version=version,
+        ),
+        robust=True,
+    )
 
 
 def stock_changed(*, sale_id: int, current_stock: int, version: int) -> None:
     """The sale's stock is now `current_stock` as of `version` (a staff edit or restock)."""
-    sale = FlashSale.objects.filter(pk=sale_id).first()
+    transaction.on_commit(
+        lambda: push_stock_changed(sale_id=sale_id, current_stock=current_stock, version=version), robust=True
+    )
+
+
+def sale_changed(*, sale_id: int) -> None:
+    """The sale's window or other settings were edited (or it was created or ended)."""
+    transaction.on_commit(lambda: push_sale_changed(sale_id=sale_id), robust=True)
+
+
+def sale_deleted(*, sale_id: int) -> None:
+    """The sale is gone (only one that never sold can be deleted)."""
+    transaction.on_commit(lambda: push_sale_deleted(sale_id=sale_id), robust=True)
+
+
+def sale_window_passed(*, sale_id: int, status: str) -> None:
+    """The clock reached a sale's start or end, leaving it in `status` (`manage.py runsaleclock`)."""
+    transaction.on_commit(lambda: push_sale_window_passed(sale_id=sale_id, status=status), robust=True)
+
+
+# --- the sends, after the commit -----------------------------------------------------------------
+
+
+def push_purchase_made(
+    *, sale_id: int, remaining_stock: int, quantity: int, timestamp: datetime, user_name: str, version: int
+) -> None:
+    payload = {
+        "stock": realtime.stock_message(sale_id=sale_id, current_stock=remaining_stock, version=version),
+        "purchase": realtime.purchase_message(
+            sale_id=sale_id, user_name=user_name, quantity=quantity, timestamp=timestamp
+        ),
+    }
+    sold_out = remaining_stock == 0
+    if sold_out:
+        payload["status"] = realtime.status_message(sale_id=sale_id, status=SaleStatus.COMPLETED)
+    realtime.broadcast(realtime.sale_group(sale_id), realtime.SALE_EVENT, payload)
+    if sold_out:
+        realtime.announce_featured()
+
+
+def push_stock_changed(*, sale_id: int, current_stock: int, version: int) -> None:
+    sale = selectors.find_sale(sale_id)
     payload = {"stock": realtime.stock_message(sale_id=sale_id, current_stock=current_stock, version=version)}
     if sale is not None:
         # A restock can bring a sold-out sale back to life; staff writes are rare, so the extra read
         # (for the window only, never for the stock) is cheap.
-        payload["status"] = realtime.status_message(sale_id=sale_id, status=_status(sale, current_stock))
+        sale.current_stock = current_stock
+        status = sale.status_at(timezone.now())
+        payload["status"] = realtime.status_message(sale_id=sale_id, status=status)
     realtime.broadcast(realtime.sale_group(sale_id), realtime.SALE_EVENT, payload)
     if sale is not None:
         realtime.announce_featured()
 
 
-def sale_changed(*, sale_id: int) -> None:
-    """The sale's window or other settings were edited (or it was created or ended)."""
-    sale = FlashSale.objects.filter(pk=sale_id).first()
+def push_sale_changed(*, sale_id: int) -> None:
+    sale = selectors.find_sale(sale_id)
     if sale is None:
         return
     snapshot = realtime.snapshot_message(sale)
@@ -66,41 +109,15 @@ def sale_changed(*, sale_id: int) -> None:
     realtime.announce_featured()
 
 
-def purchase_made(*, result: "PurchaseResult", user_name: str, version: int) -> None:
-    """A purchase was committed, leaving the sale's stock at `result.remaining_stock` as of `version`."""
-    sale_id = result.sale_id
-    payload = {
-        "stock": realtime.stock_message(sale_id=sale_id, current_stock=result.remaining_stock, version=version),
-        "purchase": realtime.purchase_message(
-            sale_id=sale_id, user_name=user_name, quantity=result.quantity, timestamp=result.timestamp
-        ),
-    }
-    sold_out = result.remaining_stock == 0
-    if sold_out:
-        payload["status"] = realtime.status_message(sale_id=sale_id, status=SaleStatus.COMPLETED)
-    realtime.broadcast(realtime.sale_group(sale_id), realtime.SALE_EVENT, payload)
-    if sold_out:
-        realtime.announce_featured()
-
-
-def sale_deleted(*, sale_id: int) -> None:
-    """The sale is gone (only one that never sold can be deleted): home pages move to another sale.
-
-    A page open on that sale alone hears nothing now; its next reconnect is refused with 4404.
-    """
+def push_sale_deleted(*, sale_id: int) -> None:
+    """Home pages move to another sale. A page open on that sale alone hears nothing now; its next
+    reconnect is refused with 4404."""
     realtime.announce_featured()
 
 
-def sale_window_passed(*, sale: FlashSale, moment: datetime) -> None:
-    """The clock reached a sale's start or end at `moment` (called by `manage.py runsaleclock`)."""
-    status = sale.status_at(moment)
+def push_sale_window_passed(*, sale_id: int, status: str) -> None:
     realtime.broadcast(
-        realtime.sale_group(sale.pk),
+        realtime.sale_group(sale_id),
         realtime.SALE_EVENT,
-        {"status": realtime.status_message(sale_id=sale.pk, status=status)},
+        {"status": realtime.status_message(sale_id=sale_id, status=status)},
     )
-
-
-def _status(sale: FlashSale, current_stock: int) -> str:
-    sale.current_stock = current_stock
-    return sale.status_at(timezone.now())

@@ -37,19 +37,19 @@ from django.conf import settings
 from django.utils import timezone
 
 from live import realtime
+from live.db_feed import DatabaseFeed
 from live.layer_sender import drop_idle_connections
 
 logger = logging.getLogger("flashsale.realtime")
 
-# Purchases kept for the next flush; older ones in a burst are dropped (the REST leaderboard has them all).
-PURCHASE_BURST = 5
+PURCHASE_BURST = realtime.PURCHASE_BURST
 # Pushes kept for a socket that is still connecting. The flush interval bounds them to a few per
 # interval, and the newest stock is re-offered on going live anyway, so this only caps memory.
 OUTBOX_LIMIT = 500
 # Sockets written per flush before the event loop gets a turn for other work. An HTTP request to
-# the process (a load balancer's health check) needs several turns: one Daphne process holding
-# 4,000 sockets, fed 30 purchases/s, answered readiness within 0.4-0.5 s at 100 sockets per turn
-# and within 0.2 s at 20, for the same CPU per message (docs/performance.md "WebSocket fan-out").
+# the process (a load balancer's health check) needs several turns: a smaller batch answered
+# readiness sooner under a fan-out for the same CPU per message (docs/performance.md "WebSocket
+# fan-out" and "Measured reasons behind the code").
 YIELD_EVERY = 20
 # Close code for sockets whose process lost the channel layer: "try again later".
 CLOSE_LAYER_LOST = 1013
@@ -261,8 +261,6 @@ class Hub:
         self.channel = await self.layer.new_channel()
         self.task = asyncio.get_running_loop().create_task(self._run(self.channel))
         if settings.REALTIME_POLL_MS > 0:
-            from live.db_feed import DatabaseFeed
-
             self.poller = asyncio.get_running_loop().create_task(DatabaseFeed(self).run())
 
     def _stop_poller(self) -> None:

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.utils import timezone
 from rest_framework.fields import DateTimeField
 
-from flashsale import metrics
+from core import metrics
 from live import layer_sender
 from sales import selectors
 from sales.models import FlashSale
@@ -32,6 +32,9 @@ LIFECYCLE_GROUP = "sales.lifecycle"
 # message per commit and per process, however many socket messages it becomes.
 SALE_EVENT = "sale.event"
 FEATURED = "sales.featured"
+# Purchases the hub keeps for its next flush, and the database feed reads per interval; older ones
+# in a burst are dropped (the REST leaderboard has them all).
+PURCHASE_BURST = 5
 
 _timestamp = DateTimeField()
 

@@ -18,13 +18,15 @@ from django.conf import settings
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
+from core.patches import daphne_protocol
+
 logger = logging.getLogger("flashsale.realtime")
 
 
 def client_address(scope: Mapping[str, Any]) -> str | None:
     """The client's address: the trusted proxy header when configured, else the socket peer.
 
-    Mirrors flashsale.ratelimit.client_ip for HTTP. A header value that is not an address is
+    Mirrors core.ratelimit.client_ip for HTTP. A header value that is not an address is
     ignored (it could only be client-supplied garbage), so the socket peer counts instead.
     """
     header = settings.TRUSTED_CLIENT_IP_HEADER
@@ -114,16 +116,6 @@ class _UnreadWatch:
         pass
 
 
-def _daphne_protocol(send):
-    """The autobahn protocol under a Daphne socket, or None (in-process test communicator).
-
-    ASGI gives an application no handle on its connection; under Daphne, `send` is
-    `partial(Server.handle_reply, protocol)`. Only the two uses below reach through it.
-    """
-    protocol = next(iter(getattr(send, "args", ())), None)
-    return protocol if hasattr(protocol, "sendCloseFrame") else None
-
-
 def watch_unread(send, on_backlog: Callable[[], None]) -> bool:
     """Call `on_backlog` once the client leaves about WS_SEND_BUFFER_BYTES unread (kernel + Twisted).
 
@@ -131,7 +123,7 @@ def watch_unread(send, on_backlog: Callable[[], None]) -> bool:
     Twisted buffer every push and pong for it without end. Twisted's streaming-producer contract
     reports a full send buffer (the bytes beyond what the kernel holds) through pauseProducing.
     """
-    transport = getattr(_daphne_protocol(send), "transport", None)
+    transport = getattr(daphne_protocol(send), "transport", None)
     if transport is None or not hasattr(transport, "registerProducer"):
         return False
     if getattr(transport, "disconnected", False):
@@ -158,13 +150,14 @@ def guard_incoming(send, budget: MessageBudget, on_violation: Callable[[], None]
     """Check each message as Daphne reads it, before it is queued for the consumer.
 
     Daphne queues every frame it parses for the application without bound, and a flooding client
-    outruns any consumer: measured, 4 sockets sending 500k pings each grew the queue to ~500 MB
-    and kept /api/v1/health waiting 15 s even though the consumer closed them after 20 messages.
+    outruns any consumer: a few flooding sockets grew the queue by hundreds of megabytes and kept
+    /api/v1/health waiting for seconds even though the consumer closed them after a few messages
+    (docs/performance.md "Measured reasons behind the code").
     Here the message over the size or the rate is answered with a 1008 close frame, the socket is
     no longer read (autobahn drops it 1 s later when no close reply can arrive), and nothing more
     is queued. False when not under Daphne: the consumer then checks what it receives.
     """
-    protocol = _daphne_protocol(send)
+    protocol = daphne_protocol(send)
     transport = getattr(protocol, "transport", None)
     if protocol is None or transport is None or not hasattr(transport, "pauseProducing"):
         return False
@@ -191,7 +184,7 @@ def send_protocol_close(send, code: int) -> bool:
     close() may use (1000, 3000-4999) and raises for the rest (daphne issue #374); autobahn's
     own sendCloseFrame sends any code and still runs the closing handshake and its timeout.
     """
-    protocol = _daphne_protocol(send)
+    protocol = daphne_protocol(send)
     if protocol is None:
         return False
     protocol.sendCloseFrame(code=code, isReply=False)

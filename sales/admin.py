@@ -22,7 +22,8 @@ from django.utils import formats, timezone
 from django.utils.html import format_html
 from django.utils.translation import ngettext
 
-from sales import history, pages, services
+from live import pages
+from sales import history, services
 from sales.admin_csv import purchases_csv_response
 from sales.admin_forms import STALE_EDIT_MESSAGE, AddUnitsForm, FlashSaleAddForm, FlashSaleChangeForm
 from sales.exceptions import SalesError, VersionConflict

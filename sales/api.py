@@ -4,14 +4,14 @@ from rest_framework.decorators import action
 from rest_framework.permissions import IsAdminUser, IsAuthenticated
 from rest_framework.views import APIView
 
-from flashsale.error_codes import ErrorCode
-from flashsale.pagination import PageQuerySerializer, paginate
-from flashsale.ratelimit import rate_limit
-from flashsale.responses import success
-from flashsale.schema import BODY, STAFF, TOKEN, errors, ok, page_of
+from core.error_codes import ErrorCode
+from core.pagination import PageQuerySerializer, paginate
+from core.ratelimit import rate_limit
+from core.responses import success
+from core.schema import BODY, STAFF, TOKEN, errors, ok, page_of
 from idempotency.decorators import idempotent
 from idempotency.exceptions import IdempotencyKeyInUse, IdempotencyKeyLimitReached, IdempotencyKeyReused
-from sales import history, services
+from sales import history, selectors, services
 from sales.exceptions import (
     InsufficientStock,
     InvalidSaleChange,
@@ -39,7 +39,7 @@ class ActiveSaleView(APIView):
         responses={**ok(200, "ActiveSaleResponse", FlashSaleSerializer), **errors(TOKEN, NoActiveSale)},
     )
     def get(self, request):
-        sale = services.active_sale()
+        sale = selectors.active_sale()
         return success(FlashSaleSerializer(sale).data, "Active flash sale")
 
 
@@ -181,7 +181,7 @@ class FlashSaleViewSet(
         return [IsAdminUser()]
 
     def get_object(self):
-        return services.get_sale(int(self.kwargs["pk"]))
+        return selectors.get_sale(int(self.kwargs["pk"]))
 
     def list(self, request):
         query = PageQuerySerializer(data=request.query_params)
@@ -214,7 +214,7 @@ class FlashSaleViewSet(
         changes = dict(form.validated_data)
         version = changes.pop("version")
         start_now = changes.pop("start_now")
-        before = services.get_sale(int(pk))
+        before = selectors.get_sale(int(pk))
         sale = services.update_sale(sale_id=int(pk), expected_version=version, changes=changes, start_now=start_now)
         changed = history.describe_changes(before, sale)
         if not changed:

@@ -5,14 +5,13 @@ queries, so the audit can run against a live database (it sees one consistent sn
 run it when no purchase herd is in flight for an exact cross-check between queries).
 """
 
-import json
 from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db.models import Count, F, IntegerField, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
-from idempotency.models import IdempotencyKey
+from idempotency import selectors as idempotency_selectors
 from sales.models import FlashSale, Purchase
 
 
@@ -33,7 +32,7 @@ def run_audit(*, max_units_per_user: int | None = None) -> AuditReport:
     report = AuditReport(
         sales=FlashSale.objects.count(),
         purchases=Purchase.objects.count(),
-        idempotency_keys=IdempotencyKey.objects.count(),
+        idempotency_keys=idempotency_selectors.key_count(),
     )
     report.violations += stock_violations()
     report.violations += per_user_cap_violations(cap)
@@ -99,18 +98,16 @@ def idempotency_violations() -> list[str]:
     """Every key that answered a purchase points at that purchase (its created_id), of the same user,
     as its body says."""
     found = []
-    completed = IdempotencyKey.objects.filter(status_code__gte=200, status_code__lt=300).order_by("pk")
     purchases = {
         row["pk"]: row
-        for row in Purchase.objects.filter(pk__in=completed.values("created_id")).values(
+        for row in Purchase.objects.filter(pk__in=idempotency_selectors.created_ids_of_successes()).values(
             "pk", "user_id", "sale_id", "quantity"
         )
     }
-    for record in completed.only("pk", "key", "user_id", "created_id", "response_body"):
+    for record in idempotency_selectors.successes():
         label = f"idempotency key {record.pk} ({record.key!r} of user {record.user_id})"
-        try:
-            answered = json.loads(record.response_body)["data"]
-        except (ValueError, KeyError, TypeError):
+        answered = record.data
+        if answered is None:
             found.append(f"{label}: stored success body is not a purchase answer")
             continue
         if record.created_id is None:
@@ -127,7 +124,7 @@ def idempotency_violations() -> list[str]:
         if told != stored:
             found.append(f"{label}: answered (purchaseId, saleId, quantity) = {told}, the purchase is {stored}")
     # A failure answer never has a purchase behind it.
-    for record in IdempotencyKey.objects.filter(status_code__gte=300, created_id__isnull=False).order_by("pk"):
+    for record in idempotency_selectors.failures_pointing_at_a_row():
         found.append(
             f"idempotency key {record.pk} ({record.key!r}): answered {record.status_code} "
             f"but points at purchase {record.created_id}"

@@ -20,9 +20,9 @@ from django.http import HttpResponse
 from django.utils import timezone
 
 from accounts.authentication import plausible_token, token_cache_key, user_from_cache_entry
-from flashsale.errors import json_error_for
-from flashsale.ids import MAX_ID
-from flashsale.ratelimit import RateLimited, check_rate
+from core.errors import json_error_for
+from core.ids import MAX_ID
+from core.ratelimit import RateLimited, check_rate
 from sales import gate
 
 PURCHASE_PATHS = frozenset({"/api/v1/flashsales/purchase", "/api/v1/flashsales/purchase/"})

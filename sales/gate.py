@@ -23,7 +23,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 
-from flashsale import metrics
+from core import metrics
 from sales.exceptions import SaleNotActive, SalesError, SoldOut
 
 logger = logging.getLogger("flashsale.gate")

@@ -7,7 +7,7 @@ how many of each error code, and the set of buyers refused. Buyers who bought ar
 their purchases, so "buyers who tried" is the union of both (`read`).
 
 The tally is a statistic, never a rule: a cache that is down or evicts the keys makes the dashboard
-undercount, and never fails or slows a purchase beyond the breaker's one attempt (flashsale/cache.py).
+undercount, and never fails or slows a purchase beyond the breaker's one attempt (core/cache.py).
 
 The hook is one middleware (`RefusalTallyMiddleware`), outside every layer that answers a purchase
 (the gate's fast path, DRF, the idempotency layer), so the purchase code carries no line of it.
@@ -22,8 +22,8 @@ from django.core.cache import caches
 from django.http import HttpRequest, HttpResponse
 from django_redis.cache import RedisCache
 
-from flashsale.error_codes import ErrorCode
-from flashsale.ids import MAX_ID
+from core.error_codes import ErrorCode
+from core.ids import MAX_ID
 
 logger = logging.getLogger("flashsale.refusals")
 
@@ -102,7 +102,7 @@ def record(*, sale_id: int, user_id: int, code: str) -> None:
         else:
             _record_in_django_cache(backend, sale_id=sale_id, user_id=user_id, code=code)
     except Exception:
-        # The breaker (flashsale/cache.py) logs the outage once; a lost count is not worth more.
+        # The breaker (core/cache.py) logs the outage once; a lost count is not worth more.
         logger.debug("refusal not tallied", exc_info=True)
 
 

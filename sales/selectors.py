@@ -1,10 +1,30 @@
-"""Reads of sales that other apps build on (the live page, the real-time layer)."""
+"""Reads of sales and purchases: every query of FlashSale and Purchase outside the writes in
+sales/services.py, for this app and the apps above it (live, leaderboard)."""
 
+from collections.abc import Iterable
 from datetime import datetime
 
+from django.db.models import Max, Q, QuerySet
 from django.utils import timezone
 
-from sales.models import FlashSale
+from sales.exceptions import NoActiveSale, SaleNotFound
+from sales.models import FlashSale, Purchase
+
+
+def get_sale(sale_id: int) -> FlashSale:
+    """The sale with this id, or SaleNotFound."""
+    try:
+        return FlashSale.objects.get(pk=sale_id)
+    except FlashSale.DoesNotExist:
+        raise SaleNotFound(details={"saleId": sale_id}) from None
+
+
+def active_sale(moment: datetime | None = None) -> FlashSale:
+    """The sale buyers can buy from now; when several are, the one ending first (or NoActiveSale)."""
+    sale = FlashSale.objects.active(moment or timezone.now()).order_by("end_time", "id").first()
+    if sale is None:
+        raise NoActiveSale()
+    return sale
 
 
 def featured_sale(moment: datetime | None = None) -> FlashSale | None:
@@ -16,3 +36,70 @@ def featured_sale(moment: datetime | None = None) -> FlashSale | None:
         or FlashSale.objects.pending(moment).order_by("start_time", "id").first()
         or FlashSale.objects.order_by("-start_time", "-id").first()
     )
+
+
+def find_sale(sale_id: int) -> FlashSale | None:
+    """The sale with this id, or None when there is none (a push for a sale deleted since)."""
+    return FlashSale.objects.filter(pk=sale_id).first()
+
+
+def sales_whose_window_passed(*, since: datetime, until: datetime) -> list[FlashSale]:
+    """Sales that started or ended in (since, until]: what the sale clock announces."""
+    return list(
+        FlashSale.objects.filter(start_time__gt=since, start_time__lte=until)
+        | FlashSale.objects.filter(end_time__gt=since, end_time__lte=until)
+    )
+
+
+def sales_by_id(sale_ids: Iterable[int]) -> dict[int, FlashSale]:
+    """The sales with these ids that exist, by id."""
+    return {sale.pk: sale for sale in FlashSale.objects.filter(pk__in=list(sale_ids))}
+
+
+def last_purchase_id_before(*, sale_id: int, moment: datetime) -> int:
+    """The id of the sale's last purchase committed before `moment`; 0 when there is none."""
+    older = Purchase.objects.filter(sale_id=sale_id, created_at__lt=moment)
+    return older.aggregate(last=Max("id"))["last"] or 0
+
+
+def newest_purchases_after(*, sale_id: int, after_id: int, limit: int) -> list[Purchase]:
+    """The sale's newest `limit` purchases with an id above `after_id`, newest first, with their buyer."""
+    return list(
+        Purchase.objects.filter(sale_id=sale_id, id__gt=after_id).select_related("user").order_by("-id")[:limit]
+    )
+
+
+def recent_purchases(*, sale: FlashSale, limit: int) -> list[Purchase]:
+    """The sale's `limit` latest purchases, newest first, with their buyer (the live page's list)."""
+    return list(Purchase.objects.filter(sale=sale).select_related("user").order_by("-created_at", "-id")[:limit])
+
+
+# --- purchases in the order they were made (the leaderboard) -----------------------------------
+
+
+def chronological_purchases(*, sale_id: int | None = None) -> QuerySet[Purchase]:
+    """Successful purchases, oldest first, ties broken by id."""
+    purchases = Purchase.objects.select_related("user").only("id", "sale_id", "quantity", "created_at", "user__name")
+    if sale_id is not None:
+        purchases = purchases.filter(sale_id=sale_id)
+    return purchases.order_by("created_at", "id")
+
+
+def purchases_after(*, anchor: Purchase, sale_id: int | None = None) -> QuerySet[Purchase]:
+    """The purchases that come after `anchor` in chronological order (keyset: no OFFSET).
+
+    Served by the (created_at, id) indexes however deep the anchor is.
+    """
+    later = Q(created_at__gt=anchor.created_at) | Q(created_at=anchor.created_at, pk__gt=anchor.pk)
+    return chronological_purchases(sale_id=sale_id).filter(later)
+
+
+def purchase_anchor(purchase_id: int) -> Purchase | None:
+    """The purchase a keyset page starts after, or None when there is no such purchase."""
+    return Purchase.objects.only("id", "created_at").filter(pk=purchase_id).first()
+
+
+def count_purchases(*, sale_id: int | None = None) -> int:
+    """How many purchases there are (of one sale), counted now."""
+    purchases = Purchase.objects.all() if sale_id is None else Purchase.objects.filter(sale_id=sale_id)
+    return purchases.count()

@@ -3,7 +3,7 @@ from collections.abc import Mapping
 from django.conf import settings
 from rest_framework import serializers
 
-from flashsale.ids import MAX_ID
+from core.ids import MAX_ID
 from sales.exceptions import InvalidSaleChange
 from sales.models import FlashSale
 from sales.services import MAX_STOCK, check_window

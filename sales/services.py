@@ -14,12 +14,11 @@ from django.utils import timezone
 
 from accounts import services as accounts_services
 from accounts.models import User
-from live.events import send_after_commit
+from live import events
 from sales import gate
 from sales.exceptions import (
     InsufficientStock,
     InvalidSaleChange,
-    NoActiveSale,
     SaleNotActive,
     SaleNotFound,
     SalesError,
@@ -28,6 +27,7 @@ from sales.exceptions import (
     VersionConflict,
 )
 from sales.models import FlashSale, Purchase
+from sales.selectors import get_sale
 
 EDITABLE_FIELDS = ("name", "start_time", "end_time", "original_stock")
 # The most units a sale may ever hold (create, edit and restock): far below the 32-bit
@@ -36,21 +36,6 @@ MAX_STOCK = 10_000_000
 
 
 # --- reads --------------------------------------------------------------------------------
-
-
-def get_sale(sale_id: int) -> FlashSale:
-    try:
-        return FlashSale.objects.get(pk=sale_id)
-    except FlashSale.DoesNotExist:
-        raise SaleNotFound(details={"saleId": sale_id}) from None
-
-
-def active_sale(moment: datetime | None = None) -> FlashSale:
-    """The sale buyers can buy from now; when several are, the one ending first."""
-    sale = FlashSale.objects.active(moment or timezone.now()).order_by("end_time", "id").first()
-    if sale is None:
-        raise NoActiveSale()
-    return sale
 
 
 # --- the purchase rule --------------------------------------------------------------------
@@ -90,7 +75,14 @@ def purchase(*, user: User, sale_id: int, quantity: int) -> PurchaseResult:
         raise
     # A failing push (Redis down) is logged, never turned into an error answer that invites a
     # second purchase: the purchase is committed by then.
-    send_after_commit("purchase_made", result=result, user_name=user.name, version=current_version)
+    events.purchase_made(
+        sale_id=result.sale_id,
+        remaining_stock=result.remaining_stock,
+        quantity=result.quantity,
+        timestamp=result.timestamp,
+        user_name=user.name,
+        version=current_version,
+    )
     return result
 
 
@@ -214,7 +206,7 @@ def create_sale(*, name: str, start_time: datetime, end_time: datetime, original
         original_stock=original_stock,
         current_stock=original_stock,
     )
-    send_after_commit("sale_changed", sale_id=sale.pk)
+    events.sale_changed(sale_id=sale.pk)
     return sale
 
 
@@ -245,7 +237,7 @@ def clone_sale(*, sale_id: int) -> FlashSale:
         current_stock=source.original_stock,
         **settings_of_source,
     )
-    send_after_commit("sale_changed", sale_id=sale.pk)
+    events.sale_changed(sale_id=sale.pk)
     return sale
 
 
@@ -360,8 +352,8 @@ def update_sale(*, sale_id: int, expected_version: int, changes: dict[str, Any],
         sale.refresh_from_db()
         # First, so the gate reopens before anyone is told the sale changed.
         transaction.on_commit(partial(gate.forget, sale_id))
-        send_after_commit("sale_changed", sale_id=sale_id)
-        send_after_commit("stock_changed", sale_id=sale_id, current_stock=sale.current_stock, version=sale.version)
+        events.sale_changed(sale_id=sale_id)
+        events.stock_changed(sale_id=sale_id, current_stock=sale.current_stock, version=sale.version)
     return sale
 
 
@@ -384,7 +376,7 @@ def add_units(*, sale_id: int, units: int) -> FlashSale:
         sale = FlashSale.objects.get(pk=sale_id)
         # A restock must sell again at once: the gate forgets "sold out" as soon as this commits.
         transaction.on_commit(partial(gate.forget, sale_id))
-        send_after_commit("stock_changed", sale_id=sale_id, current_stock=sale.current_stock, version=sale.version)
+        events.stock_changed(sale_id=sale_id, current_stock=sale.current_stock, version=sale.version)
     return sale
 
 
@@ -408,7 +400,7 @@ def end_sale_now(*, sale_id: int) -> FlashSale:
                 details={"saleId": sale_id, "startTime": sale.start_time, "endTime": sale.end_time},
             )
         transaction.on_commit(partial(gate.forget, sale_id))
-        send_after_commit("sale_changed", sale_id=sale_id)
+        events.sale_changed(sale_id=sale_id)
     return sale
 
 
@@ -418,7 +410,7 @@ def delete_sale(*, sale: FlashSale) -> None:
         raise InvalidSaleChange("A live sale cannot be deleted; end it first.", details={"saleId": sale.pk})
     sale_id = sale.pk  # delete() clears it
     sale.delete()
-    send_after_commit("sale_deleted", sale_id=sale_id)
+    events.sale_deleted(sale_id=sale_id)
 
 
 def _database_clock() -> Func | datetime:

@@ -9,9 +9,9 @@ from django.db import connection
 from django.test import override_settings
 from rest_framework.test import APIClient
 
+from harness.redis_namespace import CACHE_KEY_PREFIX, CHANNEL_PREFIX, forget_run_keys
 from tests.browsers import CHROMIUM, CHROMIUM_ARGS
 from tests.factories import TokenFactory, UserFactory
-from tests.redis_namespace import CACHE_KEY_PREFIX, CHANNEL_PREFIX, forget_run_keys
 
 IN_CI = bool(os.environ.get("CI"))
 
@@ -19,7 +19,7 @@ IN_CI = bool(os.environ.get("CI"))
 def _on_postgres() -> bool:
     from django.conf import settings
 
-    return settings.DATABASES["default"]["ENGINE"] in {"django.db.backends.postgresql", "flashsale.postgresql"}
+    return settings.DATABASES["default"]["ENGINE"] in {"django.db.backends.postgresql", "core.postgresql"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -43,7 +43,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session", autouse=True)
 def _redis_namespace():
     """This process's cache and channel layer write under the run's own prefixes
-    (tests/redis_namespace.py); the servers the tests start get them from tests.servers.server_env."""
+    (harness/redis_namespace.py); the servers the tests start get them from harness.servers.server_env."""
     if not settings.REDIS_URL:
         yield
         return

@@ -199,7 +199,7 @@ def test_add_page_creates_a_sale_with_current_stock_equal_to_original(
     browser, monkeypatch, django_capture_on_commit_callbacks
 ):
     announced = []
-    monkeypatch.setattr(events, "sale_changed", lambda **kwargs: announced.append(kwargs))
+    monkeypatch.setattr(events, "push_sale_changed", lambda **kwargs: announced.append(kwargs))
     start = (timezone.now() + timedelta(hours=1)).replace(microsecond=0)
     assert browser.get(ADD).status_code == 200
     data = {"name": "Launch", "original_stock": "50", "_save": "Save"}
@@ -426,7 +426,7 @@ def test_add_units_during_a_live_sale_keeps_original_minus_current_equal_to_unit
     browser, monkeypatch, django_capture_on_commit_callbacks
 ):
     announced = []
-    monkeypatch.setattr(events, "stock_changed", lambda **kwargs: announced.append(kwargs))
+    monkeypatch.setattr(events, "push_stock_changed", lambda **kwargs: announced.append(kwargs))
     sale = SaleFactory(original_stock=10)
     buy(sale, 3)
     page = browser.get(add_units_url(sale))
@@ -457,7 +457,7 @@ def test_add_units_refuses_less_than_one_unit_and_changes_nothing(browser):
 
 def test_end_sale_now_closes_a_live_sale(browser, monkeypatch, django_capture_on_commit_callbacks):
     announced = []
-    monkeypatch.setattr(events, "sale_changed", lambda **kwargs: announced.append(kwargs))
+    monkeypatch.setattr(events, "push_sale_changed", lambda **kwargs: announced.append(kwargs))
     sale = SaleFactory()
     confirm = browser.get(end_url(sale))
     assert confirm.status_code == 200 and "Yes, end it now" in confirm.content.decode()
@@ -515,7 +515,7 @@ def test_deleting_a_sale_in_the_admin_tells_the_home_pages_after_commit(
     browser, monkeypatch, django_capture_on_commit_callbacks
 ):
     announced = []
-    monkeypatch.setattr(events, "sale_deleted", lambda **kwargs: announced.append(kwargs))
+    monkeypatch.setattr(events, "push_sale_deleted", lambda **kwargs: announced.append(kwargs))
     start = timezone.now() + timedelta(hours=1)
     pending = SaleFactory(start_time=start, end_time=start + timedelta(hours=1))
 

@@ -12,9 +12,9 @@ import pytest
 from django.test import Client
 from websockets.sync.client import connect
 
+from harness.servers import PROJECT_DIR, daphne_server, free_port, server_env, stop, wait_until_healthy
 from sales.models import FlashSale
 from tests.factories import SaleFactory
-from tests.servers import PROJECT_DIR, daphne_server, free_port, server_env, stop, wait_until_healthy
 
 pytestmark = pytest.mark.django_db
 

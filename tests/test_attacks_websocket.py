@@ -14,9 +14,9 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from harness.servers import daphne_server
 from sales.models import FlashSale
 from tests.factories import SaleFactory
-from tests.servers import daphne_server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

@@ -8,10 +8,10 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
+from harness.servers import PROJECT_DIR, server_env
 from idempotency.models import IdempotencyKey
 from sales.models import FlashSale
 from tests.factories import PurchaseFactory, SaleFactory, UserFactory
-from tests.servers import PROJECT_DIR, server_env
 
 pytestmark = pytest.mark.django_db
 

@@ -7,11 +7,11 @@ import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 
+from harness.servers import daphne_server
 from sales.models import FlashSale, Purchase
 from tests.conftest import client_for
 from tests.error_shape import assert_error_shape
 from tests.factories import PASSWORD, SaleFactory, TokenFactory, UserFactory
-from tests.servers import daphne_server
 
 pytestmark = pytest.mark.django_db
 

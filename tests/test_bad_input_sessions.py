@@ -10,9 +10,9 @@ import httpx
 import pytest
 from django.test import Client, override_settings
 
+from harness.servers import PROJECT_DIR, daphne_server, server_env
 from sales.models import FlashSale, Purchase
 from tests.factories import PASSWORD, SaleFactory, UserFactory
-from tests.servers import PROJECT_DIR, daphne_server, server_env
 
 pytestmark = pytest.mark.django_db
 

@@ -11,12 +11,12 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
+from harness.faults import server_process
+from harness.redis_namespace import scoped
+from harness.servers import PROJECT_DIR, daphne_server, server_env
 from sales.models import FlashSale, Purchase
 from tests.browsers import WAIT_MS, page_in, sign_in
 from tests.factories import SaleFactory, TokenFactory, UserFactory
-from tests.faults import server_process
-from tests.redis_namespace import scoped
-from tests.servers import PROJECT_DIR, daphne_server, server_env
 from tests.test_first_command import first_command, insert_sale, migrate, service_env, sign_up
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]

@@ -8,10 +8,10 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
+from harness.servers import daphne_server
 from sales.models import FlashSale, Purchase
 from tests.browsers import ARTIFACTS, WAIT_MS, page_in
 from tests.factories import PASSWORD, PurchaseFactory, SaleFactory, TokenFactory, UserFactory
-from tests.servers import daphne_server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

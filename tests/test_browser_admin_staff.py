@@ -8,10 +8,10 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
+from harness.servers import daphne_server
 from sales.models import FlashSale
 from tests.browsers import WAIT_MS, page_in
 from tests.factories import SaleFactory
-from tests.servers import daphne_server
 from tests.test_browser_admin import DESKTOP, sign_in_to_admin
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]

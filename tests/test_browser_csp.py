@@ -8,10 +8,10 @@ from uuid import uuid4
 import pytest
 from playwright.sync_api import expect
 
+from harness.servers import PROJECT_DIR, daphne_server, server_env
 from sales.models import Purchase
 from tests.browsers import WAIT_MS, page_in, sign_in
 from tests.factories import PASSWORD, SaleFactory, UserFactory
-from tests.servers import PROJECT_DIR, daphne_server, server_env
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 

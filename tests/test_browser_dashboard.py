@@ -13,11 +13,11 @@ from django.db import connection, transaction
 from django.utils import timezone
 from playwright.sync_api import expect
 
+from harness.servers import daphne_server
 from sales import services
 from sales.models import FlashSale, Purchase
 from tests.browsers import ARTIFACTS, WAIT_MS, page_in
 from tests.factories import PASSWORD, SaleFactory, TokenFactory, UserFactory
-from tests.servers import daphne_server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

@@ -9,10 +9,10 @@ import pytest
 from playwright.sync_api import expect
 
 from accounts.models import User
+from harness.servers import daphne_server
 from sales.models import FlashSale, Purchase
 from tests.browsers import WAIT_MS, page_in, sign_in
 from tests.factories import SaleFactory, UserFactory
-from tests.servers import daphne_server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

@@ -13,9 +13,9 @@ import pytest
 from django.utils import timezone
 from websockets.sync.client import connect
 
+from harness.faults import wait_for
+from harness.servers import PROJECT_DIR, daphne_server, server_env, stop
 from tests.factories import SaleFactory
-from tests.faults import wait_for
-from tests.servers import PROJECT_DIR, daphne_server, server_env, stop
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 

@@ -1,4 +1,4 @@
-"""Two app hosts behind HAProxy on shared PostgreSQL and Redis (tests/cluster.py), through real faults:
+"""Two app hosts behind HAProxy on shared PostgreSQL and Redis (harness/cluster.py), through real faults:
 an app host killed, an app host cut off from db (and a transaction it left open), Redis restarted
 empty, each in the middle of a keyed purchase herd with WebSocket watchers.
 
@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.cluster import ADDRESSES, APP_HOSTS, HTTP_PORT, Cluster
-from tests.faults import wait_for
+from harness.cluster import ADDRESSES, APP_HOSTS, HTTP_PORT, Cluster
+from harness.faults import wait_for
 
 pytestmark = [
     pytest.mark.cluster,

@@ -10,10 +10,10 @@ import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
+from harness.servers import daphne_server
 from sales.models import Purchase
 from tests.factories import SaleFactory, TokenFactory, UserFactory
 from tests.invariants import assert_invariant
-from tests.servers import daphne_server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

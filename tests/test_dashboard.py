@@ -7,12 +7,12 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from flashsale.cache import ResilientRedisCache
+from core.cache import ResilientRedisCache
+from harness.servers import free_port
 from sales import dashboard, refusals, services
 from sales.models import FlashSale, Purchase
 from tests.conftest import client_for
 from tests.factories import PurchaseFactory, SaleFactory, UserFactory
-from tests.servers import free_port
 
 pytestmark = pytest.mark.django_db
 

@@ -24,14 +24,14 @@ from rest_framework.permissions import AllowAny
 from rest_framework.test import APIClient
 from rest_framework.views import APIView
 
-from flashsale.error_codes import ErrorCode
+from core.error_codes import ErrorCode
+from harness.servers import daphne_server
 from idempotency.models import IdempotencyKey
 from sales import services
 from sales.exceptions import SalesError
 from sales.models import FlashSale, Purchase
 from tests.error_shape import assert_error_shape
 from tests.factories import SaleFactory, TokenFactory, UserFactory
-from tests.servers import daphne_server
 
 PURCHASE = "/api/v1/flashsales/purchase"
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -314,7 +314,7 @@ def test_a_host_outside_allowed_hosts_is_a_json_400_under_api_and_html_for_pages
 def test_other_bad_requests_outside_drf_are_json_under_api_without_debug(settings, rf):
     from django.core.exceptions import SuspiciousOperation
 
-    from flashsale.views import bad_request
+    from core.views import bad_request
 
     settings.DEBUG = False
 

@@ -202,7 +202,7 @@ def test_every_request_is_logged_as_one_structured_line(buyer_api, buyer, caplog
 
 
 def test_json_formatter_writes_one_parsable_line():
-    from flashsale.logging import JsonFormatter
+    from core.logging import JsonFormatter
 
     record = logging.makeLogRecord({"name": "flashsale.request", "msg": "request", "levelname": "INFO", "status": 201})
 

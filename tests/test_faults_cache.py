@@ -6,9 +6,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from flashsale.cache import ResilientRedisCache, breaker_for
-from tests.faults import redis_server
-from tests.servers import free_port
+from core.cache import ResilientRedisCache, breaker_for
+from harness.faults import redis_server
+from harness.servers import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -81,7 +81,7 @@ def test_django_ratelimit_fails_open_through_a_dead_cache(settings, rf):
 
     url = f"redis://127.0.0.1:{free_port()}/0"
     settings.CACHES = {
-        "default": {"BACKEND": "flashsale.cache.ResilientRedisCache", "LOCATION": url, "OPTIONS": {"RETRY_SECONDS": 60}}
+        "default": {"BACKEND": "core.cache.ResilientRedisCache", "LOCATION": url, "OPTIONS": {"RETRY_SECONDS": 60}}
     }
     settings.RATELIMIT_ENABLE = True
     request = rf.post("/")
@@ -119,7 +119,7 @@ def test_readiness_reports_each_dependency_with_its_latency(api, settings):
 def test_readiness_is_503_in_the_error_shape_when_redis_is_down(api, settings):
     settings.CACHES = {
         "default": {
-            "BACKEND": "flashsale.cache.ResilientRedisCache",
+            "BACKEND": "core.cache.ResilientRedisCache",
             "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
             "OPTIONS": {"RETRY_SECONDS": 60},
         }

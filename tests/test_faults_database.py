@@ -8,7 +8,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.faults import manage, postgres_cluster, server_process, wait_for
+from harness.faults import manage, postgres_cluster, server_process, wait_for
 
 pytestmark = pytest.mark.postgres
 

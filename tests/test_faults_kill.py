@@ -11,10 +11,10 @@ from django.core.management import call_command
 from django.db.models import Sum
 from django.utils import timezone
 
+from harness.faults import ServerProcess, server_process
 from idempotency.models import IdempotencyKey
 from sales.models import FlashSale, Purchase
 from tests.factories import SaleFactory, TokenFactory, UserFactory
-from tests.faults import ServerProcess, server_process
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

@@ -1,6 +1,7 @@
 """A real-time push that fails after a purchase committed never turns the purchase into an error."""
 
 import pytest
+from django.db import transaction
 
 from live import events
 from sales.models import FlashSale, Purchase
@@ -22,7 +23,7 @@ def test_a_purchase_whose_push_fails_after_commit_still_answers_201(monkeypatch,
         pushes.append(kwargs)
         raise ConnectionError("channel layer unreachable")
 
-    monkeypatch.setattr(events, "purchase_made", broken_push)
+    monkeypatch.setattr(events, "push_purchase_made", broken_push)
     headers = {"HTTP_IDEMPOTENCY_KEY": key} if key else {}
 
     response = client.post(PURCHASE, {"saleId": sale.pk, "quantity": 2}, format="json", **headers)
@@ -35,6 +36,26 @@ def test_a_purchase_whose_push_fails_after_commit_still_answers_201(monkeypatch,
     assert "channel layer unreachable" in caplog.text  # logged, not swallowed silently
 
 
-def test_an_event_that_does_not_exist_fails_the_writer_not_the_push_after_commit():
-    with pytest.raises(ValueError, match="sale_renamed"):
-        events.send_after_commit("sale_renamed", sale_id=1)
+def test_an_event_with_a_mistyped_field_fails_the_writer_not_the_push_after_commit(monkeypatch):
+    sent = []
+    monkeypatch.setattr(events, "push_sale_changed", lambda **fields: sent.append(fields))
+
+    with transaction.atomic():
+        with pytest.raises(TypeError, match="sale_idd"):
+            events.sale_changed(sale_idd=1)
+
+    assert sent == []
+
+
+def test_an_event_is_sent_once_the_writers_transaction_commits_and_never_for_a_rollback(monkeypatch):
+    sent = []
+    monkeypatch.setattr(events, "push_sale_changed", lambda **fields: sent.append(fields))
+
+    with transaction.atomic():
+        events.sale_changed(sale_id=1)
+        assert sent == []  # registered, not sent, while the transaction is open
+    with pytest.raises(RuntimeError), transaction.atomic():
+        events.sale_changed(sale_id=2)
+        raise RuntimeError("the write fails")
+
+    assert sent == [{"sale_id": 1}]

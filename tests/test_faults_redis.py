@@ -13,9 +13,9 @@ import httpx
 import pytest
 import websockets
 
+from harness.faults import redis_server, server_process, wait_for
 from sales.models import Purchase
 from tests.factories import SaleFactory, TokenFactory
-from tests.faults import redis_server, server_process, wait_for
 from tests.invariants import assert_invariant
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]

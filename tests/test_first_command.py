@@ -23,7 +23,7 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from tests.servers import PROJECT_DIR, free_port
+from harness.servers import PROJECT_DIR, free_port
 
 PASSWORD = "first-command-pass-1"
 
@@ -225,7 +225,7 @@ def test_first_command_with_redis_pushes_purchases_and_sale_starts_through_the_c
 
 def test_a_herd_on_sqlite_through_several_gunicorn_processes_sells_the_stock_exactly_with_no_errors(tmp_path):
     # Several processes and threads writing one SQLite file at once: each purchase must wait for the
-    # write lock (WAL, busy timeout, flashsale/sqlite3's queue) instead of failing "database is locked".
+    # write lock (WAL, busy timeout, core/sqlite3's queue) instead of failing "database is locked".
     sqlite_path = tmp_path / "herd.sqlite3"
     migrate(sqlite_path)
     tokens = _insert_buyers(sqlite_path, 60)

@@ -15,8 +15,8 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
+from harness.servers import daphne_server
 from tests.factories import SaleFactory, TokenFactory, UserFactory
-from tests.servers import daphne_server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True, reset_sequences=True)]
 

@@ -9,7 +9,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 from rest_framework.renderers import JSONRenderer
 
-from flashsale.responses import success
+from core.responses import success
 from idempotency import services as idempotency
 from idempotency.models import IdempotencyKey
 from sales import services as sales_services

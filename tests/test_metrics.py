@@ -15,11 +15,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from flashsale.metrics import purchase_route
+from core.metrics import purchase_route
+from harness.faults import redis_server
+from harness.servers import PROJECT_DIR, daphne_server, free_port, server_env, wait_until_healthy
 from sales.models import FlashSale, Purchase
 from tests.factories import SaleFactory, TokenFactory, UserFactory
-from tests.faults import redis_server
-from tests.servers import PROJECT_DIR, daphne_server, free_port, server_env, wait_until_healthy
 
 PURCHASE = "/api/v1/flashsales/purchase"
 TOKEN = "metrics-test-token"

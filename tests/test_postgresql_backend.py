@@ -1,4 +1,4 @@
-"""What flashsale/postgresql relies on in Django's PostgreSQL backend and psycopg_pool, asserted.
+"""What core/postgresql relies on in Django's PostgreSQL backend and psycopg_pool, asserted.
 
 The backend calls the stock `get_new_connection` once per wait slice and `close_pool` to replace a
 pool stuck in its reconnect back-off. If an upgrade of Django or psycopg_pool changes how those
@@ -15,8 +15,8 @@ from django.db.backends.postgresql import base as django_base
 from psycopg import IsolationLevel
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from flashsale.postgresql import base
-from tests.servers import free_port
+from core.postgresql import base
+from harness.servers import free_port
 
 _aliases = itertools.count()
 
@@ -24,7 +24,7 @@ _aliases = itertools.count()
 def settings_for(**changes) -> dict:
     """A complete settings dict (Django's defaults filled in) for a database of our own."""
     settings_dict = copy.deepcopy(connection.settings_dict)
-    settings_dict.update(ENGINE="flashsale.postgresql", USER="postgres", PASSWORD="", NAME="flashsale")
+    settings_dict.update(ENGINE="core.postgresql", USER="postgres", PASSWORD="", NAME="flashsale")
     settings_dict.update(changes)
     return settings_dict
 

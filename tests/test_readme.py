@@ -10,9 +10,9 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import User
+from harness.servers import PROJECT_DIR, daphne_server, server_env
 from sales.management.commands.demo import DEMO_BUYERS, DEMO_PASSWORD
 from sales.models import FlashSale, Purchase
-from tests.servers import PROJECT_DIR, daphne_server, server_env
 
 TOUR_MARKER = "<!-- readme-tour:"
 
@@ -34,7 +34,7 @@ def seed_like_scripts_serve(env: dict[str, str]) -> None:
         )
 
 
-# The served instance reads the test database through DATABASE_URL (tests/servers.py): PostgreSQL.
+# The served instance reads the test database through DATABASE_URL (harness/servers.py): PostgreSQL.
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_the_readme_curl_tour_buys_from_its_own_sale_on_a_freshly_served_demo():

@@ -352,7 +352,7 @@ def tcp_connections_to(port: int) -> int:
 async def test_open_sockets_share_their_processs_redis_connections(settings):
     # Each consumer is a task with its own context, and Django keeps a cache object per context:
     # with a connection pool per cache object, every open socket held a Redis connection of its
-    # own for as long as it lived (flashsale/cache.py shares one client per process).
+    # own for as long as it lived (core/cache.py shares one client per process).
     redis_port = urlsplit(settings.REDIS_URL).port or 6379
     sale = await sync_to_async(SaleFactory)()
     first = await open_socket(f"/ws/sales/{sale.pk}/")

@@ -9,10 +9,10 @@ import pytest
 from channels_redis.core import RedisChannelLayer
 from websockets.sync.client import connect
 
+from harness.redis_namespace import scoped
+from harness.servers import daphne_server
 from sales.models import FlashSale
 from tests.factories import SaleFactory, TokenFactory, UserFactory
-from tests.redis_namespace import scoped
-from tests.servers import daphne_server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 

@@ -1,4 +1,4 @@
-"""The test suite touches only the Redis keys it wrote (tests/redis_namespace.py).
+"""The test suite touches only the Redis keys it wrote (harness/redis_namespace.py).
 
 A server running on the same Redis database as the tests (the README's examples use db 0 for both)
 keeps its rate-limit counters, caches and channel groups through a test run.
@@ -12,9 +12,9 @@ import pytest
 from django.conf import settings
 from django.core.cache import cache
 
+from harness.redis_namespace import CACHE_KEY_PREFIX, RUN_PREFIX, client
+from harness.servers import PROJECT_DIR, server_env
 from tests.conftest import forget_what_tests_wrote
-from tests.redis_namespace import CACHE_KEY_PREFIX, RUN_PREFIX, client
-from tests.servers import PROJECT_DIR, server_env
 
 pytestmark = pytest.mark.redis
 

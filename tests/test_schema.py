@@ -6,8 +6,8 @@ import pytest
 from django.contrib.staticfiles import finders
 from drf_spectacular.validation import validate_schema
 
-from flashsale.error_codes import ErrorCode
-from flashsale.errors import ServiceError
+from core.error_codes import ErrorCode
+from core.errors import ServiceError
 
 pytestmark = pytest.mark.django_db
 
@@ -259,7 +259,7 @@ def test_a_production_server_serves_swagger_ui_and_all_its_assets_itself(tmp_pat
 
     import httpx
 
-    from tests.servers import PROJECT_DIR, daphne_server, server_env
+    from harness.servers import PROJECT_DIR, daphne_server, server_env
 
     subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
+from harness.servers import PROJECT_DIR
 from tests.factories import SaleFactory, UserFactory
-from tests.servers import PROJECT_DIR
 
 pytestmark = pytest.mark.django_db
 

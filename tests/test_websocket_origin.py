@@ -4,8 +4,8 @@ import pytest
 from channels.testing import WebsocketCommunicator
 from django.core.exceptions import ImproperlyConfigured
 
+from core.websocket_origin import BrowserOriginValidator
 from flashsale.asgi import application
-from flashsale.websocket_origin import BrowserOriginValidator
 
 # The check guards every socket path. This one's consumer accepts and closes at once (4400)
 # without the database or the channel layer, so a refused handshake is the origin check's alone

@@ -13,7 +13,7 @@ from django.utils import timezone
 from idempotency.services import purge_expired
 from live import events, realtime
 from live.clock_lease import ClockLease
-from sales.models import FlashSale
+from sales import selectors
 
 logger = logging.getLogger("flashsale.saleclock")
 
@@ -94,12 +94,9 @@ class Command(BaseCommand):
             # A long-running process: drop a connection the database or pool has closed meanwhile.
             close_old_connections()
         now = timezone.now()
-        passed = list(
-            FlashSale.objects.filter(start_time__gt=since, start_time__lte=now)
-            | FlashSale.objects.filter(end_time__gt=since, end_time__lte=now)
-        )
+        passed = selectors.sales_whose_window_passed(since=since, until=now)
         for sale in passed:
-            events.sale_window_passed(sale=sale, moment=now)
+            events.sale_window_passed(sale_id=sale.pk, status=sale.status_at(now))
         if passed:
             realtime.announce_featured()
         cache.set(SINCE_KEY, now, timeout=None)

@@ -33,8 +33,8 @@ from prometheus_client import (
     multiprocess,
 )
 
-from flashsale.error_codes import ErrorCode
-from flashsale.errors import json_error
+from core.error_codes import ErrorCode
+from core.errors import json_error
 
 _PURCHASE_PATHS = frozenset({"/api/v1/flashsales/purchase", "/api/v1/flashsales/purchase/"})
 # A route label per URL pattern, never per path: unknown paths (scanners, typos) share one label

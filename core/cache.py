@@ -27,6 +27,8 @@ from django_redis.client import DefaultClient
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from core.patches import shared_django_redis_client
+
 logger = logging.getLogger("flashsale.cache")
 
 UNAVAILABLE = (RedisConnectionError, RedisTimeoutError)
@@ -113,34 +115,16 @@ class BreakerRedis(redis.Redis):
         self.breaker.succeeded()
 
 
-_clients: dict[str, DefaultClient] = {}
-_clients_lock = threading.Lock()
-
-
 class ResilientRedisCache(RedisCache):
     """django-redis's RedisCache that answers like an empty cache while Redis cannot be reached.
 
     OPTIONS may hold RETRY_SECONDS (default 2): how long to skip Redis after a failure.
     """
 
-    _client: DefaultClient | None  # django-redis' own attribute, set in its __init__
-
     @property
     def client(self) -> DefaultClient:
-        # One client per process and configuration, not one per cache object. Django keeps a cache
-        # object per thread and, under asyncio, per task context (asgiref's Local): every WebSocket
-        # consumer is a task of its own, so each open socket that touched the cache kept a client of
-        # its own, with its redis.Redis: 17 KB per socket measured (tracemalloc, 200 cache objects),
-        # about a third of what a socket costs Daphne. django-redis shares the connection pools
-        # already; its client is thread-safe, and the settings it reads from its backend (key
-        # prefix, version, timeout) are part of the key.
-        if self._client is None:
-            key = repr((self._server, sorted(self._params.items())))
-            with _clients_lock:
-                if key not in _clients:
-                    _clients[key] = self._client_cls(self._server, self._params, self)
-                self._client = _clients[key]
-        return self._client
+        # One client per process and configuration, not one per cache object (core/patches.py).
+        return shared_django_redis_client(self)
 
     def __init__(self, server, params):
         options = dict(params.get("OPTIONS") or {})
@@ -148,7 +132,7 @@ class ResilientRedisCache(RedisCache):
         self.breaker = breaker_for(str(server), retry_seconds)
         options.update(
             IGNORE_EXCEPTIONS=True,
-            REDIS_CLIENT_CLASS="flashsale.cache.BreakerRedis",
+            REDIS_CLIENT_CLASS="core.cache.BreakerRedis",
             REDIS_CLIENT_KWARGS={**options.get("REDIS_CLIENT_KWARGS", {}), "breaker": self.breaker},
         )
         super().__init__(server, {**params, "OPTIONS": options})

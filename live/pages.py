@@ -8,7 +8,7 @@ from django.views.decorators.http import require_safe
 
 from live import realtime
 from sales import selectors
-from sales.models import FlashSale, Purchase, SaleStatus
+from sales.models import FlashSale, SaleStatus
 
 RECENT_PURCHASES = 10  # as many as live.js keeps
 
@@ -32,17 +32,13 @@ def live_sale(request, sale_id: int | None = None):
     """
     now = timezone.now()
     if sale_id is not None:
-        sale = FlashSale.objects.filter(pk=sale_id).first()
+        sale = selectors.find_sale(sale_id)
         if sale is None:
             raise Http404("No flash sale with this id.")
     else:
         sale = selectors.featured_sale(now)
     status = sale.status_at(now) if sale else None
-    purchases = (
-        Purchase.objects.filter(sale=sale).select_related("user").order_by("-created_at", "-id")[:RECENT_PURCHASES]
-        if sale
-        else []
-    )
+    purchases = selectors.recent_purchases(sale=sale, limit=RECENT_PURCHASES) if sale else []
     return render(
         request,
         "sales/live.html",

@@ -20,6 +20,8 @@ import time
 from django.db.backends.postgresql import base
 from psycopg_pool import PoolTimeout
 
+from core.patches import pool_wait, set_pool_wait
+
 logger = logging.getLogger("flashsale.db")
 
 WAIT_SLICE = 1.0
@@ -59,16 +61,17 @@ class Reachability:
         """The pool's configured wait, after making the pool itself wait one slice per getconn().
 
         Django's get_new_connection calls pool.getconn() without a timeout, so getconn waits
-        pool.timeout: shortening it turns each call of the stock method into one slice.
+        the pool's own timeout: shortening it (core/patches.py) turns each call of the stock method
+        into one slice.
         """
         with self._lock:
             if pool is not self._pool:
                 if self._pool is None:
                     # Read once: every pool of one alias is built from the same settings, and a
                     # request still holding the pool close_pool replaced would hand back a shortened one.
-                    self._pool_timeout = pool.timeout
+                    self._pool_timeout = pool_wait(pool)
                 self._pool = pool
-                pool.timeout = min(WAIT_SLICE, self._pool_timeout)
+                set_pool_wait(pool, min(WAIT_SLICE, self._pool_timeout))
             return self._pool_timeout
 
 
@@ -89,8 +92,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
         if state.down:
             if state.claim_probe():
                 # In the background: on a link that drops packets a probe waits DB_CONNECT_TIMEOUT,
-                # and a request that waited for it held its worker thread that long (5-10 s measured
-                # on a cut-off cluster host, with health checks queueing behind).
+                # and a request that waited for it held its worker thread that long, with health
+                # checks queueing behind (docs/performance.md "Measured reasons behind the code").
                 threading.Thread(target=self._probe, args=(state, conn_params), daemon=True).start()
             raise self.Database.OperationalError("the database is unreachable")
         deadline = time.monotonic() + state.sliced(self.pool)

@@ -1,6 +1,6 @@
-"""The client host of tests/cluster.py: drives a keyed purchase herd and WebSocket watchers through lb.
+"""The client host of harness/cluster.py: drives a keyed purchase herd and WebSocket watchers through lb.
 
-    python -m tests.cluster_client herd --stock 150 --users 60 --attempts 3 --watchers 20
+    python -m harness.cluster_client herd --stock 150 --users 60 --attempts 3 --watchers 20
 
 Run inside the client namespace with the cluster's DATABASE_URL (to create the sale and buyers and to
 check the outcome against the database afterwards) and CLUSTER_LB_URL. Prints "progress N" lines

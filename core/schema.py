@@ -18,8 +18,8 @@ from typing import Any
 from drf_spectacular.utils import OpenApiResponse, extend_schema_field, extend_schema_serializer, inline_serializer
 from rest_framework import serializers
 
-from flashsale.error_codes import ErrorCode
-from flashsale.errors import ServiceError
+from core.error_codes import ErrorCode
+from core.errors import ServiceError
 
 # What `errors` documents: a code DRF, middleware or the exception handler answers with, or a
 # ServiceError subclass (its code, with its own default message).
@@ -183,7 +183,7 @@ def postprocess_schema(result, generator, request, public):
         operations = [operation for method, operation in item.items() if method in _METHODS]
         for operation in operations:
             if PROBES in operation.get("tags", ()):
-                continue  # never rate limited (flashsale.middleware); readiness documents its own 503
+                continue  # never rate limited (core.middleware); readiness documents its own 503
             responses = operation.setdefault("responses", {})
             for error in EVERYWHERE:
                 _add_error(responses, error)

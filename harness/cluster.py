@@ -4,7 +4,7 @@
     app1    gunicorn (HTTP) + Daphne (WebSockets) + the sale clock: the production topology of one host
     app2    the same
     lb      HAProxy: HTTP to both gunicorns, /ws/ to both Daphnes, health checks on /api/v1/health/ready
-    client  where load is driven from (tests/cluster_client.py)
+    client  where load is driven from (harness/cluster_client.py)
 
 Every host has one interface on a bridge that lives in a namespace of its own (the switch), so no
 address of the machine's own network is touched and all traffic stays inside the namespaces. Needs
@@ -32,7 +32,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from tests.faults import _pg_bin, wait_for
+from harness.faults import _pg_bin, wait_for
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 # Overridable so that two runs on one machine (parallel worktrees) each get namespaces of their own.
@@ -467,12 +467,12 @@ class Cluster:
         return result.stdout
 
     def client(self, *args: str, timeout: float = 180) -> dict:
-        """Run tests/cluster_client.py on the client host; returns the JSON it prints."""
+        """Run harness/cluster_client.py on the client host; returns the JSON it prints."""
         result = self.in_ns(
             "client",
             sys.executable,
             "-m",
-            "tests.cluster_client",
+            "harness.cluster_client",
             *args,
             env=self.client_env(),
             check=False,
@@ -487,7 +487,7 @@ class Cluster:
     def client_process(self, *args: str) -> subprocess.Popen:
         """The same, in the background: stdout is a pipe the caller reads."""
         return subprocess.Popen(
-            ["ip", "netns", "exec", netns("client"), sys.executable, "-m", "tests.cluster_client", *args],
+            ["ip", "netns", "exec", netns("client"), sys.executable, "-m", "harness.cluster_client", *args],
             cwd=PROJECT_DIR,
             env=self.client_env(),
             stdout=subprocess.PIPE,

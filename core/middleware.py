@@ -10,9 +10,9 @@ from django.db import DatabaseError
 from django.utils.deprecation import MiddlewareMixin
 from django.utils.functional import SimpleLazyObject, empty
 
-from flashsale.error_codes import ErrorCode
-from flashsale.errors import json_error, json_error_for
-from flashsale.ratelimit import RateLimited, check_rate
+from core.error_codes import ErrorCode
+from core.errors import json_error, json_error_for
+from core.ratelimit import RateLimited, check_rate
 
 request_logger = logging.getLogger("flashsale.request")
 # The logger Django reports a refused Host to, kept so alerts on it still fire.

@@ -2,7 +2,7 @@
 
 Liveness touches nothing; readiness checks the database and, when configured, Redis, reporting each
 with its latency, and answers 503 when one is down. Neither check hangs on a dead dependency: the
-database backend fails fast once it knows the server is gone (flashsale.postgresql), the cache has
+database backend fails fast once it knows the server is gone (core.postgresql), the cache has
 one-second socket timeouts.
 """
 
@@ -16,10 +16,10 @@ from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
 
-from flashsale.error_codes import ErrorCode
-from flashsale.errors import ApiError
-from flashsale.responses import success
-from flashsale.schema import PROBES, error_schema, ok
+from core.error_codes import ErrorCode
+from core.errors import ApiError
+from core.responses import success
+from core.schema import PROBES, error_schema, ok
 
 
 class AnswerInJson(BaseContentNegotiation):
@@ -35,7 +35,7 @@ class AnswerInJson(BaseContentNegotiation):
 class Probe(APIView):
     """GET and HEAD (others are 405), and nothing per request but the answer: no authentication
     (no token or session lookup), permission, throttle or body parsing. The global rate limit
-    exempts the probes' exact paths (flashsale.middleware)."""
+    exempts the probes' exact paths (core.middleware)."""
 
     http_method_names = ["get", "head"]
     authentication_classes = []
@@ -120,6 +120,6 @@ def _ms(started: float) -> float:
 
 def _check_database() -> None:
     # The same path as a request: fails at once while the database is known to be unreachable
-    # (flashsale.postgresql), and waits for a pooled connection like a request would.
+    # (core.postgresql), and waits for a pooled connection like a request would.
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")

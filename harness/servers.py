@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 from django.db import connection
 
-from tests.redis_namespace import CACHE_KEY_PREFIX, CHANNEL_PREFIX
+from harness.redis_namespace import CACHE_KEY_PREFIX, CHANNEL_PREFIX
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 

@@ -6,7 +6,7 @@ from functools import wraps
 from django.conf import settings
 from django_ratelimit.core import get_usage
 
-from flashsale.errors import RateLimited
+from core.errors import RateLimited
 
 
 def _is_address(value: str) -> bool:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.servers import PROJECT_DIR, free_port, server_env, stop
+from harness.servers import PROJECT_DIR, free_port, server_env, stop
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):

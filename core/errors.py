@@ -2,7 +2,7 @@
 
     {"success": false, "error": {"code": "...", "message": "...", "details": {...}}}
 
-Codes, their statuses and default messages live in `flashsale.error_codes.ErrorCode`. Services raise
+Codes, their statuses and default messages live in `core.error_codes.ErrorCode`. Services raise
 `ServiceError` subclasses (each app keeps its own in `<app>/exceptions.py`), which name a code and
 know nothing about DRF or HTTP beyond it.
 """
@@ -20,7 +20,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from flashsale.error_codes import ErrorCode
+from core.error_codes import ErrorCode
 
 logger = logging.getLogger("flashsale.errors")
 

@@ -2,8 +2,8 @@ from rest_framework.exceptions import NotFound
 from rest_framework.permissions import AllowAny
 from rest_framework.views import APIView
 
-from flashsale.error_codes import ErrorCode
-from flashsale.errors import json_error
+from core.error_codes import ErrorCode
+from core.errors import json_error
 
 
 class ApiNotFound(APIView):

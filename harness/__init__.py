@@ -1,0 +1,1 @@
+"""Processes, servers and the network-namespace cluster that tests/ and bench/ both drive."""
