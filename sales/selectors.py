@@ -16,3 +16,12 @@ def featured_sale(moment: datetime | None = None) -> FlashSale | None:
         or FlashSale.objects.pending(moment).order_by("start_time", "id").first()
         or FlashSale.objects.order_by("-start_time", "-id").first()
     )
+
+
+def coming_sales(moment: datetime | None = None, *, limit: int = 10) -> list[FlashSale]:
+    """What a buyer can still shop, for the pages' "other sales" list: the live sales with stock
+    left, ending first, then the upcoming ones, starting first."""
+    moment = moment or timezone.now()
+    live = list(FlashSale.objects.active(moment).order_by("end_time", "id")[:limit])
+    upcoming = list(FlashSale.objects.pending(moment).order_by("start_time", "id")[: limit - len(live)])
+    return live + upcoming
