@@ -179,3 +179,15 @@ def test_a_sale_change_pages_live_json_is_for_staff_only(client):
 
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
     assert FlashSale.objects.filter(pk=sale.pk).exists()
+
+
+def test_admin_pages_link_the_sites_favicon(superuser_browser):
+    sale = SaleFactory(name="Boots")
+
+    pages = [reverse("admin:index"), reverse("admin:sales_flashsale_changelist"), change_url(sale)]
+
+    for url in pages:
+        html = superuser_browser.get(url).content.decode()
+        assert '<link rel="icon" href="/static/sales/favicon.svg" type="image/svg+xml">' in html, url
+        assert "<title>" in html and "flashsale admin</title>" in html, url
+    assert FlashSale.objects.filter(pk=sale.pk).exists()
