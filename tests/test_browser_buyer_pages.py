@@ -76,7 +76,7 @@ def test_the_cap_message_says_what_the_buyer_holds_and_buy_is_disabled_at_the_ca
     sale = SaleFactory(name="Headphones", original_stock=20)
     buyer = UserFactory(name="Ada")
 
-    with page_in(browser, request) as page:
+    with page_in(browser, request, viewport=PHONE) as page:
         page.goto(f"{server}/sales/{sale.pk}/")
         expect(page.locator("#connection")).to_have_text("Connected", timeout=WAIT_MS)
         sign_in(page, buyer.email)
@@ -95,6 +95,8 @@ def test_the_cap_message_says_what_the_buyer_holds_and_buy_is_disabled_at_the_ca
             "You bought 3. 15 left. That is the most one buyer may hold of this sale.", timeout=WAIT_MS
         )
         expect(page.locator("#buy-button")).to_be_disabled()
+        expect(page.locator("#purchases li")).to_have_count(2, timeout=WAIT_MS)
+        page.screenshot(path=str(ARTIFACTS / "live-sale-at-the-cap-390.png"), full_page=True)
 
     assert sorted(Purchase.objects.filter(sale=sale, user=buyer).values_list("quantity", flat=True)) == [2, 3]
     assert FlashSale.objects.get(pk=sale.pk).current_stock == 15
