@@ -67,6 +67,7 @@ def live_sale(request, sale_id: int | None = None):
             "socket_path": f"/ws/sales/{sale_id}/" if sale_id is not None else "/ws/sales/active/",
             # Set when sockets are served on another port than pages (./scripts/serve).
             "socket_port": settings.WEBSOCKET_PORT or "",
+            "others_live": sum(other.is_live_at(now) for other in others),
             "max_quantity": settings.MAX_PURCHASE_QUANTITY,
             "max_units": settings.MAX_UNITS_PER_USER,
         },

@@ -160,6 +160,8 @@ def test_the_home_page_lists_the_other_live_and_upcoming_sales_with_countdowns_a
         with page_in(browser, request, viewport=viewport) as page:
             page.goto(f"{server}/")
             expect(page.locator("#sale-name")).to_have_text("Featured")
+            # Overlapping live sales: the shown one links to the others, which a phone shows further down.
+            expect(page.locator("#also-live")).to_have_text("1 other sale is live")
             items = page.locator("#others li")
             expect(items.locator("a")).to_have_text(["Also live", "Soon", "Later"])
             expect(items.locator(".badge")).to_have_text(["Live", "Starts soon", "Upcoming"])

@@ -162,6 +162,7 @@ def test_an_ended_sale_page_points_to_the_next_sale_and_lists_the_live_and_upcom
     page = read_page(client.get(f"/sales/{ended.pk}/"))
 
     assert page.text["status"] == "Ended"
+    assert page.text["also-live"].strip() == "1 other sale is live"
     assert "hidden" not in page.attrs["next"]
     assert page.text["next-link"] == "Boots"
     assert page.attrs["next-link"]["href"] == f"/sales/{live.pk}/"
@@ -180,5 +181,6 @@ def test_a_live_sale_page_does_not_point_elsewhere_and_does_not_list_itself(clie
 
     assert "hidden" in page.attrs["next"]
     assert "hidden" in page.attrs["others-card"]
+    assert "hidden" in page.attrs["also-live"]
     assert page.text["others"].strip() == ""
     assert FlashSale.objects.get(pk=sale.pk).status == "active"

@@ -27,6 +27,7 @@
     buyForm: $("buy-form"), quantity: $("quantity"), buyButton: $("buy-button"),
     message: $("message"), purchases: $("purchases"), noPurchases: $("no-purchases"),
     switchNotice: $("switch-notice"), zone: $("zone"), next: $("next"), nextLink: $("next-link"),
+    alsoLive: $("also-live"), alsoLiveLink: $("also-live-link"),
     others: $("others"), othersCard: $("others-card")
   };
 
@@ -78,7 +79,7 @@
       text += " Try again in " + details.retryAfter + " s.";
     } else if (error.code === "sale_not_active" && details.startTime) {
       var start = new Date(details.startTime);
-      text = start > new Date() ? "The sale has not started yet. It opens at " + start.toLocaleTimeString() + "."
+      text = start > new Date() ? "The sale has not started yet. It opens at " + localMinute(details.startTime) + "."
                                 : "This sale has ended.";
     } else if (error.code === "user_limit_reached") {
       var limit = details.maxUnitsPerUser !== undefined ? details.maxUnitsPerUser : details.maxPerBuyer;
@@ -204,7 +205,7 @@
 
   // --- other sales: live and upcoming, each with its countdown; the first is "next" --------------
   function renderOthers(now, status) {
-    var first = null;
+    var first = null, live = 0;
     Array.prototype.forEach.call(el.others.children, function (item) {
       var id = parseInt(item.dataset.saleId, 10);
       var start = Date.parse(item.dataset.start), end = Date.parse(item.dataset.end);
@@ -213,12 +214,15 @@
       if (item.hidden) { return; }
       if (!first) { first = item; }
       var badge = item.querySelector(".badge"), when = item.querySelector(".other-when");
-      var live = now >= start;
-      badge.dataset.status = live ? "active" : "pending";
-      badge.textContent = live ? "Live" : pendingLabel(start, now);
-      when.textContent = live ? "Ends in " + duration(end - now) : "Starts in " + duration(start - now) + " (" + localMinute(item.dataset.start) + ")";
+      var started = now >= start;
+      if (started) { live += 1; }
+      badge.dataset.status = started ? "active" : "pending";
+      badge.textContent = started ? "Live" : pendingLabel(start, now);
+      when.textContent = started ? "Ends in " + duration(end - now) : "Starts in " + duration(start - now) + " (" + localMinute(item.dataset.start) + ")";
     });
     el.othersCard.hidden = !first;
+    el.alsoLive.hidden = live === 0;
+    el.alsoLiveLink.textContent = live === 1 ? "1 other sale is live" : live + " other sales are live";
     el.next.hidden = !(first && status === "completed");
     if (first) {
       var link = first.querySelector("a");
