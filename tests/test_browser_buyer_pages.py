@@ -3,6 +3,7 @@ page never swaps the sale under the buy button unseen, the cap message says what
 time zone per page, the other live and upcoming sales listed and linked, and the "You bought" message
 kept true after a sell-out."""
 
+import json
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -193,3 +194,49 @@ def test_a_sale_that_sells_out_points_to_the_next_one(server, browser, request):
         expect(page.locator("#next-link")).to_have_attribute("href", f"/sales/{upcoming.pk}/")
 
     assert FlashSale.objects.get(pk=sale.pk).current_stock == 0
+
+
+def test_a_paused_sale_with_its_own_limits_shows_paused_and_checks_its_limits(server, browser, request):
+    # The snapshot's `paused`, `maxPerBuyer` and `maxPerPurchase` as the server sends them once sales
+    # have them; the socket is played by the test so that the page reads exactly this snapshot.
+    sale = SaleFactory(name="Scarves", original_stock=30)
+    buyer = UserFactory(name="Noor")
+    snapshot = {
+        "type": "snapshot",
+        "saleId": sale.pk,
+        "name": "Scarves",
+        "status": "active",
+        "startTime": sale.start_time.isoformat(),
+        "endTime": sale.end_time.isoformat(),
+        "originalStock": 30,
+        "currentStock": 30,
+        "version": sale.version + 1,
+        "paused": True,
+        "maxPerBuyer": 3,
+        "maxPerPurchase": 2,
+    }
+
+    with page_in(browser, request) as page:
+        sockets = []
+
+        def play(socket):
+            sockets.append(socket)
+            socket.send(json.dumps(snapshot))
+
+        page.route_web_socket(re.compile(r"/ws/sales/"), play)
+        page.goto(f"{server}/sales/{sale.pk}/")
+        sign_in(page, buyer.email)
+        expect(page.locator("#status")).to_have_text("Paused", timeout=WAIT_MS)
+        expect(page.locator("#countdown")).to_have_text(re.compile(r"^Paused by the shop\."))
+        expect(page.locator("#buy-button")).to_be_disabled()
+
+        sockets[0].send(json.dumps({**snapshot, "paused": False, "version": sale.version + 2}))
+        expect(page.locator("#status")).to_have_text("Live", timeout=WAIT_MS)
+        expect(page.locator("#buy-button")).to_be_enabled()
+        page.fill("#quantity", "3")
+        page.click("#buy-button")
+        expect(page.locator("#message")).to_have_text(
+            "You can buy 1 to 2 units at a time. Please choose a quantity in that range."
+        )
+
+    assert not Purchase.objects.exists()
