@@ -206,6 +206,7 @@ def postprocess_schema(result, generator, request, public):
     schemes = components.setdefault("securitySchemes", {})
     if "tokenAuth" in schemes:
         schemes["tokenAuth"]["description"] = (
-            'Send "Authorization: Token <key>" with the token from POST /api/v1/auth/login. Logout deletes it.'
+            'Send "Authorization: Token <key>" with the token from POST /api/v1/auth/login. Logout deletes it. '
+            'In Swagger UI\'s Authorize box, paste the token alone: the UI adds the "Token " prefix.'
         )
     return result

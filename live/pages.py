@@ -1,5 +1,7 @@
 """The live sale page: the sale's snapshot rendered on the server, then kept live over the WebSocket."""
 
+from datetime import datetime, timedelta
+
 from django.conf import settings
 from django.http import Http404
 from django.shortcuts import render
@@ -11,12 +13,16 @@ from sales import selectors
 from sales.models import FlashSale, SaleStatus
 
 RECENT_PURCHASES = 10  # as many as live.js keeps
+OTHER_SALES = 10  # listed under the sale: the live ones first, then the upcoming ones
+# A pending sale's badge says "Starts soon" only this close to its start (live.js: STARTS_SOON_MS).
+STARTS_SOON = timedelta(hours=1)
 
 
-def status_label(sale: FlashSale, status: str) -> str:
+def status_label(sale: FlashSale, status: str, moment: datetime | None = None) -> str:
     """The badge's words, the same as live.js writes once it takes over."""
     if status == SaleStatus.PENDING:
-        return "Starts soon"
+        moment = moment or timezone.now()
+        return "Starts soon" if sale.start_time - moment <= STARTS_SOON else "Upcoming"
     if status == SaleStatus.ACTIVE:
         return "Live"
     return "Sold out" if sale.current_stock <= 0 else "Ended"
@@ -39,19 +45,27 @@ def live_sale(request, sale_id: int | None = None):
         sale = selectors.featured_sale(now)
     status = sale.status_at(now) if sale else None
     purchases = selectors.recent_purchases(sale=sale, limit=RECENT_PURCHASES) if sale else []
+    others = [other for other in selectors.coming_sales(now, limit=OTHER_SALES + 1) if other != sale][:OTHER_SALES]
     return render(
         request,
         "sales/live.html",
         {
             "sale": sale,
             "status": status,
-            "status_label": status_label(sale, status) if sale and status else "No sale",
+            "status_label": status_label(sale, status, now) if sale and status else "No sale",
+            # Live and upcoming sales besides this one, each linked; the first is "next" once this one is over.
+            "others": [
+                {"sale": other, "status": other.status_at(now), "label": status_label(other, other.status_at(now), now)}
+                for other in others
+            ],
             "snapshot": realtime.snapshot_message(sale, now),
             "purchases": purchases,
             "socket_path": f"/ws/sales/{sale_id}/" if sale_id is not None else "/ws/sales/active/",
             # Set when sockets are served on another port than pages (./scripts/serve).
             "socket_port": settings.WEBSOCKET_PORT or "",
+            "others_live": sum(other.is_live_at(now) for other in others),
             "max_quantity": settings.MAX_PURCHASE_QUANTITY,
+            "max_units": settings.MAX_UNITS_PER_USER,
         },
     )
 

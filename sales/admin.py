@@ -8,13 +8,14 @@ actions that change the database with F() updates and need no version.
 
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, F, IntegerField, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.forms.models import BaseInlineFormSet
-from django.http import HttpResponseRedirect
+from django.http import Http404, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -23,7 +24,7 @@ from django.utils.html import format_html
 from django.utils.translation import ngettext
 
 from live import pages
-from sales import history, services
+from sales import history, selectors, services
 from sales.admin_csv import purchases_csv_response
 from sales.admin_forms import STALE_EDIT_MESSAGE, AddUnitsForm, FlashSaleAddForm, FlashSaleChangeForm
 from sales.exceptions import SalesError, VersionConflict
@@ -51,6 +52,15 @@ def _plain_time(moment) -> str:
 def _duration(span) -> str:
     minutes = int(span.total_seconds() // 60)
     return ngettext("%(count)d minute", "%(count)d minutes", minutes) % {"count": minutes}
+
+
+def _purchase_time(moment) -> str:
+    """When a purchase was made, to the second: purchases of one minute are told apart by it."""
+    return formats.date_format(timezone.localtime(moment), "Y-m-d H:i:s T")
+
+
+def _purchases_text(count: int) -> str:
+    return ngettext("%(count)d purchase", "%(count)d purchases", count) % {"count": count}
 
 
 def _units(count: int) -> str:
@@ -152,7 +162,9 @@ class NewestPurchasesFormSet(BaseInlineFormSet):
 class PurchaseInline(ReadOnly, StaffRunsSales, admin.TabularInline):
     model = Purchase
     formset = NewestPurchasesFormSet
-    fields = ("purchase", "created_at", "buyer", "quantity")
+    # A read-only table that says "None yet." when empty and that admin_live_stock.js refills live.
+    template = "admin/sales/flashsale/newest_purchases.html"
+    fields = ("purchase", "bought_at", "buyer", "quantity")
     readonly_fields = fields
     ordering = ("-created_at", "-id")
     extra = 0
@@ -170,6 +182,10 @@ class PurchaseInline(ReadOnly, StaffRunsSales, admin.TabularInline):
     @admin.display(description="buyer")
     def buyer(self, purchase):
         return format_html("{} <small>({})</small>", purchase.user.email, purchase.user.name)
+
+    @admin.display(description="bought at")
+    def bought_at(self, purchase):
+        return _purchase_time(purchase.created_at)
 
 
 @admin.register(FlashSale)
@@ -253,11 +269,15 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
         left = round(100 * sale.current_stock / sale.original_stock) if sale.original_stock else 0
         colour = "#1e7e34" if left > 25 else "#d39e00" if left > 0 else "#bd2130"
         return format_html(
-            '<div title="{} of {} units left" style="min-width:6em"><span class="nowrap">{} / {}</span>'
+            # The classes are admin_live_stock.js' hooks: it keeps the sale list's stock live.
+            '<div class="stock-bar" title="{} of {} units left" style="min-width:6em" data-socket-port="{}">'
+            '<span class="nowrap stock-bar-numbers">{} / {}</span>'
             '<div style="height:5px;background:#e1e1e1;border-radius:3px;margin-top:2px">'
-            '<div style="width:{}%;height:5px;background:{};border-radius:3px"></div></div></div>',
+            '<div class="stock-bar-fill" style="width:{}%;height:5px;background:{};border-radius:3px"></div>'
+            "</div></div>",
             sale.current_stock,
             sale.original_stock,
+            settings.WEBSOCKET_PORT or "",
             sale.current_stock,
             sale.original_stock,
             left,
@@ -295,7 +315,7 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
         colour = "#1e7e34" if left > 25 else "#d39e00" if left > 0 else "#bd2130"
         return format_html(
             '<div class="live-stock" data-live-stock data-sale-id="{}" data-version="{}" data-socket-port="{}"'
-            ' data-state="loaded">'
+            ' data-live-url="{}" data-state="loaded">'
             '<span class="live-stock-numbers">{} / {}</span> <small class="live-stock-note">as loaded</small>'
             '<div class="live-stock-bar"><div class="live-stock-fill" style="width:{}%;background:{}"></div></div>'
             '<small class="live-stock-sold">{} sold</small></div>',
@@ -303,6 +323,8 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
             sale.version,
             # Set when sockets are served on another port than pages (./scripts/serve), as on the live page.
             settings.WEBSOCKET_PORT or "",
+            # The rest of the page (purchase count, newest purchases, version) is read from here on a push.
+            reverse("admin:sales_flashsale_live", args=[quote(sale.pk)], current_app=self.admin_site.name),
             sale.current_stock,
             sale.original_stock,
             left,
@@ -312,13 +334,16 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
 
     @admin.display(description="purchases")
     def purchases_link(self, sale):
-        url = reverse("admin:sales_purchase_changelist") + f"?sale__id__exact={sale.pk}"
-        text = ngettext(
-            "%(count)d purchase: see it, export CSV",
-            "%(count)d purchases: see them all, export CSV",
-            sale.purchase_count,
-        ) % {"count": sale.purchase_count}
-        return format_html('<a href="{}">{}</a>', url, text)
+        query = f"?sale__id__exact={sale.pk}"
+        return format_html(
+            '<span class="live-purchase-count">{}</span>: <a href="{}">{}</a>, <a href="{}" download>export CSV</a>',
+            _purchases_text(sale.purchase_count),
+            reverse("admin:sales_purchase_changelist") + query,
+            # The same words for any count: admin_live_stock.js updates only the count.
+            "see the list",
+            # The export of the purchase list with the same filter: a CSV file, not a page.
+            reverse("admin:sales_purchase_export") + query,
+        )
 
     def has_delete_permission(self, request, obj=None):
         # A live sale is ended, never deleted (services.delete_sale refuses it too). Sales with
@@ -421,6 +446,11 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
                 "<path:object_id>/preview/",
                 self.admin_site.admin_view(self.preview_view),
                 name="{}_{}_preview".format(*info),
+            ),
+            path(
+                "<path:object_id>/live/",
+                self.admin_site.admin_view(self.live_view),
+                name="{}_{}_live".format(*info),
             ),
         ] + super().get_urls()
 
@@ -544,8 +574,41 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
             return redirect(self.view_on_site(sale))
         return pages.preview_sale(request, sale, change_url=self._change_url(sale))
 
+    def live_view(self, request, object_id):
+        """The change page's live parts as JSON, read by admin_live_stock.js when the sale's socket says
+        it changed: the socket carries no buyer's email, and a purchase burst is coalesced on it."""
+        sale = self._sale_for_action(request, object_id)
+        if sale is None:
+            raise Http404("No flash sale with this id.")
+        newest = selectors.recent_purchases(sale=sale, limit=NEWEST_PURCHASES_SHOWN)
+        return JsonResponse(
+            {
+                "saleId": sale.pk,
+                "version": sale.version,
+                "currentStock": sale.current_stock,
+                "originalStock": sale.original_stock,
+                "purchaseCount": sale.purchase_count,
+                "purchaseCountText": _purchases_text(sale.purchase_count),
+                "purchases": [
+                    {
+                        "id": purchase.pk,
+                        "url": reverse("admin:sales_purchase_change", args=[quote(purchase.pk)]),
+                        "boughtAt": _purchase_time(purchase.created_at),
+                        "buyerEmail": purchase.user.email,
+                        "buyerName": purchase.user.name,
+                        "quantity": purchase.quantity,
+                    }
+                    for purchase in newest
+                ],
+            }
+        )
+
     @admin.action(description="End selected sales now", permissions=["change"])
     def end_now(self, request, queryset):
+        if request.POST.get("post") != "yes":
+            confirmation = self._confirm_end_selected(request, queryset)
+            if confirmation is not None:
+                return confirmation
         ended, refused = [], []
         for sale in queryset:
             try:
@@ -561,10 +624,33 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
         if refused:
             messages.warning(request, f"Not live, left alone: {', '.join(refused)}.")
 
+    def _confirm_end_selected(self, request, queryset):
+        """The page that asks before the bulk action ends live sales (None when none is live: ending
+        nothing needs no confirmation)."""
+        now = timezone.now()
+        sales = list(queryset.order_by("end_time", "id"))
+        live = [sale for sale in sales if sale.is_live_at(now)]
+        if not live:
+            return None
+        return TemplateResponse(
+            request,
+            "admin/sales/flashsale/end_selected_confirmation.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "End the selected sales now?",
+                "opts": self.opts,
+                "queryset": sales,
+                "live": live,
+                "not_live": [sale for sale in sales if not sale.is_live_at(now)],
+                "action_checkbox_name": ACTION_CHECKBOX_NAME,
+                "media": self.media,
+            },
+        )
+
 
 @admin.register(Purchase)
 class PurchaseAdmin(ReadOnly, StaffRunsSales, admin.ModelAdmin):
-    list_display = ("id", "created_at", "sale_link", "buyer_email", "buyer_name", "quantity")
+    list_display = ("id", "bought_at", "sale_link", "buyer_email", "buyer_name", "quantity")
     list_filter = ("sale",)
     search_fields = ("user__email",)
     search_help_text = "Search by buyer email."
@@ -574,6 +660,15 @@ class PurchaseAdmin(ReadOnly, StaffRunsSales, admin.ModelAdmin):
     # A count of the whole table on every page load is slow on a big sale; filtered counts stay.
     show_full_result_count = False
     actions = ["export_selected"]
+
+    class Media:
+        css = {"all": ["sales/admin.css"]}
+
+    @admin.display(description="bought at", ordering="created_at")
+    def bought_at(self, purchase):
+        # Wraps between the date and the time only, like the sale list's times.
+        date, _, time = _purchase_time(purchase.created_at).partition(" ")
+        return format_html('<span class="nowrap">{}</span> <span class="nowrap">{}</span>', date, time)
 
     @admin.display(description="sale", ordering="sale__name")
     def sale_link(self, purchase):

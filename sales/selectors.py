@@ -103,3 +103,12 @@ def count_purchases(*, sale_id: int | None = None) -> int:
     """How many purchases there are (of one sale), counted now."""
     purchases = Purchase.objects.all() if sale_id is None else Purchase.objects.filter(sale_id=sale_id)
     return purchases.count()
+
+
+def coming_sales(moment: datetime | None = None, *, limit: int = 10) -> list[FlashSale]:
+    """What a buyer can still shop, for the pages' "other sales" list: the live sales with stock
+    left, ending first, then the upcoming ones, starting first."""
+    moment = moment or timezone.now()
+    live = list(FlashSale.objects.active(moment).order_by("end_time", "id")[:limit])
+    upcoming = list(FlashSale.objects.pending(moment).order_by("start_time", "id")[: limit - len(live)])
+    return live + upcoming

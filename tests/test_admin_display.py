@@ -24,6 +24,9 @@ def superuser_browser(client):
     return client
 
 
+PURCHASES = reverse("admin:sales_purchase_changelist")
+
+
 def change_url(sale) -> str:
     return reverse("admin:sales_flashsale_change", args=[sale.pk])
 
@@ -37,9 +40,9 @@ def test_a_sale_with_one_purchase_says_one_purchase_and_with_two_says_purchases(
     page_one = superuser_browser.get(change_url(one)).content.decode()
     page_two = superuser_browser.get(change_url(two)).content.decode()
 
-    assert "1 purchase: see it, export CSV" in page_one
+    assert f'1 purchase</span>: <a href="{PURCHASES}?sale__id__exact={one.pk}">see the list</a>, <a' in page_one
     assert "1 purchases" not in page_one
-    assert "2 purchases: see them all, export CSV" in page_two
+    assert f'2 purchases</span>: <a href="{PURCHASES}?sale__id__exact={two.pk}">see the list</a>, <a' in page_two
     assert Purchase.objects.filter(sale=two).count() == 2
 
 
@@ -80,8 +83,9 @@ def test_every_admin_page_shows_dates_in_one_format(superuser_browser):
     assert '<span class="nowrap">2026-11-25</span> <span class="nowrap">19:15 UTC</span>' in html["sale list"]
     assert '<span class="nowrap">2026-11-25</span> <span class="nowrap">21:15 UTC</span>' in html["sale list"]
     assert "2026-11-24 19:15 UTC" in html["sale"]  # created at
-    assert "2026-11-25 19:20 UTC" in html["sale"]  # the inline's newest purchase
-    assert "2026-11-25 19:20 UTC" in html["purchase list"]
+    # Purchases listed show seconds: the order of purchases within a minute matters.
+    assert "2026-11-25 19:20:42 UTC" in html["sale"]  # the inline's newest purchase
+    assert '<span class="nowrap">2026-11-25</span> <span class="nowrap">19:20:42 UTC</span>' in html["purchase list"]
     assert "2026-11-25 19:20 UTC" in html["purchase"]
     joined = f"{buyer.date_joined.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
     assert joined in html["user list"] and joined in html["user"]
@@ -114,3 +118,76 @@ def test_a_sale_change_page_names_the_socket_port_when_sockets_are_served_apart(
     html = superuser_browser.get(change_url(sale)).content.decode()
 
     assert f'data-sale-id="{sale.pk}" data-version="{sale.version}" data-socket-port="8001"' in html
+
+
+def test_a_sale_without_purchases_says_none_yet_in_its_newest_purchases(superuser_browser):
+    sale = SaleFactory(name="Quiet")
+
+    html = superuser_browser.get(change_url(sale)).content.decode()
+
+    assert '<tr class="none-yet"><td colspan="4">None yet.</td></tr>' in html
+    assert '<span class="live-purchase-count">0 purchases</span>' in html
+    assert not Purchase.objects.filter(sale=sale).exists()
+
+
+def test_the_change_pages_export_csv_link_downloads_the_sales_purchases(superuser_browser):
+    sale = SaleFactory(name="Boots")
+    mine = PurchaseFactory(sale=sale, quantity=2, user=UserFactory(email="grace@example.com"))
+    PurchaseFactory(quantity=1)  # another sale's
+    html = superuser_browser.get(change_url(sale)).content.decode()
+    export = re.search(r'<a href="([^"]+)" download>export CSV</a>', html).group(1).replace("&amp;", "&")
+
+    response = superuser_browser.get(export)
+
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/csv")
+    assert "attachment" in response["Content-Disposition"]
+    rows = b"".join(response.streaming_content).decode().splitlines()
+    assert rows[0].startswith("purchase_id,sale_id,sale_name")
+    assert [row.split(",")[0] for row in rows[1:]] == [str(mine.pk)]
+    assert Purchase.objects.count() == 2
+
+
+def test_a_sale_change_pages_live_json_has_its_count_version_and_newest_purchases(superuser_browser):
+    sale = SaleFactory(name="Live", original_stock=40)
+    buyer = UserFactory(email="ada@example.com", name="Ada")
+    services.purchase(user=buyer, sale_id=sale.pk, quantity=3)
+    services.purchase(user=UserFactory(email="bob@example.com", name="Bob"), sale_id=sale.pk, quantity=1)
+    sale.refresh_from_db()
+    newest = Purchase.objects.filter(sale=sale).order_by("-created_at", "-id").first()
+
+    response = superuser_browser.get(reverse("admin:sales_flashsale_live", args=[sale.pk]))
+
+    assert response.status_code == 200
+    data = response.json()
+    assert data["version"] == sale.version
+    assert (data["currentStock"], data["originalStock"]) == (36, 40)
+    assert (data["purchaseCount"], data["purchaseCountText"]) == (2, "2 purchases")
+    assert [(row["buyerEmail"], row["quantity"]) for row in data["purchases"]] == [
+        ("bob@example.com", 1),
+        ("ada@example.com", 3),
+    ]
+    assert data["purchases"][0]["url"] == reverse("admin:sales_purchase_change", args=[newest.pk])
+    assert data["purchases"][0]["boughtAt"] == f"{newest.created_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
+def test_a_sale_change_pages_live_json_is_for_staff_only(client):
+    sale = SaleFactory()
+    client.force_login(UserFactory())
+
+    response = client.get(reverse("admin:sales_flashsale_live", args=[sale.pk]))
+
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+    assert FlashSale.objects.filter(pk=sale.pk).exists()
+
+
+def test_admin_pages_link_the_sites_favicon(superuser_browser):
+    sale = SaleFactory(name="Boots")
+
+    pages = [reverse("admin:index"), reverse("admin:sales_flashsale_changelist"), change_url(sale)]
+
+    for url in pages:
+        html = superuser_browser.get(url).content.decode()
+        assert '<link rel="icon" href="/static/sales/favicon.svg" type="image/svg+xml">' in html, url
+        assert "<title>" in html and "flashsale admin</title>" in html, url
+    assert FlashSale.objects.filter(pk=sale.pk).exists()

@@ -485,13 +485,46 @@ def test_ending_a_sale_that_is_not_live_is_refused_with_a_message(browser):
     assert FlashSale.objects.get(pk=sale.pk).end_time == sale.end_time
 
 
+def test_end_now_action_asks_first_listing_the_sales_and_ends_nothing_until_confirmed(browser):
+    start = timezone.now() + timedelta(hours=1)
+    live = SaleFactory(name="Live", original_stock=50, current_stock=45)
+    pending = SaleFactory(name="Later", start_time=start, end_time=start + timedelta(hours=1))
+
+    asked = browser.post(CHANGELIST, {"action": "end_now", "_selected_action": [live.pk, pending.pk]})
+
+    assert asked.status_code == 200
+    html = asked.content.decode()
+    assert "End the selected sales now?" in html
+    assert f'<a href="{change_url(live)}">Live</a>: 45 / 50 left' in html
+    assert '<ul id="sales-left-alone">\n  <li>Later</li>' in html
+    assert FlashSale.objects.get(pk=live.pk).end_time == live.end_time
+    assert not LogEntry.objects.exists()
+
+    # "No, take me back" changes nothing either: it only goes back in the browser's history.
+    assert 'class="button cancel-link">No, take me back</a>' in html
+
+
+def test_a_bulk_end_of_sales_none_of_them_live_needs_no_confirmation(browser):
+    start = timezone.now() + timedelta(hours=1)
+    pending = SaleFactory(name="Later", start_time=start, end_time=start + timedelta(hours=1))
+
+    response = browser.post(CHANGELIST, {"action": "end_now", "_selected_action": [pending.pk]}, follow=True)
+
+    assert messages_of(response) == ["Not live, left alone: Later."]
+    assert FlashSale.objects.get(pk=pending.pk).end_time == pending.end_time
+
+
 def test_end_now_action_ends_the_live_sales_selected_and_leaves_the_others(browser):
     start = timezone.now() + timedelta(hours=1)
     live = SaleFactory(name="Live")
     pending = SaleFactory(name="Later", start_time=start, end_time=start + timedelta(hours=1))
+    asked = browser.post(CHANGELIST, {"action": "end_now", "_selected_action": [live.pk, pending.pk]})
 
-    response = browser.post(CHANGELIST, {"action": "end_now", "_selected_action": [live.pk, pending.pk]}, follow=True)
+    # What the confirmation page's "Yes, end them now" submits.
+    confirmed = form_data(asked.content.decode().replace("<form method", '<form id="confirm" method'), "confirm")
+    response = browser.post(CHANGELIST, confirmed, follow=True)
 
+    assert confirmed["post"] == "yes" and confirmed["_selected_action"] == [str(live.pk), str(pending.pk)]
     assert response.status_code == 200
     assert FlashSale.objects.get(pk=live.pk).end_time <= timezone.now()
     assert FlashSale.objects.get(pk=pending.pk).end_time == pending.end_time

@@ -7,11 +7,12 @@ from uuid import uuid4
 
 import pytest
 from playwright.sync_api import expect
+from rest_framework.authtoken.models import Token
 
 from harness.servers import PROJECT_DIR, daphne_server, server_env
-from sales.models import Purchase
+from sales.models import FlashSale, Purchase
 from tests.browsers import WAIT_MS, page_in, sign_in
-from tests.factories import PASSWORD, SaleFactory, UserFactory
+from tests.factories import PASSWORD, SaleFactory, TokenFactory, UserFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
@@ -86,3 +87,43 @@ def test_swagger_ui_renders_the_schema_without_csp_violations(server, browser, r
         expect(page.locator(".opblock").first).to_be_visible(timeout=WAIT_MS)
 
         assert violations == []
+
+
+def test_swagger_ui_authorizes_with_the_token_pasted_alone(server, browser, request):
+    SaleFactory(name="Rain jacket")
+    token = TokenFactory()
+
+    with page_in(browser, request) as page:
+        violations = watch_violations(page)
+        page.goto(f"{server}/api/docs/")
+        page.click("button.authorize", timeout=WAIT_MS)
+        page.fill(".modal-ux input", token.key)
+        page.click(".modal-ux button.authorize")
+        page.click(".modal-ux button.btn-done")
+
+        operation = page.locator("#operations-flashsales-v1_flashsales_list")
+        operation.locator(".opblock-summary").click()
+        operation.locator("button.try-out__btn").click()
+        operation.locator("button.execute").click()
+
+        status = operation.locator(".live-responses-table tbody .response-col_status").first
+        expect(status).to_have_text("200", timeout=WAIT_MS)
+        expect(operation.locator(".live-responses-table")).to_contain_text("Rain jacket")
+        assert violations == []
+
+    assert Token.objects.filter(key=token.key).exists()
+
+
+def test_the_live_pages_favicon_is_served_under_the_csp(server, browser, request):
+    sale = SaleFactory(name="Trail shoes")
+
+    with page_in(browser, request) as page:
+        violations = watch_violations(page)
+        page.goto(f"{server}/sales/{sale.pk}/")
+        icon = page.locator("link[rel=icon]").get_attribute("href")
+        response = page.request.get(f"{server}{icon}")
+
+        assert response.status == 200
+        assert response.headers["content-type"].startswith("image/svg+xml")
+        assert violations == []
+    assert FlashSale.objects.filter(pk=sale.pk).exists()

@@ -90,10 +90,21 @@ def test_a_pending_sale_page_says_when_it_starts(client):
 
     page = read_page(client.get(f"/sales/{sale.pk}/"))
 
-    assert page.text["status"] == "Starts soon"
+    # "Starts soon" is kept for the last hour before the start.
+    assert page.text["status"] == "Upcoming"
     assert page.attrs["status"]["data-status"] == "pending"
     assert page.text["countdown"] == f"Starts {timezone.localtime(sale.start_time):%Y-%m-%d %H:%M} UTC."
     assert page.text["stock"] == "200"
+
+
+def test_a_sale_starting_within_the_hour_says_it_starts_soon(client):
+    sale = SaleFactory(name="Rain jacket", start_time=timezone.now() + timedelta(minutes=59))
+
+    page = read_page(client.get(f"/sales/{sale.pk}/"))
+
+    assert page.text["status"] == "Starts soon"
+    assert page.attrs["status"]["data-status"] == "pending"
+    assert FlashSale.objects.get(pk=sale.pk).status == "pending"
 
 
 def test_a_sold_out_sale_page_says_so_and_lists_its_latest_purchases_escaped(client):
@@ -140,3 +151,36 @@ def test_the_page_has_no_inline_script_and_its_forms_wait_for_javascript(client)
     assert "hidden" in page.attrs["account"]
     assert {"login-form", "register-form", "buy-form"} <= page.attrs.keys()
     assert "novalidate" in page.attrs["buy-form"]
+
+
+def test_an_ended_sale_page_points_to_the_next_sale_and_lists_the_live_and_upcoming_ones(client):
+    now = timezone.now()
+    ended = SaleFactory(name="Over", start_time=now - timedelta(hours=2), end_time=now - timedelta(hours=1))
+    live = SaleFactory(name="Boots", end_time=now + timedelta(minutes=30))
+    upcoming = SaleFactory(name="Gloves", start_time=now + timedelta(hours=3))
+
+    page = read_page(client.get(f"/sales/{ended.pk}/"))
+
+    assert page.text["status"] == "Ended"
+    assert page.text["also-live"].strip() == "1 other sale is live"
+    assert "hidden" not in page.attrs["next"]
+    assert page.text["next-link"] == "Boots"
+    assert page.attrs["next-link"]["href"] == f"/sales/{live.pk}/"
+    assert "hidden" not in page.attrs["others-card"]
+    assert " ".join(page.text["others"].split()) == (
+        f"Boots Live Ends {timezone.localtime(live.end_time):%Y-%m-%d %H:%M} UTC "
+        f"Gloves Upcoming Starts {timezone.localtime(upcoming.start_time):%Y-%m-%d %H:%M} UTC"
+    )
+    assert FlashSale.objects.count() == 3
+
+
+def test_a_live_sale_page_does_not_point_elsewhere_and_does_not_list_itself(client):
+    sale = SaleFactory(name="Boots")
+
+    page = read_page(client.get(f"/sales/{sale.pk}/"))
+
+    assert "hidden" in page.attrs["next"]
+    assert "hidden" in page.attrs["others-card"]
+    assert "hidden" in page.attrs["also-live"]
+    assert page.text["others"].strip() == ""
+    assert FlashSale.objects.get(pk=sale.pk).status == "active"

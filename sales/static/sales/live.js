@@ -5,7 +5,11 @@
   "use strict";
 
   var app = document.getElementById("app");
-  var maxQuantity = parseInt(app.dataset.maxQuantity, 10) || 1;
+  // The shop's limits; a sale's own (maxPerPurchase, maxPerBuyer in its snapshot) win when it has them.
+  var defaultMaxQuantity = parseInt(app.dataset.maxQuantity, 10) || 1;
+  var defaultMaxUnits = parseInt(app.dataset.maxUnits, 10) || defaultMaxQuantity;
+  // A pending sale's badge says "Starts soon" only within this of its start (sales/pages.py: STARTS_SOON).
+  var STARTS_SOON_MS = 3600 * 1000;
   var TOKEN_KEY = "flashsale.token";
   var EMAIL_KEY = "flashsale.email";
   var RECENT = 10;
@@ -21,13 +25,25 @@
     showRegister: $("show-register"), showLoginForm: $("show-login"),
     signedIn: $("signed-in"), signedInEmail: $("signed-in-email"), logout: $("logout-button"),
     buyForm: $("buy-form"), quantity: $("quantity"), buyButton: $("buy-button"),
-    message: $("message"), purchases: $("purchases"), noPurchases: $("no-purchases")
+    message: $("message"), purchases: $("purchases"), noPurchases: $("no-purchases"),
+    switchNotice: $("switch-notice"), zone: $("zone"), next: $("next"), nextLink: $("next-link"),
+    alsoLive: $("also-live"), alsoLiveLink: $("also-live-link"),
+    others: $("others"), othersCard: $("others-card")
   };
 
   // The sale as last told by the server. `version` only moves forward within one sale.
   var sale = null;
   // Whether the account card shows the register form instead of the sign-in form.
   var registering = false;
+  // Units of the shown sale this buyer is known to hold at least (their purchases on this page, or
+  // the server's count from a refusal); null: not known. Forgotten when the page shows another sale.
+  var held = null;
+  // The units of the buyer's last purchase while its "You bought" message is shown, kept current.
+  var bought = null;
+
+  function maxQuantity() { return (sale && sale.maxPerPurchase) || defaultMaxQuantity; }
+  function maxUnits() { return (sale && sale.maxPerBuyer) || defaultMaxUnits; }
+  function atCap() { return held !== null && held >= maxUnits(); }
 
   // --- error codes (README "Error codes") -> what a buyer should read ------------------------
   var MESSAGES = {
@@ -45,6 +61,7 @@
     sold_out: "Sold out — every unit is gone.",
     insufficient_stock: "Not enough units left for that quantity.",
     user_limit_reached: "You have reached the maximum number of units per buyer for this sale.",
+    sale_paused: "This sale is paused. Buying resumes when the shop resumes it.",
     version_conflict: "The sale changed meanwhile. Please reload and try again.",
     payload_too_large: "That request is too large.",
     unsupported_media_type: "The request was not sent as JSON.",
@@ -62,10 +79,16 @@
       text += " Try again in " + details.retryAfter + " s.";
     } else if (error.code === "sale_not_active" && details.startTime) {
       var start = new Date(details.startTime);
-      text = start > new Date() ? "The sale has not started yet. It opens at " + start.toLocaleTimeString() + "."
+      text = start > new Date() ? "The sale has not started yet. It opens at " + localMinute(details.startTime) + "."
                                 : "This sale has ended.";
-    } else if (error.code === "user_limit_reached" && details.maxUnitsPerUser !== undefined) {
-      text = "Each buyer may hold at most " + details.maxUnitsPerUser + " units of this sale.";
+    } else if (error.code === "user_limit_reached") {
+      var limit = details.maxUnitsPerUser !== undefined ? details.maxUnitsPerUser : details.maxPerBuyer;
+      if (typeof details.held === "number" && typeof limit === "number") {
+        text = limit > details.held ? "You have " + details.held + "; you can buy " + (limit - details.held) + " more."
+                                    : "You have " + details.held + ", the most one buyer may hold of this sale.";
+      } else if (typeof limit === "number") {
+        text = "Each buyer may hold at most " + limit + " units of this sale.";
+      }
     } else if (error.code === "validation_error") {
       var fields = Object.keys(details).map(function (field) {
         var problems = details[field];
@@ -77,6 +100,7 @@
   }
 
   function say(text, kind) {
+    bought = null;
     el.message.textContent = text;
     el.message.dataset.kind = kind || "info";
     el.message.hidden = !text;
@@ -106,24 +130,44 @@
     if (!sale || sale.saleId === null) { return null; }
     if (now < sale.start) { return "pending"; }
     if (now >= sale.end || sale.currentStock <= 0) { return "completed"; }
+    if (sale.paused) { return "paused"; }
     // The server's word wins over a local clock that may be a little off.
     return sale.status === "completed" ? "completed" : "active";
   }
 
   function two(n) { return (n < 10 ? "0" : "") + n; }
 
-  // The format the server renders (and the admin uses): "2026-11-25 19:15 UTC".
-  function utcMinute(iso) {
-    return new Date(iso).toISOString().slice(0, 16).replace("T", " ") + " UTC";
+  // One zone per page: the server renders UTC (and says so); from here on every time on the page is
+  // the buyer's own, in the server's shape ("2026-11-25 14:15"), and #zone names the zone.
+  function localMinute(iso) {
+    var d = new Date(iso);
+    return d.getFullYear() + "-" + two(d.getMonth() + 1) + "-" + two(d.getDate()) + " " + two(d.getHours()) + ":" + two(d.getMinutes());
+  }
+
+  function localSecond(iso) {
+    var d = new Date(iso);
+    return two(d.getHours()) + ":" + two(d.getMinutes()) + ":" + two(d.getSeconds());
+  }
+
+  function zoneName() {
+    try { return Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (e) { return ""; }
+  }
+
+  function renderZone() {
+    var name = zoneName();
+    el.zone.textContent = "Times are in your time zone" + (name ? " (" + name + ")." : ".");
+    Array.prototype.forEach.call(el.purchases.querySelectorAll("time"), function (time) {
+      time.textContent = localSecond(time.dateTime);
+    });
   }
 
   function renderTimes(snapshot) {
     el.times.hidden = snapshot.saleId === null;
     if (snapshot.saleId === null) { return; }
     el.startTime.dateTime = snapshot.startTime;
-    el.startTime.textContent = utcMinute(snapshot.startTime);
+    el.startTime.textContent = localMinute(snapshot.startTime);
     el.endTime.dateTime = snapshot.endTime;
-    el.endTime.textContent = utcMinute(snapshot.endTime);
+    el.endTime.textContent = localMinute(snapshot.endTime);
   }
 
   function duration(ms) {
@@ -132,10 +176,15 @@
     return (d ? d + "d " : "") + (d || h ? two(h) + ":" : "") + two(m) + ":" + two(s % 60);
   }
 
+  function pendingLabel(start, now) { return start - now <= STARTS_SOON_MS ? "Starts soon" : "Upcoming"; }
+
   function renderClock() {
     var now = Date.now();
     var status = derivedStatus(now);
-    var labels = { pending: "Starts soon", active: "Live", completed: sale && sale.currentStock <= 0 ? "Sold out" : "Ended" };
+    var labels = {
+      pending: sale && sale.start ? pendingLabel(sale.start, now) : "Starts soon", active: "Live", paused: "Paused",
+      completed: sale && sale.currentStock <= 0 ? "Sold out" : "Ended"
+    };
     el.status.textContent = status ? labels[status] : "No sale";
     el.status.dataset.status = status || "";
     if (!status) {
@@ -144,10 +193,42 @@
       el.countdown.textContent = "Starts in " + duration(sale.start - now);
     } else if (status === "active") {
       el.countdown.textContent = "Ends in " + duration(sale.end - now);
+    } else if (status === "paused") {
+      el.countdown.textContent = "Paused by the shop. Buying resumes when it resumes; ends in " + duration(sale.end - now) + ".";
     } else {
       el.countdown.textContent = sale.currentStock <= 0 ? "Every unit has been sold." : "This sale has ended.";
     }
-    el.buyButton.disabled = status !== "active";
+    el.buyButton.disabled = status !== "active" || atCap();
+    el.quantity.max = String(maxQuantity());
+    renderOthers(now, status);
+  }
+
+  // --- other sales: live and upcoming, each with its countdown; the first is "next" --------------
+  function renderOthers(now, status) {
+    var first = null, live = 0;
+    Array.prototype.forEach.call(el.others.children, function (item) {
+      var id = parseInt(item.dataset.saleId, 10);
+      var start = Date.parse(item.dataset.start), end = Date.parse(item.dataset.end);
+      // The sale shown above is not "another" sale; one whose window has passed is not on offer.
+      item.hidden = (sale && sale.saleId === id) || now >= end;
+      if (item.hidden) { return; }
+      if (!first) { first = item; }
+      var badge = item.querySelector(".badge"), when = item.querySelector(".other-when");
+      var started = now >= start;
+      if (started) { live += 1; }
+      badge.dataset.status = started ? "active" : "pending";
+      badge.textContent = started ? "Live" : pendingLabel(start, now);
+      when.textContent = started ? "Ends in " + duration(end - now) : "Starts in " + duration(start - now) + " (" + localMinute(item.dataset.start) + ")";
+    });
+    el.othersCard.hidden = !first;
+    el.alsoLive.hidden = live === 0;
+    el.alsoLiveLink.textContent = live === 1 ? "1 other sale is live" : live + " other sales are live";
+    el.next.hidden = !(first && status === "completed");
+    if (first) {
+      var link = first.querySelector("a");
+      el.nextLink.href = link.getAttribute("href");
+      el.nextLink.textContent = link.textContent;
+    }
   }
 
   function renderStock() {
@@ -162,6 +243,7 @@
     el.barFill.dataset.low = share <= 0.1 ? "true" : "false";
     el.bar.setAttribute("aria-valuemax", String(sale.originalStock));
     el.bar.setAttribute("aria-valuenow", String(sale.currentStock));
+    if (bought !== null) { renderBought(); }
     renderClock();
   }
 
@@ -175,7 +257,7 @@
     what.textContent = "× " + purchase.quantity;
     var when = document.createElement("time");
     when.dateTime = purchase.timestamp;
-    when.textContent = new Date(purchase.timestamp).toLocaleTimeString();
+    when.textContent = localSecond(purchase.timestamp);
     item.appendChild(who); item.appendChild(what); item.appendChild(when);
     if (atTop) { el.purchases.insertBefore(item, el.purchases.firstChild); } else { el.purchases.appendChild(item); }
     while (el.purchases.children.length > RECENT) { el.purchases.removeChild(el.purchases.lastChild); }
@@ -204,6 +286,10 @@
   // snapshot (on every connect, after a reconnect too) reloads the purchases it may have missed.
   function onSnapshot(snapshot, rendered) {
     renderTimes(snapshot);
+    var shown = sale;
+    if (!rendered && shown && shown.saleId !== null && shown.saleId !== snapshot.saleId) {
+      switchedFrom(shown, snapshot);
+    }
     if (snapshot.saleId === null) {
       sale = { saleId: null };
       el.name.textContent = "No sale yet";
@@ -218,12 +304,28 @@
     sale = {
       saleId: snapshot.saleId, name: snapshot.name, status: snapshot.status,
       start: Date.parse(snapshot.startTime), end: Date.parse(snapshot.endTime),
-      originalStock: snapshot.originalStock, currentStock: snapshot.currentStock, version: snapshot.version
+      originalStock: snapshot.originalStock, currentStock: snapshot.currentStock, version: snapshot.version,
+      // Sent once sales have them (pause, per-sale limits); absent means not paused, the shop's limits.
+      paused: snapshot.paused === true, maxPerBuyer: snapshot.maxPerBuyer, maxPerPurchase: snapshot.maxPerPurchase
     };
     el.name.textContent = snapshot.name;
     document.title = snapshot.name + " · flashsale";
     renderStock();
     if (!rendered) { loadRecentPurchases(snapshot.saleId); }
+  }
+
+  // `/` follows whichever sale is live: when that is another sale now, the buy form must not carry
+  // what the buyer typed for the old one over to it. It resets, and the page says what changed.
+  function switchedFrom(old, snapshot) {
+    held = null;
+    el.quantity.value = "";
+    say("");
+    var ended = Date.now() >= old.end || old.currentStock <= 0 || old.status === "completed";
+    var what = "“" + old.name + "” " + (ended ? "has ended" : "is no longer the sale shown here") + ". ";
+    el.switchNotice.textContent = what + (snapshot.saleId === null
+      ? "No other sale is on right now."
+      : "This page now shows “" + snapshot.name + "”: check it before you buy.");
+    el.switchNotice.hidden = false;
   }
 
   function onStock(message) {
@@ -237,6 +339,7 @@
   function onStatus(message) {
     if (!sale || sale.saleId !== message.saleId) { return; }
     sale.status = message.status;
+    if (typeof message.paused === "boolean") { sale.paused = message.paused; }
     renderClock();
   }
 
@@ -336,23 +439,44 @@
     say("");
     if (!sale || !sale.saleId) { say(MESSAGES.no_active_sale, "error"); return; }
     var quantity = Number(el.quantity.value);
-    if (!(Number.isInteger(quantity) && quantity >= 1 && quantity <= maxQuantity)) {
-      say("You can buy 1 to " + maxQuantity + " units at a time. Please choose a quantity in that range.", "error");
+    if (!(Number.isInteger(quantity) && quantity >= 1 && quantity <= maxQuantity())) {
+      say("You can buy 1 to " + maxQuantity() + " units at a time. Please choose a quantity in that range.", "error");
       return;
     }
+    // The sale the buyer was looking at when they clicked, not whatever the page shows when the answer comes.
+    var saleId = sale.saleId;
     el.buyButton.disabled = true;
-    api("POST", "/api/v1/flashsales/purchase", { saleId: sale.saleId, quantity: quantity })
+    el.switchNotice.hidden = true;
+    api("POST", "/api/v1/flashsales/purchase", { saleId: saleId, quantity: quantity })
       .then(function (payload) {
-        say("You bought " + payload.data.quantity + ". " + payload.data.remainingStock + " left.", "success");
+        if (!sale || sale.saleId !== saleId) { return; }
+        held = (held || 0) + payload.data.quantity;
+        if (payload.data.remainingStock < sale.currentStock) { sale.currentStock = payload.data.remainingStock; }
+        say("");
+        bought = payload.data.quantity;
+        renderStock();
       }, function (error) {
         if (error.code === "not_authenticated" || error.code === "authentication_failed") { forgetLogin(); }
+        if (error.code === "user_limit_reached" && error.details && typeof error.details.held === "number" && sale && sale.saleId === saleId) {
+          held = error.details.held;
+        }
         say(describeError(error), "error");
       })
       .then(renderClock);
   });
 
+  // "You bought 3. 10 left.", kept true as the stock moves: never "10 left" beside a sold-out sale.
+  function renderBought() {
+    var units = bought;
+    var text = "You bought " + units + ". " + (sale.currentStock > 0 ? sale.currentStock + " left." : "The sale is now sold out.");
+    if (atCap()) { text += " That is the most one buyer may hold of this sale."; }
+    say(text, "success");
+    bought = units;
+  }
+
   // The server rendered the page from this snapshot: start from it, so nothing changes on first paint.
   onSnapshot(JSON.parse($("sale-snapshot").textContent), true);
+  renderZone();
   el.account.hidden = false;
   showLogin();
   renderClock();
