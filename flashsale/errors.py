@@ -9,6 +9,7 @@ know nothing about DRF or HTTP beyond it.
 
 import logging
 import math
+import re
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -111,9 +112,20 @@ _NOT_JSON = "The request body is not valid JSON."
 
 def _validation_details(detail: Any) -> Details:
     if isinstance(detail, dict):
-        return {field: _flatten(messages) for field, messages in detail.items()}
+        # Keys are the API's own spelling at every depth: DRF names errors not tied to a field
+        # "non_field_errors" (a body that is a list, a serializer's validate()), and a list field
+        # keys its items' errors by index.
+        return {camel_case(field): _flatten(messages) for field, messages in detail.items()}
     # A list of errors not tied to a field, e.g. "expected an object".
     return {"nonFieldErrors": _flatten(detail)}
+
+
+def camel_case(key: Any) -> str:
+    """`non_field_errors` -> `nonFieldErrors`; a key already in camelCase, or an index, stays as it is."""
+    return _SNAKE_JOINT.sub(lambda joint: joint.group(1).upper(), str(key))
+
+
+_SNAKE_JOINT = re.compile(r"(?<=[A-Za-z0-9])_+([A-Za-z0-9])")
 
 
 def _flatten(messages: Any) -> Any:
