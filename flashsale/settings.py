@@ -269,6 +269,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    # Twelve spaces pass the length check (accounts/validators.py).
+    {"NAME": "accounts.validators.NotOnlyWhitespacePasswordValidator"},
 ]
 
 # --- REST framework -------------------------------------------------------------------------
