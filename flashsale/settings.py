@@ -460,6 +460,24 @@ WEBSOCKET_PORT = env_int("WEBSOCKET_PORT", 0)
 
 REQUEST_LOG = env_bool("REQUEST_LOG", True)
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+# A failure logged again within this many seconds is counted, not written: one line per cause
+# per interval says how many (flashsale.logging.RepeatedFailureSummary). 0 writes every one.
+LOG_REPEAT_INTERVAL_SECONDS = env_int("LOG_REPEAT_INTERVAL_SECONDS", 10)
+# The loggers that report outages (cache, channel layer, breakers, database, unhandled errors):
+# during one, every request logs the same failure.
+_SUMMARISED_LOGGERS = [
+    "flashsale.auth",
+    "flashsale.cache",
+    "flashsale.db",
+    "flashsale.errors",
+    "flashsale.gate",
+    "flashsale.idempotency",
+    "flashsale.realtime",
+    "flashsale.saleclock",
+    "django.request",
+    "daphne.server",
+    "asyncio",
+]
 
 LOGGING = {
     "version": 1,
@@ -467,13 +485,20 @@ LOGGING = {
     "formatters": {
         "json": {"()": "flashsale.logging.JsonFormatter"},
     },
+    "filters": {
+        "summarise_repeats": {
+            "()": "flashsale.logging.RepeatedFailureSummary",
+            "interval_seconds": LOG_REPEAT_INTERVAL_SECONDS,
+        },
+    },
     "handlers": {
         "stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "json"},
     },
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
     "loggers": {
         # Our request log replaces Django's own per-request 4xx/5xx warnings.
-        "django.request": {"level": "ERROR"},
+        "django.request": {"level": "ERROR", "filters": ["summarise_repeats"]},
         "django.server": {"level": "ERROR"},
+        **{name: {"filters": ["summarise_repeats"]} for name in _SUMMARISED_LOGGERS if name != "django.request"},
     },
 }
