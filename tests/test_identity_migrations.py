@@ -1,4 +1,6 @@
-"""Accounts stored before emails were normalised keep logging in (accounts/migrations/0003)."""
+"""Accounts stored before issue 25's identity rules: their emails are rewritten in the normalised form
+so they keep logging in (accounts/migrations/0003), their names lose invisible and text-direction
+characters (0004)."""
 
 import pytest
 from django.contrib.auth.hashers import make_password
@@ -48,3 +50,19 @@ def test_emails_stored_in_another_spelling_are_rewritten_and_log_in(users_before
     # Its new form belongs to another account: left for staff, not merged and not an error.
     assert User.objects.get(pk=twin.pk).email == "eve@\uff45xample.com"
     assert login.status_code == 200 and login.json()["data"]["userId"] == idn.pk
+
+
+def test_names_stored_with_invisible_or_text_direction_characters_lose_them(users_before_0003):
+    OldUser = users_before_0003
+    reversed_ = OldUser.objects.create(email="a@example.com", name="Ada\u202etxt.exe", password="")
+    hidden = OldUser.objects.create(email="b@example.com", name="\u200bBob\u200d ", password="")
+    blank = OldUser.objects.create(email="c@example.com", name="\u3164\u200b", password="")
+    script = OldUser.objects.create(email="d@example.com", name="Zoë 李小龍 ليلى 🚀", password="")
+
+    migrate_to_today()
+
+    names = dict(User.objects.values_list("pk", "name"))
+    assert names[reversed_.pk] == "Adatxt.exe"
+    assert names[hidden.pk] == "Bob"
+    assert names[blank.pk] == f"Buyer {blank.pk}"
+    assert names[script.pk] == "Zoë 李小龍 ليلى 🚀"
