@@ -158,3 +158,15 @@ def test_gunicorn_answers_a_body_that_stalls_past_its_read_timeout_with_408_and_
     assert User.objects.count() == 1  # the buyer's; login and register changed nothing
     assert not Purchase.objects.exists()
     assert FlashSale.objects.get(pk=sale.pk).current_stock == 10
+
+
+def test_the_schema_documents_408_request_timeout_on_every_operation_that_reads_a_body(api):
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+
+    def codes(path: str, method: str = "post") -> set[str]:
+        answer = schema["paths"][path][method]["responses"]["408"]["content"]["application/json"]["schema"]
+        return set(answer["properties"]["error"]["properties"]["code"]["enum"])
+
+    assert codes("/api/v1/auth/register") == {"request_timeout"}
+    assert codes("/api/v1/auth/login") == {"request_timeout"}
+    assert codes("/api/v1/flashsales/purchase") == {"request_timeout"}
