@@ -475,7 +475,11 @@ _SUMMARISED_LOGGERS = [
     "flashsale.realtime",
     "flashsale.saleclock",
     "django.request",
+    "channels_redis.core",
+    "channels_redis.pubsub",
     "daphne.server",
+    "daphne.http_protocol",
+    "daphne.ws_protocol",
     "asyncio",
 ]
 
