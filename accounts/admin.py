@@ -7,6 +7,7 @@ fieldsets for it. Unlike sales, users and tokens are managed under Django's mode
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin
 from django.contrib.auth import admin as auth_admin
 from django.contrib.auth import forms as auth_forms
@@ -14,6 +15,14 @@ from rest_framework.authtoken.admin import TokenAdmin
 from rest_framework.authtoken.models import TokenProxy
 
 from accounts.models import User, normalize_email
+
+
+class CanonicalEmailFormField(forms.EmailField):
+    """Normalised before it is validated, as the API's register does (accounts.serializers)."""
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        return normalize_email(value) if value else value
 
 
 class _CanonicalEmail:
@@ -33,7 +42,7 @@ class UserCreationForm(_CanonicalEmail, auth_forms.AdminUserCreationForm):
     class Meta(auth_forms.AdminUserCreationForm.Meta):
         model = User
         fields = ("email", "name")
-        field_classes = {}
+        field_classes = {"email": CanonicalEmailFormField}
 
 
 class UserChangeForm(_CanonicalEmail, auth_forms.UserChangeForm):
@@ -42,7 +51,7 @@ class UserChangeForm(_CanonicalEmail, auth_forms.UserChangeForm):
     class Meta(auth_forms.UserChangeForm.Meta):
         model = User
         fields = "__all__"
-        field_classes = {}
+        field_classes = {"email": CanonicalEmailFormField}
 
 
 @admin.register(User)

@@ -1,3 +1,4 @@
+import unicodedata
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
@@ -5,10 +6,28 @@ from django.contrib.auth.models import PermissionsMixin
 from django.db import models
 from django.utils import timezone
 
+from accounts.validators import validate_display_name
+
 
 def normalize_email(email: str) -> str:
-    """Emails are compared case-insensitively: one canonical, lower-case form is stored."""
-    return email.strip().lower()
+    """The one form of an email that is stored and compared: NFKC, the domain in IDNA's ASCII form,
+    lower case.
+
+    Two spellings a person cannot tell apart are one address: NFKC folds compatibility characters
+    (a full-width "ｅ" is "e"), and IDNA spells an internationalised domain as the ASCII name mail
+    is delivered to ("bücher.de" is "xn--bcher-kva.de"; Python's codec applies nameprep, which folds
+    case and compatibility forms in the domain too). A domain IDNA cannot encode is kept as typed,
+    for the email validator to refuse.
+    """
+    email = unicodedata.normalize("NFKC", email).strip()
+    local, at, domain = email.rpartition("@")
+    if at:
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError:
+            pass
+        email = f"{local}@{domain}"
+    return email.lower()
 
 
 class UserManager(BaseUserManager["User"]):
@@ -42,7 +61,8 @@ class User(AbstractBaseUser, PermissionsMixin):
     """A buyer or a staff member. The email is the login name."""
 
     email = models.EmailField("email address", max_length=254, unique=True)
-    name = models.CharField(max_length=150)
+    # Shown on the public leaderboard and live feed: no text-direction or invisible characters.
+    name = models.CharField(max_length=150, validators=[validate_display_name])
     is_staff = models.BooleanField(default=False, help_text="Can log into the admin and manage sales.")
     is_active = models.BooleanField(default=True)
     date_joined = models.DateTimeField(default=timezone.now)

@@ -29,6 +29,7 @@ class ErrorCode(StrEnum):
     NOT_FOUND = "not_found", 404, "Not found."
     METHOD_NOT_ALLOWED = "method_not_allowed", 405, "This method is not allowed here."
     NOT_ACCEPTABLE = "not_acceptable", 406, "Could not satisfy the request Accept header."
+    REQUEST_TIMEOUT = "request_timeout", 408, "The request body was not received in time. Send it again, in full."
     PAYLOAD_TOO_LARGE = "payload_too_large", 413, "The request body is too large."
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type", 415, "The request body is not application/json."
     RATE_LIMITED = "rate_limited", 429, "Too many requests. Please slow down."

@@ -9,12 +9,13 @@ know nothing about DRF or HTTP beyond it.
 
 import logging
 import math
+import re
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, InterfaceError, OperationalError
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, UnreadablePostError
 from rest_framework import exceptions as drf
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -106,14 +107,40 @@ class ApiError(drf.APIException):
         self.wait = retry_after
 
 
+def body_not_received(error: UnreadablePostError) -> HttpResponse:
+    """408 `request_timeout` for a body that stopped arriving, from middleware that reads it."""
+    log_body_not_received(error)
+    return json_error(ErrorCode.REQUEST_TIMEOUT)
+
+
+def log_body_not_received(error: UnreadablePostError) -> None:
+    """One line, no traceback: the server's socket read timed out (or the client went away) in the
+    middle of the body, which a slow or hostile client does at will; the stack says nothing more."""
+    cause: BaseException = error
+    while isinstance(cause, UnreadablePostError) and cause.__cause__ is not None:
+        cause = cause.__cause__  # Django wraps the socket's error, and request.body wraps read()'s again
+    logger.warning("request body not received in full: %s", type(cause).__name__)
+
+
 _NOT_JSON = "The request body is not valid JSON."
 
 
 def _validation_details(detail: Any) -> Details:
     if isinstance(detail, dict):
-        return {field: _flatten(messages) for field, messages in detail.items()}
+        # Keys are the API's own spelling at every depth: DRF names errors not tied to a field
+        # "non_field_errors" (a body that is a list, a serializer's validate()), and a list field
+        # keys its items' errors by index.
+        return {camel_case(field): _flatten(messages) for field, messages in detail.items()}
     # A list of errors not tied to a field, e.g. "expected an object".
     return {"nonFieldErrors": _flatten(detail)}
+
+
+def camel_case(key: Any) -> str:
+    """`non_field_errors` -> `nonFieldErrors`; a key already in camelCase, or an index, stays as it is."""
+    return _SNAKE_JOINT.sub(lambda joint: joint.group(1).upper(), str(key))
+
+
+_SNAKE_JOINT = re.compile(r"(?<=[A-Za-z0-9])_+([A-Za-z0-9])")
 
 
 def _flatten(messages: Any) -> Any:
@@ -141,6 +168,9 @@ def _for_drf(exc: Exception) -> Exception:
         return exc
     if isinstance(exc, RequestDataTooBig):
         return ApiError(ErrorCode.PAYLOAD_TOO_LARGE)
+    if isinstance(exc, UnreadablePostError):
+        log_body_not_received(exc)
+        return ApiError(ErrorCode.REQUEST_TIMEOUT)
     if isinstance(exc, (OperationalError, InterfaceError)):
         logger.error("database unavailable: %s", exc)
         return ApiError(ErrorCode.SERVICE_UNAVAILABLE)

@@ -26,7 +26,12 @@ from core.errors import ServiceError
 Documented = ErrorCode | type[ServiceError]
 
 # The failures any endpoint that reads a JSON body can answer with.
-BODY = (ErrorCode.VALIDATION_ERROR, ErrorCode.PAYLOAD_TOO_LARGE, ErrorCode.UNSUPPORTED_MEDIA_TYPE)
+BODY = (
+    ErrorCode.VALIDATION_ERROR,
+    ErrorCode.REQUEST_TIMEOUT,
+    ErrorCode.PAYLOAD_TOO_LARGE,
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+)
 # Any endpoint behind token authentication.
 TOKEN = (ErrorCode.NOT_AUTHENTICATED, ErrorCode.AUTHENTICATION_FAILED)
 # Staff-only endpoints.

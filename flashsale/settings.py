@@ -241,6 +241,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    # Twelve spaces pass the length check (accounts/validators.py).
+    {"NAME": "accounts.validators.NotOnlyWhitespacePasswordValidator"},
 ]
 
 # --- REST framework -------------------------------------------------------------------------
@@ -432,6 +434,28 @@ WEBSOCKET_PORT = env.int("WEBSOCKET_PORT", default=0)
 
 REQUEST_LOG = env.bool("REQUEST_LOG", default=True)
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# A failure logged again within this many seconds is counted, not written: one line per cause
+# per interval says how many (core.logging.RepeatedFailureSummary). 0 writes every one.
+LOG_REPEAT_INTERVAL_SECONDS = env.int("LOG_REPEAT_INTERVAL_SECONDS", default=10)
+# The loggers that report outages (cache, channel layer, breakers, database, unhandled errors):
+# during one, every request logs the same failure.
+_SUMMARISED_LOGGERS = [
+    "flashsale.auth",
+    "flashsale.cache",
+    "flashsale.db",
+    "flashsale.errors",
+    "flashsale.gate",
+    "flashsale.idempotency",
+    "flashsale.realtime",
+    "flashsale.saleclock",
+    "django.request",
+    "channels_redis.core",
+    "channels_redis.pubsub",
+    "daphne.server",
+    "daphne.http_protocol",
+    "daphne.ws_protocol",
+    "asyncio",
+]
 
 LOGGING = {
     "version": 1,
@@ -439,13 +463,20 @@ LOGGING = {
     "formatters": {
         "json": {"()": "core.logging.JsonFormatter"},
     },
+    "filters": {
+        "summarise_repeats": {
+            "()": "core.logging.RepeatedFailureSummary",
+            "interval_seconds": LOG_REPEAT_INTERVAL_SECONDS,
+        },
+    },
     "handlers": {
         "stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "json"},
     },
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
     "loggers": {
         # Our request log replaces Django's own per-request 4xx/5xx warnings.
-        "django.request": {"level": "ERROR"},
+        "django.request": {"level": "ERROR", "filters": ["summarise_repeats"]},
         "django.server": {"level": "ERROR"},
+        **{name: {"filters": ["summarise_repeats"]} for name in _SUMMARISED_LOGGERS if name != "django.request"},
     },
 }

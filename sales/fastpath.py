@@ -16,11 +16,11 @@ import json
 
 from django.conf import settings
 from django.core.cache import cache
-from django.http import HttpResponse
+from django.http import HttpResponse, UnreadablePostError
 from django.utils import timezone
 
 from accounts.authentication import plausible_token, token_cache_key, user_from_cache_entry
-from core.errors import json_error_for
+from core.errors import body_not_received, json_error_for
 from core.ids import MAX_ID
 from core.ratelimit import RateLimited, check_rate
 from sales import gate
@@ -49,7 +49,11 @@ class GatedPurchaseRefusalMiddleware:
         if "HTTP_IDEMPOTENCY_KEY" in meta or meta.get("CONTENT_TYPE", "").split(";")[0].strip() != "application/json":
             return None
         key = plausible_token(meta.get("HTTP_AUTHORIZATION", ""))
-        order = _plain_order(request.body)
+        try:
+            body = request.body
+        except UnreadablePostError as unread:
+            return body_not_received(unread)  # the full path could not read it either
+        order = _plain_order(body)
         if key is None or order is None:
             return None
         sale_id, quantity = order

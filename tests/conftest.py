@@ -9,6 +9,7 @@ from django.db import connection
 from django.test import override_settings
 from rest_framework.test import APIClient
 
+from core.logging import RepeatedFailureSummary
 from harness.redis_namespace import CACHE_KEY_PREFIX, CHANNEL_PREFIX, forget_run_keys
 from tests.browsers import CHROMIUM, CHROMIUM_ARGS
 from tests.factories import TokenFactory, UserFactory
@@ -71,6 +72,15 @@ def _fresh_cache(_redis_namespace):
     forget_what_tests_wrote()
     yield
     forget_what_tests_wrote()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_log_summaries():
+    """Every test sees a failure it causes logged in full: a repeat of an earlier test's failure
+    within LOG_REPEAT_INTERVAL_SECONDS would otherwise only be counted (core.logging)."""
+    RepeatedFailureSummary.forget_all()
+    yield
+    RepeatedFailureSummary.forget_all()
 
 
 @pytest.fixture(autouse=True)

@@ -227,8 +227,9 @@ def register(api, name: str, email: str):
 
 @pytest.mark.parametrize(
     "name",
-    ["Zoë Ångström", "李小龍", "Ада Лавлейс 🚀", "\u202eevil", "x" * 150],
-    ids=["latin", "cjk", "cyrillic-emoji", "rtl-override", "150-chars"],
+    # A right-to-left override is refused since issue 25 (tests/test_identity_input.py).
+    ["Zoë Ångström", "李小龍", "Ада Лавлейс 🚀", "x" * 150],
+    ids=["latin", "cjk", "cyrillic-emoji", "150-chars"],
 )
 def test_unicode_and_maximum_length_names_are_stored_and_returned_exactly(api, name):
     response = register(api, name, "unicode@example.com")
@@ -264,7 +265,8 @@ def test_an_internationalised_domain_is_accepted_and_logs_in(api):
     login = api.post(LOGIN, {"email": "leser@bücher.example", "password": PASSWORD}, format="json")
 
     assert login.status_code == 200
-    assert User.objects.get().email == "leser@bücher.example"
+    # Stored in IDNA's ASCII form, the one every spelling of the domain normalises to.
+    assert User.objects.get().email == "leser@xn--bcher-kva.example"
 
 
 def test_a_very_long_login_email_or_password_is_400_and_not_checked(api):

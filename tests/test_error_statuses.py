@@ -32,6 +32,7 @@ from sales.exceptions import SalesError
 from sales.models import FlashSale, Purchase
 from tests.error_shape import assert_error_shape
 from tests.factories import SaleFactory, TokenFactory, UserFactory
+from tests.test_stalled_bodies import StalledBody
 
 PURCHASE = "/api/v1/flashsales/purchase"
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -129,6 +130,13 @@ def idempotency_key_reused(w):
     )
 
 
+def stalled_body(w):
+    body = json.dumps({"email": "ada@example.com", "password": "a long enough password"})
+    return lambda: w.api.generic(
+        "POST", "/api/v1/auth/login", body, content_type="application/json", **{"wsgi.input": StalledBody()}
+    )
+
+
 def over_the_global_limit(w):
     w.settings.RATELIMIT_GLOBAL = "1/d"
     assert w.api.get("/api/v1/leaderboard").status_code == 200
@@ -164,6 +172,7 @@ WALK = [
     (405, "method_not_allowed", wrong_method_on_a_probe),
     (409, "sold_out", sold_out),
     (409, "email_taken", email_taken),
+    (408, "request_timeout", stalled_body),
     (413, "payload_too_large", body_over_a_mebibyte),
     (415, "unsupported_media_type", form_encoded_body),
     (422, "idempotency_key_reused", idempotency_key_reused),
@@ -214,7 +223,7 @@ def test_the_walk_covers_every_status_of_the_readme_error_table():
     walked = {(status, code) for status, code, _ in WALK}
 
     assert {status for status, _ in documented} == {status for status, _ in walked}
-    assert {status for status, _ in walked} == {400, 401, 403, 404, 405, 409, 413, 415, 422, 429, 500, 503}
+    assert {status for status, _ in walked} == {400, 401, 403, 404, 405, 408, 409, 413, 415, 422, 429, 500, 503}
     assert walked <= documented, walked - documented
 
 
