@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.cache import caches
-from django.http import HttpRequest, HttpResponse
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, UnreadablePostError
 from django_redis.cache import RedisCache
 
 from core.error_codes import ErrorCode
+from core.errors import body_not_received
 from core.ids import MAX_ID
 
 logger = logging.getLogger("flashsale.refusals")
@@ -181,8 +183,10 @@ class RefusalTallyMiddleware:
         # Read (and so keep) the body before the layers below consume its stream; they read it anyway.
         try:
             body = request.body
-        except Exception:
-            body = b""  # too large: the layers below answer it
+        except UnreadablePostError as unread:
+            return body_not_received(unread)  # its stream is spent: no layer below could read it
+        except RequestDataTooBig:
+            body = b""  # refused before reading: the layers below answer it
         response = self.get_response(request)
         if 400 <= response.status_code < 500 and "Idempotent-Replayed" not in response:
             try:
