@@ -3,7 +3,7 @@
 Writers outside this app call one function, `send_after_commit`, with the name of an event below
 and its fields: nothing here runs for a rolled-back write or while a stock row lock is held. Each
 committed write becomes one channel-layer message to the sale's group (see live.realtime), carrying
-the stock and version that the write read under the row lock: a push never comes from a later,
+the stock and stock version that the write read under the row lock: a push never comes from a later,
 separate read that could interleave with other writes.
 """
 
@@ -17,7 +17,7 @@ from live import realtime
 from sales.models import FlashSale, SaleStatus
 
 if TYPE_CHECKING:
-    from sales.services import PurchaseResult
+    from sales.purchase import PurchaseResult
 
 Event = Literal["purchase_made", "sale_changed", "stock_changed", "sale_deleted"]
 EVENTS: tuple[Event, ...] = get_args(Event)
@@ -42,10 +42,12 @@ def send_after_commit(event: Event, **fields: Any) -> None:
     transaction.on_commit(send, robust=True)
 
 
-def stock_changed(*, sale_id: int, current_stock: int, version: int) -> None:
-    """The sale's stock is now `current_stock` as of `version` (a staff edit or restock)."""
+def stock_changed(*, sale_id: int, current_stock: int, stock_version: int) -> None:
+    """The sale's stock is now `current_stock` as of `stock_version` (a staff edit or restock)."""
     sale = FlashSale.objects.filter(pk=sale_id).first()
-    payload = {"stock": realtime.stock_message(sale_id=sale_id, current_stock=current_stock, version=version)}
+    payload = {
+        "stock": realtime.stock_message(sale_id=sale_id, current_stock=current_stock, stock_version=stock_version)
+    }
     if sale is not None:
         # A restock can bring a sold-out sale back to life; staff writes are rare, so the extra read
         # (for the window only, never for the stock) is cheap.
@@ -56,7 +58,7 @@ def stock_changed(*, sale_id: int, current_stock: int, version: int) -> None:
 
 
 def sale_changed(*, sale_id: int) -> None:
-    """The sale's window or other settings were edited (or it was created or ended)."""
+    """The sale's window or other settings were edited (or it was created, ended, paused or resumed)."""
     sale = FlashSale.objects.filter(pk=sale_id).first()
     if sale is None:
         return
@@ -66,11 +68,13 @@ def sale_changed(*, sale_id: int) -> None:
     realtime.announce_featured()
 
 
-def purchase_made(*, result: "PurchaseResult", user_name: str, version: int) -> None:
-    """A purchase was committed, leaving the sale's stock at `result.remaining_stock` as of `version`."""
+def purchase_made(*, result: "PurchaseResult", user_name: str, stock_version: int) -> None:
+    """A purchase was committed, leaving the sale's stock at `result.remaining_stock` as of `stock_version`."""
     sale_id = result.sale_id
     payload = {
-        "stock": realtime.stock_message(sale_id=sale_id, current_stock=result.remaining_stock, version=version),
+        "stock": realtime.stock_message(
+            sale_id=sale_id, current_stock=result.remaining_stock, stock_version=stock_version
+        ),
         "purchase": realtime.purchase_message(
             sale_id=sale_id, user_name=user_name, quantity=result.quantity, timestamp=result.timestamp
         ),

@@ -27,6 +27,8 @@ OPERATIONS = {
     ("patch", "/api/v1/flashsales/{id}"): "token",
     ("post", "/api/v1/flashsales/{id}/add-units"): "token",
     ("post", "/api/v1/flashsales/{id}/end"): "token",
+    ("post", "/api/v1/flashsales/{id}/pause"): "token",
+    ("post", "/api/v1/flashsales/{id}/resume"): "token",
     ("get", "/api/v1/health"): "public",
     ("get", "/api/v1/health/ready"): "public",
 }

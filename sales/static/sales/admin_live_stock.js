@@ -13,7 +13,7 @@
     var sold = box.querySelector(".live-stock-sold");
     var saleId = parseInt(box.dataset.saleId, 10);
     var parts = numbers.textContent.split("/");
-    var stock = { current: parseInt(parts[0], 10), original: parseInt(parts[1], 10), version: parseInt(box.dataset.version, 10) };
+    var stock = { current: parseInt(parts[0], 10), original: parseInt(parts[1], 10), stockVersion: parseInt(box.dataset.stockVersion, 10) };
 
     function render() {
       var share = stock.original > 0 ? stock.current / stock.original : 0;
@@ -31,13 +31,13 @@
 
     function onMessage(message) {
       if (message.saleId !== saleId) { return; }
-      // Versions only grow: a late message must never move the number back.
-      if (message.type === "snapshot" && message.version >= stock.version) {
-        stock = { current: message.currentStock, original: message.originalStock, version: message.version };
+      // Stock versions only grow: a late message must never move the number back.
+      if (message.type === "snapshot" && message.stockVersion >= stock.stockVersion) {
+        stock = { current: message.currentStock, original: message.originalStock, stockVersion: message.stockVersion };
         render();
-      } else if (message.type === "stock" && message.version > stock.version) {
+      } else if (message.type === "stock" && message.stockVersion > stock.stockVersion) {
         stock.current = message.currentStock;
-        stock.version = message.version;
+        stock.stockVersion = message.stockVersion;
         render();
       }
     }

@@ -24,7 +24,7 @@
     message: $("message"), purchases: $("purchases"), noPurchases: $("no-purchases")
   };
 
-  // The sale as last told by the server. `version` only moves forward within one sale.
+  // The sale as last told by the server. `stockVersion` only moves forward within one sale.
   var sale = null;
   // Whether the account card shows the register form instead of the sign-in form.
   var registering = false;
@@ -43,6 +43,7 @@
     email_taken: "An account with this email already exists.",
     sale_not_active: "This sale is not open right now.",
     sold_out: "Sold out — every unit is gone.",
+    sale_paused: "This sale is paused. Try again when it resumes.",
     insufficient_stock: "Not enough units left for that quantity.",
     user_limit_reached: "You have reached the maximum number of units per buyer for this sale.",
     version_conflict: "The sale changed meanwhile. Please reload and try again.",
@@ -214,11 +215,12 @@
       return;
     }
     var sameSale = sale && sale.saleId === snapshot.saleId;
-    if (sameSale && snapshot.version < sale.version) { return; }
+    if (sameSale && snapshot.stockVersion < sale.stockVersion) { return; }
     sale = {
       saleId: snapshot.saleId, name: snapshot.name, status: snapshot.status,
       start: Date.parse(snapshot.startTime), end: Date.parse(snapshot.endTime),
-      originalStock: snapshot.originalStock, currentStock: snapshot.currentStock, version: snapshot.version
+      originalStock: snapshot.originalStock, currentStock: snapshot.currentStock,
+      stockVersion: snapshot.stockVersion, paused: snapshot.paused
     };
     el.name.textContent = snapshot.name;
     document.title = snapshot.name + " · flashsale";
@@ -227,10 +229,10 @@
   }
 
   function onStock(message) {
-    // Late messages carry older versions: never let the number go back in time.
-    if (!sale || sale.saleId !== message.saleId || message.version <= sale.version) { return; }
+    // Late messages carry older stock versions: never let the number go back in time.
+    if (!sale || sale.saleId !== message.saleId || message.stockVersion <= sale.stockVersion) { return; }
     sale.currentStock = message.currentStock;
-    sale.version = message.version;
+    sale.stockVersion = message.stockVersion;
     renderStock();
   }
 
