@@ -238,3 +238,34 @@ def test_a_herd_across_a_pause_stamps_no_purchase_while_the_sale_is_paused(setti
     assert set(refusals) == {"sale_paused"}
     sale_now, sold = assert_invariant(sale.pk, cap=1_000)
     assert sold == len(stamps) and not sale_now.paused
+
+
+# --- what open pages hear ---------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("poll_ms", [0, 20], ids=["pushed after the commit", "read by the database feed"])
+async def test_open_pages_hear_of_a_pause_and_a_resume_in_a_snapshot(settings, poll_ms):
+    from asgiref.sync import sync_to_async
+
+    from tests.test_realtime import close, drain, of_type, open_socket
+
+    settings.REALTIME_POLL_MS = poll_ms
+    sale = await sync_to_async(SaleFactory)(original_stock=10)
+    socket = await open_socket(f"/ws/sales/{sale.pk}/")
+    first = await socket.receive_json_from()
+    if poll_ms:
+        # The feed's first read restates the status: from then on it compares with what it read.
+        while (await socket.receive_json_from(timeout=10))["type"] != "status":
+            pass
+
+    await sync_to_async(services.pause_sale)(sale_id=sale.pk)
+    paused = of_type(await drain(socket), "snapshot")
+    await sync_to_async(services.resume_sale)(sale_id=sale.pk)
+    resumed = of_type(await drain(socket), "snapshot")
+    await close(socket)
+
+    assert first["paused"] is False
+    assert [(s["paused"], s["status"], s["currentStock"]) for s in paused] == [(True, "active", 10)]
+    assert [(s["paused"], s["status"]) for s in resumed] == [(False, "active")]
