@@ -269,3 +269,20 @@ async def test_open_pages_hear_of_a_pause_and_a_resume_in_a_snapshot(settings, p
     assert first["paused"] is False
     assert [(s["paused"], s["status"], s["currentStock"]) for s in paused] == [(True, "active", 10)]
     assert [(s["paused"], s["status"]) for s in resumed] == [(False, "active")]
+
+
+def test_a_paused_sales_refusal_is_answered_by_the_fast_path_as_by_the_full_path(staff_api, buyer_api):
+    from unittest import mock
+
+    from sales.api import PurchaseView
+
+    sale = SaleFactory(original_stock=10)
+    staff_api.post(f"{SALES}{sale.pk}/pause")
+    first = buy(buyer_api, sale)  # the full path: the database refuses, the gate remembers the pause
+
+    with mock.patch.object(PurchaseView, "dispatch", side_effect=AssertionError("reached DRF")):
+        second = buy(buyer_api, sale)
+
+    assert (second.status_code, second.json()) == (first.status_code, first.json())
+    assert first.json()["error"]["code"] == "sale_paused"
+    assert not Purchase.objects.exists()
