@@ -236,7 +236,7 @@ def sell_out_rest(sale_id: int, tokens_file: Path) -> int:
     """Buy what a too-short sell-out herd left, through the same purchase rule, user after user."""
     from rest_framework.authtoken.models import Token
 
-    from sales import services
+    from sales import purchase
     from sales.exceptions import SalesError
     from sales.models import FlashSale
 
@@ -247,7 +247,7 @@ def sell_out_rest(sale_id: int, tokens_file: Path) -> int:
         if FlashSale.objects.get(pk=sale_id).current_stock == 0:
             break
         try:
-            services.purchase(user=users[key], sale_id=sale_id, quantity=1)
+            purchase.purchase(user=users[key], sale_id=sale_id, quantity=1)
             bought += 1
         except SalesError:
             pass
@@ -559,7 +559,7 @@ def main() -> int:
         left = sale_report(seeded["sellout"], cap)["current"]
         sellout_herd["left_after_herd"] = left
         if left:
-            print(f"  sell-out herd left {left} units; buying them through services.purchase", flush=True)
+            print(f"  sell-out herd left {left} units; buying them through sales.purchase.purchase", flush=True)
             sell_out_rest(seeded["sellout"], tokens_file)
         measure("after_sellout", purchase_url, "purchase", str(tokens_file), str(seeded["sellout"]))
         measure("before_start", purchase_url, "purchase", str(tokens_file), str(seeded["pending"]))

@@ -46,6 +46,7 @@ class ErrorCode(StrEnum):
     INSUFFICIENT_STOCK = "insufficient_stock", 409, "Not enough stock left for this quantity."
     USER_LIMIT_REACHED = "user_limit_reached", 409, "You have reached the maximum number of units for this sale."
     VERSION_CONFLICT = "version_conflict", 409, "This sale changed since you read it. Reload it and try again."
+    SALE_PAUSED = "sale_paused", 409, "This flash sale is paused. Try again when it resumes."
 
     # idempotency
     IDEMPOTENCY_KEY_IN_USE = (

@@ -21,7 +21,7 @@ import time
 from django.conf import settings
 from django.db import connection
 from django.http import HttpResponse
-from django.urls import resolve
+from django.urls import resolve, reverse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -36,7 +36,6 @@ from prometheus_client import (
 from core.error_codes import ErrorCode
 from core.errors import json_error
 
-_PURCHASE_PATHS = frozenset({"/api/v1/flashsales/purchase", "/api/v1/flashsales/purchase/"})
 # A route label per URL pattern, never per path: unknown paths (scanners, typos) share one label
 # so they cannot grow the number of series without bound.
 UNMATCHED_ROUTE = "unmatched"
@@ -103,9 +102,16 @@ def sample_db_pool() -> None:
 
 
 @functools.cache
+def _purchase_paths() -> frozenset[str]:
+    # By the URL's name: the purchase route answers with or without its trailing slash.
+    path = reverse("purchase").rstrip("/")
+    return frozenset({path, path + "/"})
+
+
+@functools.cache
 def purchase_route() -> str:
     """The purchase's route label, the same whether the fast path or the view answered."""
-    return resolve("/api/v1/flashsales/purchase").route
+    return resolve(reverse("purchase")).route
 
 
 def _purchase_outcome(response) -> str:
@@ -130,7 +136,7 @@ class MetricsMiddleware:
         response = self.get_response(request)
         elapsed = time.perf_counter() - started
         match = getattr(request, "resolver_match", None)
-        is_purchase = request.path_info in _PURCHASE_PATHS
+        is_purchase = request.path_info in _purchase_paths()
         if match is not None:
             route = match.route
         elif is_purchase:

@@ -33,7 +33,7 @@ logger = logging.getLogger("flashsale.realtime")
 
 @dataclass
 class _Seen:
-    version: int | None  # None: not read yet
+    stock_version: int | None  # None: not read yet
     status: str | None
     window: tuple  # what a snapshot shows besides the stock: an edit changes it
     last_purchase_id: int
@@ -74,7 +74,15 @@ class DatabaseFeed:
             group = realtime.sale_group(sale_id)
             before = self.seen.get(sale_id)
             status = sale.status_at(now)
-            window = (sale.name, sale.start_time, sale.end_time, sale.original_stock)
+            window = (
+                sale.name,
+                sale.start_time,
+                sale.end_time,
+                sale.original_stock,
+                sale.paused,
+                sale.max_per_buyer,
+                sale.max_per_purchase,
+            )
             if before is None:
                 # The first socket of this sale read its snapshot after the hub started watching and
                 # maybe before this first read: the stock, the status and the purchases since then
@@ -95,7 +103,7 @@ class DatabaseFeed:
                 messages.append((group, realtime.SALE_EVENT, {"purchase": message}))
             if purchases:
                 before.last_purchase_id = purchases[0].pk
-            if sale.version != before.version:
+            if sale.stock_version != before.stock_version or window != before.window:
                 if window != before.window:
                     messages.append((group, realtime.SALE_EVENT, {"snapshot": realtime.snapshot_message(sale, now)}))
                 else:
@@ -104,7 +112,7 @@ class DatabaseFeed:
                 messages.append(
                     (group, realtime.SALE_EVENT, {"status": realtime.status_message(sale_id=sale_id, status=status)})
                 )
-            before.version, before.status, before.window = sale.version, status, window
+            before.stock_version, before.status, before.window = sale.stock_version, status, window
         if follow_featured:
             featured = selectors.featured_sale(now)
             featured_id = featured.pk if featured else None
@@ -120,4 +128,6 @@ class DatabaseFeed:
 
     @staticmethod
     def _stock(sale: FlashSale) -> dict:
-        return realtime.stock_message(sale_id=sale.pk, current_stock=sale.current_stock, version=sale.version)
+        return realtime.stock_message(
+            sale_id=sale.pk, current_stock=sale.current_stock, stock_version=sale.stock_version
+        )

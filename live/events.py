@@ -6,7 +6,7 @@ its transaction and it registers the send with `transaction.on_commit(..., robus
 or test, never as a log line after the commit; nothing here runs for a rolled-back write or while a
 stock row lock is held; a writer's events go out in the order it called them. Each committed write
 becomes one channel-layer message to the sale's group (see live.realtime), carrying the stock and
-version that the write read under the row lock: a push never comes from a later, separate read that
+stock version that the write read under the row lock: a push never comes from a later, separate read that
 could interleave with other writes.
 
 Robust: the write is committed by then, so a failing push (Redis down, a query in the push) is
@@ -27,9 +27,9 @@ from sales.models import SaleStatus
 
 
 def purchase_made(
-    *, sale_id: int, remaining_stock: int, quantity: int, timestamp: datetime, user_name: str, version: int
+    *, sale_id: int, remaining_stock: int, quantity: int, timestamp: datetime, user_name: str, stock_version: int
 ) -> None:
-    """A purchase of `quantity` was committed, leaving the sale's stock at `remaining_stock` as of `version`."""
+    """A purchase of `quantity` was committed, leaving the sale's stock at `remaining_stock` as of `stock_version`."""
     transaction.on_commit(
         lambda: push_purchase_made(
             sale_id=sale_id,
@@ -37,21 +37,22 @@ def purchase_made(
             quantity=quantity,
             timestamp=timestamp,
             user_name=user_name,
-            version=version,
+            stock_version=stock_version,
         ),
         robust=True,
     )
 
 
-def stock_changed(*, sale_id: int, current_stock: int, version: int) -> None:
-    """The sale's stock is now `current_stock` as of `version` (a staff edit or restock)."""
+def stock_changed(*, sale_id: int, current_stock: int, stock_version: int) -> None:
+    """The sale's stock is now `current_stock` as of `stock_version` (a staff edit or restock)."""
     transaction.on_commit(
-        lambda: push_stock_changed(sale_id=sale_id, current_stock=current_stock, version=version), robust=True
+        lambda: push_stock_changed(sale_id=sale_id, current_stock=current_stock, stock_version=stock_version),
+        robust=True,
     )
 
 
 def sale_changed(*, sale_id: int) -> None:
-    """The sale's window or other settings were edited (or it was created or ended)."""
+    """The sale's window or other settings were edited (or it was created, ended, paused or resumed)."""
     transaction.on_commit(lambda: push_sale_changed(sale_id=sale_id), robust=True)
 
 
@@ -69,10 +70,10 @@ def sale_window_passed(*, sale_id: int, status: str) -> None:
 
 
 def push_purchase_made(
-    *, sale_id: int, remaining_stock: int, quantity: int, timestamp: datetime, user_name: str, version: int
+    *, sale_id: int, remaining_stock: int, quantity: int, timestamp: datetime, user_name: str, stock_version: int
 ) -> None:
     payload = {
-        "stock": realtime.stock_message(sale_id=sale_id, current_stock=remaining_stock, version=version),
+        "stock": realtime.stock_message(sale_id=sale_id, current_stock=remaining_stock, stock_version=stock_version),
         "purchase": realtime.purchase_message(
             sale_id=sale_id, user_name=user_name, quantity=quantity, timestamp=timestamp
         ),
@@ -85,9 +86,11 @@ def push_purchase_made(
         realtime.announce_featured()
 
 
-def push_stock_changed(*, sale_id: int, current_stock: int, version: int) -> None:
+def push_stock_changed(*, sale_id: int, current_stock: int, stock_version: int) -> None:
     sale = selectors.find_sale(sale_id)
-    payload = {"stock": realtime.stock_message(sale_id=sale_id, current_stock=current_stock, version=version)}
+    payload = {
+        "stock": realtime.stock_message(sale_id=sale_id, current_stock=current_stock, stock_version=stock_version)
+    }
     if sale is not None:
         # A restock can bring a sold-out sale back to life; staff writes are rare, so the extra read
         # (for the window only, never for the stock) is cheap.

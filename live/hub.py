@@ -10,12 +10,13 @@ Here each event loop (one per Daphne process; tests get a new loop per test) has
 channel. The hub joins `sale.<id>` when the first local socket of that sale connects and leaves it
 when the last one goes, and joins `sales.lifecycle` while any local socket follows
 `ws/sales/active/`. Each committed write therefore reaches a process once, whatever the number of
-its sockets. Per sale the hub keeps the newest stock it has seen (a higher version replaces it,
+its sockets. Per sale the hub keeps the newest stock it has seen (a higher `stockVersion`, which
+grows with every change of the stock and never with a staff edit of other fields, replaces it,
 never a lower one) and pushes to its sockets coalesced: a stock change goes out at once if the sale
 was quiet for STOCK_PUSH_INTERVAL_MS, otherwise the newest value goes out when the interval is
 over, so the final value is always sent. Each message is serialised once per flush, not per socket.
 
-Per socket (`Watcher`) the hub still keeps the highest version it wrote, so a socket never goes
+Per socket (`Watcher`) the hub still keeps the highest stock version it wrote, so a socket never goes
 back in time, and a socket that is still connecting (between joining and sending its snapshot read
 from the database) collects what the hub pushes in an outbox that is replayed, through the same
 version guard, right after its snapshot: nothing committed after the snapshot's read is lost, and
@@ -64,7 +65,7 @@ def _text(message: dict) -> str:
 
 
 class Watcher:
-    """One socket as the hub sees it: which sale it shows, and the newest version it has shown."""
+    """One socket as the hub sees it: which sale it shows, and the newest stock version it has shown."""
 
     def __init__(self, send: Callable[[str], Awaitable[None]], close: Callable[[int], Awaitable[None]]):
         self._send = send
@@ -90,7 +91,7 @@ class Watcher:
     async def write(self, kind: str, version: int | None, text: str) -> None:
         """Send now, unless it would show an older version than this socket already showed."""
         if kind == "stock":
-            assert version is not None  # every stock push carries its version
+            assert version is not None  # every stock push carries its stock version
             if version <= self.last_version:
                 return
             self.last_version = version
@@ -131,7 +132,7 @@ class _Feed:
         self.lock = asyncio.Lock()
 
     def offer_stock(self, stock: dict) -> None:
-        if self.newest_stock is None or stock["version"] > self.newest_stock["version"]:
+        if self.newest_stock is None or stock["stockVersion"] > self.newest_stock["stockVersion"]:
             self.newest_stock = stock
             self.stock_pending = True
 
@@ -178,17 +179,17 @@ class Hub:
         feed = self.feeds.get(watcher.sale_id) if watcher.sale_id is not None else None
         if feed is None:
             watcher.outbox = None
-            await watcher.write("snapshot", snapshot.get("version"), _text(snapshot))
+            await watcher.write("snapshot", snapshot.get("stockVersion"), _text(snapshot))
         else:
             async with feed.lock:
-                await watcher.write("snapshot", snapshot.get("version"), _text(snapshot))
+                await watcher.write("snapshot", snapshot.get("stockVersion"), _text(snapshot))
                 backlog, watcher.outbox = watcher.outbox or (), None
                 for sale_id, kind, version, text in backlog:
                     if sale_id == watcher.sale_id:
                         await watcher.write(kind, version, text)
                 if feed.newest_stock is not None:
                     # Covers an outbox that overflowed, or a value the feed had before this socket.
-                    await watcher.write("stock", feed.newest_stock["version"], _text(feed.newest_stock))
+                    await watcher.write("stock", feed.newest_stock["stockVersion"], _text(feed.newest_stock))
         later, watcher.featured_later = watcher.featured_later, None
         if later is not None:
             await self._switch(watcher, later)
@@ -347,7 +348,7 @@ class Hub:
     async def _sale_event(self, feed: _Feed, message: dict) -> None:
         if "snapshot" in message:
             snapshot = message["snapshot"]
-            await self._to_all(feed, [("snapshot", snapshot["version"], _text(snapshot))])
+            await self._to_all(feed, [("snapshot", snapshot["stockVersion"], _text(snapshot))])
         if "stock" in message:
             feed.offer_stock(message["stock"])
         if "purchase" in message:
@@ -392,7 +393,7 @@ class Hub:
             return
         pushes = [("purchase", None, _text(purchase)) for purchase in purchases]
         if stock is not None:
-            pushes.append(("stock", stock["version"], _text(stock)))
+            pushes.append(("stock", stock["stockVersion"], _text(stock)))
         await self._to_all_locked(feed, pushes)
         # The interval counts from the end of the writes: with a thousand sockets a flush takes a
         # while, and counting from its start would chain flushes back to back and starve the

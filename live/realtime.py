@@ -64,12 +64,19 @@ def snapshot_message(sale: FlashSale | None, moment: datetime | None = None) -> 
         "endTime": iso(sale.end_time),
         "originalStock": sale.original_stock,
         "currentStock": sale.current_stock,
+        # Staff edits of the sale's settings; stock pushes are ordered by stockVersion instead.
         "version": sale.version,
+        "stockVersion": sale.stock_version,
+        "paused": sale.paused,
+        "maxPerBuyer": sale.buyer_limit,
+        "maxPerPurchase": sale.purchase_limit,
     }
 
 
-def stock_message(*, sale_id: int, current_stock: int, version: int) -> dict:
-    return {"type": "stock", "saleId": sale_id, "currentStock": current_stock, "version": version}
+def stock_message(*, sale_id: int, current_stock: int, stock_version: int) -> dict:
+    """The stock as of `stock_version`, which grows with every change of the stock (purchase,
+    restock, stock edit): clients keep the highest they have seen."""
+    return {"type": "stock", "saleId": sale_id, "currentStock": current_stock, "stockVersion": stock_version}
 
 
 def status_message(*, sale_id: int, status: str) -> dict:

@@ -2,8 +2,8 @@
 
 Every write goes through `sales.services`, never through `ModelAdmin.save_model`'s `obj.save()`:
 the admin's copy of a sale is stale as soon as a purchase lands, and saving it would overwrite the
-stock. Edits are version-checked (see `admin_forms`); restocking and ending a sale are explicit
-actions that change the database with F() updates and need no version.
+stock. Edits are version-checked (see `admin_forms`); restocking, ending, pausing and resuming a
+sale are explicit actions that change the database with F() updates and need no version.
 """
 
 from django.conf import settings
@@ -91,7 +91,7 @@ class StaffRunsSales:
 
 
 class ReadOnly:
-    """Purchases are a record: rows are only ever inserted by `services.purchase`."""
+    """Purchases are a record: rows are only ever inserted by `sales.purchase.purchase`."""
 
     def has_add_permission(self, request, *args):
         return False
@@ -199,9 +199,9 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
     date_hierarchy = "start_time"
     ordering = ("-start_time", "-id")
     list_per_page = 50
-    actions = ["end_now", "clone_selected"]
+    actions = ["end_now", "clone_selected", "pause_now", "resume_now"]
     inlines = [PurchaseInline]
-    readonly_fields = ("status_badge", "stock_summary", "purchases_link", "version", "created_at")
+    readonly_fields = ("status_badge", "stock_summary", "purchases_link", "version", "paused", "created_at")
     add_fieldsets = (
         (None, {"fields": ("name", "start_time", "end_time", "original_stock")}),
         (
@@ -211,11 +211,13 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
                 "description": "Leave start or end empty above and say when it starts and how long it runs.",
             },
         ),
+        ("Limits", {"fields": ("max_per_buyer", "max_per_purchase")}),
     )
     change_fieldsets = (
         (None, {"fields": ("name", "start_time", "end_time", "expected_version", "start_now")}),
         ("Stock", {"fields": ("original_stock", "stock_summary", "purchases_link")}),
-        ("State", {"fields": ("status_badge", "version", "created_at")}),
+        ("Limits", {"fields": ("max_per_buyer", "max_per_purchase")}),
+        ("State", {"fields": ("status_badge", "paused", "version", "created_at")}),
     )
 
     class Media:
@@ -314,13 +316,13 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
         left = round(100 * sale.current_stock / sale.original_stock) if sale.original_stock else 0
         colour = "#1e7e34" if left > 25 else "#d39e00" if left > 0 else "#bd2130"
         return format_html(
-            '<div class="live-stock" data-live-stock data-sale-id="{}" data-version="{}" data-socket-port="{}"'
+            '<div class="live-stock" data-live-stock data-sale-id="{}" data-stock-version="{}" data-socket-port="{}"'
             ' data-live-url="{}" data-state="loaded">'
             '<span class="live-stock-numbers">{} / {}</span> <small class="live-stock-note">as loaded</small>'
             '<div class="live-stock-bar"><div class="live-stock-fill" style="width:{}%;background:{}"></div></div>'
             '<small class="live-stock-sold">{} sold</small></div>',
             sale.pk,
-            sale.version,
+            sale.stock_version,
             # Set when sockets are served on another port than pages (./scripts/serve), as on the live page.
             settings.WEBSOCKET_PORT or "",
             # The rest of the page (purchase count, newest purchases, version) is read from here on a push.
@@ -410,6 +412,7 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
             context["subtitle"] = str(obj)
         context["sale_is_live"] = obj is not None and obj.is_live_at(timezone.now())
         context["sale_is_pending"] = obj is not None and obj.start_time > timezone.now()
+        context["sale_can_pause"] = obj is not None and not obj.paused and obj.end_time > timezone.now()
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
@@ -451,6 +454,16 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
                 "<path:object_id>/live/",
                 self.admin_site.admin_view(self.live_view),
                 name="{}_{}_live".format(*info),
+            ),
+            path(
+                "<path:object_id>/pause/",
+                self.admin_site.admin_view(self.pause_sale_view),
+                name="{}_{}_pause".format(*info),
+            ),
+            path(
+                "<path:object_id>/resume/",
+                self.admin_site.admin_view(self.resume_sale_view),
+                name="{}_{}_resume".format(*info),
             ),
         ] + super().get_urls()
 
@@ -646,6 +659,60 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
                 "media": self.media,
             },
         )
+
+    # --- pause and resume: POST only, from the change page's buttons or the list's actions ----
+
+    def pause_sale_view(self, request, object_id):
+        return self._pause_view(request, object_id, pause=True)
+
+    def resume_sale_view(self, request, object_id):
+        return self._pause_view(request, object_id, pause=False)
+
+    def _pause_view(self, request, object_id, *, pause: bool):
+        sale = self._sale_for_action(request, object_id)
+        if sale is None:
+            # Django's own "no such object" answer; private, so not in django-stubs.
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)  # type: ignore[attr-defined]
+        if request.method != "POST":
+            return redirect(self._change_url(sale))
+        try:
+            sale = services.pause_sale(sale_id=sale.pk) if pause else services.resume_sale(sale_id=sale.pk)
+        except SalesError as refused:
+            messages.error(request, refused.message)
+        else:
+            done = "Paused" if pause else "Resumed"
+            self.log_change(request, sale, f"{done} the sale.")
+            messages.success(
+                request,
+                f"“{sale}” is paused: purchases are refused until you resume it."
+                if pause
+                else f"“{sale}” sells again.",
+            )
+        return redirect(self._change_url(sale))
+
+    @admin.action(description="Pause selected sales", permissions=["change"])
+    def pause_now(self, request, queryset):
+        self._pause_all(request, queryset, pause=True)
+
+    @admin.action(description="Resume selected sales", permissions=["change"])
+    def resume_now(self, request, queryset):
+        self._pause_all(request, queryset, pause=False)
+
+    def _pause_all(self, request, queryset, *, pause: bool):
+        done, refused = [], []
+        for sale in queryset:
+            try:
+                services.pause_sale(sale_id=sale.pk) if pause else services.resume_sale(sale_id=sale.pk)
+            except SalesError:
+                refused.append(sale.name)
+            else:
+                self.log_change(request, sale, "Paused the sale." if pause else "Resumed the sale.")
+                done.append(sale.name)
+        if done:
+            count = ngettext("%(count)d sale", "%(count)d sales", len(done)) % {"count": len(done)}
+            messages.success(request, f"{'Paused' if pause else 'Resumed'} {count}: {', '.join(done)}.")
+        if refused:
+            messages.warning(request, f"Already ended, left alone: {', '.join(refused)}.")
 
 
 @admin.register(Purchase)

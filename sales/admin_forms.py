@@ -3,14 +3,17 @@
 The change form is the dangerous one: a sale sells while staff look at it, so the values the form
 was opened with go stale within milliseconds. It therefore never writes its copy of the stock, and
 it carries the `version` it was opened at in a hidden field; `sales.services` applies an edit only
-if that version is still current (every purchase bumps it).
+if that version is still current. Only staff edits bump it: a purchase or a restock landing while
+the form is open does not make the edit stale.
 """
 
 import copy
 from datetime import timedelta
 
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator
 from django.utils import timezone
 from django.utils.functional import cached_property
 
@@ -29,6 +32,8 @@ _FORM_FIELD_FOR = {
     "endTime": "end_time",
     "originalStock": "original_stock",
     "startNow": "start_time",
+    "maxPerBuyer": "max_per_buyer",
+    "maxPerPurchase": "max_per_purchase",
 }
 # Long enough for any sale staff plan, short enough that start + duration stays a valid date.
 MAX_SHORTCUT_MINUTES = 366 * 24 * 60
@@ -58,10 +63,16 @@ class FlashSaleAddForm(forms.ModelForm):
         max_value=MAX_SHORTCUT_MINUTES,
         help_text="Fills the end: this long after the start. Replaces an end typed above.",
     )
+    max_per_buyer = forms.IntegerField(
+        label="Most units per buyer", required=False, min_value=1, error_messages={"min_value": "At least 1."}
+    )
+    max_per_purchase = forms.IntegerField(
+        label="Most units per purchase", required=False, min_value=1, error_messages={"min_value": "At least 1."}
+    )
 
     class Meta:
         model = FlashSale
-        fields = ("name", "start_time", "end_time", "original_stock")
+        fields = ("name", "start_time", "end_time", "original_stock", "max_per_buyer", "max_per_purchase")
         help_texts = {
             "start_time": "UTC.",
             "end_time": "UTC. Must be after the start.",
@@ -69,6 +80,16 @@ class FlashSaleAddForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        # Read per form so the help follows the settings in force.
+        self.fields[
+            "max_per_buyer"
+        ].help_text = f"Empty: the setting MAX_UNITS_PER_USER ({settings.MAX_UNITS_PER_USER})."
+        self.fields["max_per_purchase"].validators.append(MaxValueValidator(settings.MAX_PURCHASE_QUANTITY))
+        self.fields[
+            "max_per_purchase"
+        ].help_text = (
+            f"Empty: the setting MAX_PURCHASE_QUANTITY ({settings.MAX_PURCHASE_QUANTITY}), also the most it can be."
+        )
         if "starts_in_minutes" in self.fields:
             # Either a time or its shortcut; clean() says which is missing.
             self.fields["start_time"].required = False

@@ -11,13 +11,14 @@ from core.responses import success
 from core.schema import BODY, STAFF, TOKEN, errors, ok, page_of
 from idempotency.decorators import idempotent
 from idempotency.exceptions import IdempotencyKeyInUse, IdempotencyKeyLimitReached, IdempotencyKeyReused
-from sales import history, selectors, services
+from sales import history, purchase, selectors, services
 from sales.exceptions import (
     InsufficientStock,
     InvalidSaleChange,
     NoActiveSale,
     SaleNotActive,
     SaleNotFound,
+    SalePaused,
     SoldOut,
     UserLimitReached,
     VersionConflict,
@@ -78,6 +79,7 @@ class PurchaseView(APIView):
                 TOKEN,
                 SaleNotFound,
                 SaleNotActive,
+                SalePaused,
                 SoldOut,
                 InsufficientStock,
                 UserLimitReached,
@@ -93,7 +95,7 @@ class PurchaseView(APIView):
     def post(self, request):
         form = PurchaseRequestSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        result = services.purchase(
+        result = purchase.purchase(
             user=request.user, sale_id=form.validated_data["saleId"], quantity=form.validated_data["quantity"]
         )
         return success(
@@ -159,6 +161,16 @@ _EDIT_DESCRIPTION = (
         summary="End a live sale now (staff)",
         request=None,
         responses={**ok(200, "FlashSaleResponse", FlashSaleSerializer), **errors(STAFF, SaleNotFound, SaleNotActive)},
+    ),
+    pause=extend_schema(
+        summary="Pause a sale that has not ended: purchases are refused with sale_paused until it resumes (staff)",
+        request=None,
+        responses={**ok(200, "FlashSaleResponse", FlashSaleSerializer), **errors(STAFF, SaleNotFound, SaleNotActive)},
+    ),
+    resume=extend_schema(
+        summary="Resume a paused sale (staff)",
+        request=None,
+        responses={**ok(200, "FlashSaleResponse", FlashSaleSerializer), **errors(STAFF, SaleNotFound)},
     ),
 )
 @extend_schema(tags=["flashsales"])
@@ -242,3 +254,13 @@ class FlashSaleViewSet(
         sale = services.end_sale_now(sale_id=int(pk))
         history.record(user=request.user, sale=sale, message=f"{history.THROUGH_API}Ended the sale now.")
         return success(FlashSaleSerializer(sale).data, "Flash sale ended")
+
+    @action(detail=True, methods=["post"], url_path="pause")
+    def pause(self, request, pk=None):
+        sale = services.pause_sale(sale_id=int(pk))
+        return success(FlashSaleSerializer(sale).data, "Flash sale paused")
+
+    @action(detail=True, methods=["post"], url_path="resume")
+    def resume(self, request, pk=None):
+        sale = services.resume_sale(sale_id=int(pk))
+        return success(FlashSaleSerializer(sale).data, "Flash sale resumed")

@@ -22,6 +22,10 @@ class SoldOut(SalesError):
     code = ErrorCode.SOLD_OUT
 
 
+class SalePaused(SalesError):
+    code = ErrorCode.SALE_PAUSED
+
+
 class InsufficientStock(SalesError):
     code = ErrorCode.INSUFFICIENT_STOCK
 
@@ -36,5 +40,11 @@ class VersionConflict(SalesError):
 
 class InvalidSaleChange(SalesError):
     """An edit that would break the sale's window or stock rules."""
+
+    code = ErrorCode.VALIDATION_ERROR
+
+
+class OverPurchaseLimit(SalesError):
+    """More units in one purchase than the sale allows (its maxPerPurchase)."""
 
     code = ErrorCode.VALIDATION_ERROR

@@ -14,18 +14,15 @@ path, an Idempotency-Key (its answer must be stored), a body or token that is no
 
 import json
 
-from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpResponse, UnreadablePostError
 from django.utils import timezone
 
 from accounts.authentication import plausible_token, token_cache_key, user_from_cache_entry
 from core.errors import body_not_received, json_error_for
-from core.ids import MAX_ID
 from core.ratelimit import RateLimited, check_rate
-from sales import gate
+from sales import gate, purchase
 
-PURCHASE_PATHS = frozenset({"/api/v1/flashsales/purchase", "/api/v1/flashsales/purchase/"})
 MAX_PLAIN_BODY = 1024
 
 
@@ -34,7 +31,7 @@ class GatedPurchaseRefusalMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        if request.method == "POST" and request.path_info in PURCHASE_PATHS:
+        if request.method == "POST" and request.path_info in purchase.purchase_paths():
             answer = self._refusal_from_the_gate(request)
             if answer is not None:
                 return answer
@@ -65,7 +62,7 @@ class GatedPurchaseRefusalMiddleware:
         user = user_from_cache_entry(found.get(token_key))
         if user is None or not user.is_active:
             return None
-        refusal = gate.refusal_in(found, sale_id=sale_id, moment=timezone.now())
+        refusal = purchase.gated_refusal(found, sale_id=sale_id, moment=timezone.now())
         if refusal is None:
             return None
         # The same limit the full path counts (sales.api.PurchaseView), keyed by this user.
@@ -78,18 +75,10 @@ class GatedPurchaseRefusalMiddleware:
 
 
 def _plain_order(body: bytes) -> tuple[int, int] | None:
-    """(saleId, quantity) when the body is exactly what the serializer would accept, else None."""
+    """(saleId, quantity) when the body is exactly what the API's serializer would accept, else None
+    (the full path names the error)."""
     try:
-        data = json.loads(body)
-    except ValueError:
+        order = purchase.parse_order(json.loads(body))
+    except ValueError:  # not JSON, or purchase.InvalidOrder
         return None
-    if not isinstance(data, dict):
-        return None
-    sale_id, quantity = data.get("saleId"), data.get("quantity")
-    if type(sale_id) is not int or type(quantity) is not int:
-        return None
-    if not 1 <= sale_id <= MAX_ID or not 1 <= quantity <= min(
-        settings.MAX_PURCHASE_QUANTITY, settings.MAX_UNITS_PER_USER
-    ):
-        return None
-    return sale_id, quantity
+    return order.sale_id, order.quantity

@@ -32,8 +32,11 @@ class FlashSaleQuerySet(models.QuerySet["FlashSale"]):
 class FlashSale(models.Model):
     """A limited stock offered during a time window.
 
-    `current_stock` is only ever changed by conditional F() updates (see sales.services);
-    `version` grows on every write so that edits made from a stale copy can be detected.
+    `current_stock` is only ever changed by conditional F() updates (see sales.purchase and
+    sales.services). Two counters order changes: `version` grows on every staff edit of the sale's
+    settings (and on ending it), so an edit made from a stale copy is refused, while purchases never
+    make an edit stale; `stock_version` grows on every change of the stock (purchase, restock, stock
+    edit), so live pushes of the stock are ordered.
     """
 
     name = models.CharField(max_length=200)
@@ -42,6 +45,14 @@ class FlashSale(models.Model):
     original_stock = models.PositiveIntegerField(default=200)
     current_stock = models.PositiveIntegerField()
     version = models.PositiveBigIntegerField(default=1)
+    # Defaults in the database too, for rows written by plain SQL (scripts, tests of a fresh clone).
+    stock_version = models.PositiveBigIntegerField(default=1, db_default=1)
+    # None: the setting in force (MAX_UNITS_PER_USER, MAX_PURCHASE_QUANTITY) applies, so changing a
+    # setting changes every sale that did not choose its own limit.
+    max_per_buyer = models.PositiveIntegerField(null=True, blank=True)
+    max_per_purchase = models.PositiveIntegerField(null=True, blank=True)
+    # While paused, purchases are refused (sale_paused); the status stays derived from clock and stock.
+    paused = models.BooleanField(default=False, db_default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = FlashSaleQuerySet.as_manager()
@@ -54,6 +65,13 @@ class FlashSale(models.Model):
                 condition=Q(current_stock__lte=F("original_stock")), name="sale_stock_within_original"
             ),
             models.CheckConstraint(condition=Q(end_time__gt=F("start_time")), name="sale_ends_after_start"),
+            models.CheckConstraint(
+                condition=Q(max_per_buyer__isnull=True) | Q(max_per_buyer__gte=1), name="sale_buyer_limit_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(max_per_purchase__isnull=True) | Q(max_per_purchase__gte=1),
+                name="sale_purchase_limit_positive",
+            ),
         ]
 
     def __str__(self):
@@ -78,6 +96,19 @@ class FlashSale(models.Model):
 
     def is_live_at(self, moment: datetime) -> bool:
         return self.start_time <= moment < self.end_time
+
+    @property
+    def buyer_limit(self) -> int:
+        """Most units one buyer may hold in this sale."""
+        return self.max_per_buyer if self.max_per_buyer is not None else settings.MAX_UNITS_PER_USER
+
+    @property
+    def purchase_limit(self) -> int:
+        """Most units one purchase of this sale may take (never above MAX_PURCHASE_QUANTITY, the
+        ceiling every purchase body is parsed against)."""
+        if self.max_per_purchase is None:
+            return settings.MAX_PURCHASE_QUANTITY
+        return min(self.max_per_purchase, settings.MAX_PURCHASE_QUANTITY)
 
     @property
     def units_sold(self) -> int:

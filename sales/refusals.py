@@ -26,10 +26,10 @@ from django_redis.cache import RedisCache
 from core.error_codes import ErrorCode
 from core.errors import body_not_received
 from core.ids import MAX_ID
+from sales.purchase import purchase_paths
 
 logger = logging.getLogger("flashsale.refusals")
 
-PURCHASE_PATHS = frozenset({"/api/v1/flashsales/purchase", "/api/v1/flashsales/purchase/"})
 # Long enough to read a finished drop's figures the next days; each later refusal extends it.
 TALLY_SECONDS = 7 * 24 * 3600
 # Refusals of a sale that exists: the database or the gate (which only knows sales it read) gave
@@ -178,7 +178,7 @@ class RefusalTallyMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.method != "POST" or request.path_info not in PURCHASE_PATHS:
+        if request.method != "POST" or request.path_info not in purchase_paths():
             return self.get_response(request)
         # Read (and so keep) the body before the layers below consume its stream; they read it anyway.
         try:

@@ -6,6 +6,7 @@ from rest_framework import serializers
 from core.ids import MAX_ID
 from sales.exceptions import InvalidSaleChange
 from sales.models import FlashSale
+from sales.purchase import InvalidOrder, parse_order
 from sales.services import MAX_STOCK, check_window
 
 
@@ -32,6 +33,9 @@ class StrictBooleanField(serializers.BooleanField):
 
 
 class PurchaseRequestSerializer(serializers.Serializer):
+    """The fields document the body in the schema; sales.purchase.parse_order validates it (the same
+    parser the fast path uses, so the two cannot disagree on what is valid)."""
+
     saleId = StrictIntegerField(min_value=1, max_value=MAX_ID)
 
     def get_fields(self):
@@ -39,6 +43,18 @@ class PurchaseRequestSerializer(serializers.Serializer):
         # Built per request so the limit follows the settings in force.
         fields["quantity"] = StrictIntegerField(min_value=1, max_value=settings.MAX_PURCHASE_QUANTITY)
         return fields
+
+    def to_internal_value(self, data):
+        try:
+            order = parse_order(data)
+        except InvalidOrder as invalid:
+            raise serializers.ValidationError(invalid.errors) from None
+        return {"saleId": order.sale_id, "quantity": order.quantity}
+
+
+def _limit_field(source: str, maximum: int, **kwargs) -> StrictIntegerField:
+    # null (or left out on create): the setting in force applies.
+    return StrictIntegerField(source=source, min_value=1, max_value=maximum, allow_null=True, **kwargs)
 
 
 class FlashSaleSerializer(serializers.ModelSerializer):
@@ -48,11 +64,42 @@ class FlashSaleSerializer(serializers.ModelSerializer):
     originalStock = StrictIntegerField(source="original_stock", min_value=1, max_value=MAX_STOCK, default=200)
     currentStock = serializers.IntegerField(source="current_stock", read_only=True)
     status = serializers.CharField(read_only=True)
-    version = serializers.IntegerField(read_only=True)
+    version = serializers.IntegerField(read_only=True, help_text="Counts staff edits of the sale's settings.")
+    stockVersion = serializers.IntegerField(
+        source="stock_version", read_only=True, help_text="Counts changes of the stock (purchases, restocks, edits)."
+    )
+    paused = serializers.BooleanField(read_only=True)
+    maxPerBuyer = _limit_field("max_per_buyer", 10_000_000, required=False)
+    maxPerPurchase = _limit_field("max_per_purchase", 10_000_000, required=False)  # see get_fields
 
     class Meta:
         model = FlashSale
-        fields = ["saleId", "name", "startTime", "endTime", "originalStock", "currentStock", "status", "version"]
+        fields = [
+            "saleId",
+            "name",
+            "startTime",
+            "endTime",
+            "originalStock",
+            "currentStock",
+            "status",
+            "version",
+            "stockVersion",
+            "paused",
+            "maxPerBuyer",
+            "maxPerPurchase",
+        ]
+
+    def get_fields(self):
+        fields = super().get_fields()
+        # Built per request so the ceiling follows the settings in force. Answers give the limit in
+        # force (see to_representation), never null.
+        fields["maxPerPurchase"] = _limit_field("max_per_purchase", settings.MAX_PURCHASE_QUANTITY, required=False)
+        return fields
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        data["maxPerBuyer"], data["maxPerPurchase"] = instance.buyer_limit, instance.purchase_limit
+        return data
 
     def validate(self, attrs):
         start = attrs.get("start_time", getattr(self.instance, "start_time", None))
@@ -101,13 +148,20 @@ class FlashSaleUpdateSerializer(serializers.Serializer):
             raise serializers.ValidationError(unexpected)
         return value
 
+    def get_fields(self):
+        fields = super().get_fields()
+        # null: back to the setting in force.
+        fields["maxPerBuyer"] = _limit_field("max_per_buyer", 10_000_000, required=False)
+        fields["maxPerPurchase"] = _limit_field("max_per_purchase", settings.MAX_PURCHASE_QUANTITY, required=False)
+        return fields
+
 
 class AddUnitsSerializer(serializers.Serializer):
     units = StrictIntegerField(min_value=1, max_value=MAX_STOCK)
 
 
 class PurchaseResultSerializer(serializers.Serializer):
-    """`data` of a successful purchase, rendered from sales.services.PurchaseResult (the same
+    """`data` of a successful purchase, rendered from sales.purchase.PurchaseResult (the same
     serializer documents it in the OpenAPI schema, so the two cannot drift)."""
 
     purchaseId = serializers.IntegerField(source="purchase_id")

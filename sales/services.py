@@ -1,202 +1,43 @@
-"""The rules that write flash sales and purchases. Views and the admin call these, nothing else
-writes a sale."""
+"""The staff's writes of flash sales. Views and the admin call these, nothing else writes a sale
+(a purchase goes through its own seam, sales.purchase)."""
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from django.conf import settings
-from django.db import IntegrityError, connection, transaction
-from django.db.models import DateTimeField, F, Func, IntegerField, OuterRef, Q, Subquery, Sum, Value
-from django.db.models.functions import Coalesce
+from django.db import connection, transaction
+from django.db.models import DateTimeField, F, Func, Q
 from django.utils import timezone
 
-from accounts import services as accounts_services
-from accounts.models import User
 from live import events
 from sales import gate
 from sales.exceptions import (
-    InsufficientStock,
     InvalidSaleChange,
     SaleNotActive,
-    SaleNotFound,
-    SalesError,
-    SoldOut,
-    UserLimitReached,
     VersionConflict,
 )
-from sales.models import FlashSale, Purchase
+from sales.models import FlashSale
 from sales.selectors import get_sale
 
-EDITABLE_FIELDS = ("name", "start_time", "end_time", "original_stock")
+EDITABLE_FIELDS = ("name", "start_time", "end_time", "original_stock", "max_per_buyer", "max_per_purchase")
 # The most units a sale may ever hold (create, edit and restock): far below the 32-bit
 # original_stock/current_stock columns, so no total can overflow them.
 MAX_STOCK = 10_000_000
 
 
-# --- reads --------------------------------------------------------------------------------
-
-
-# --- the purchase rule --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PurchaseResult:
-    """A committed purchase and the stock it left."""
-
-    purchase_id: int
-    sale_id: int
-    quantity: int
-    remaining_stock: int
-    timestamp: datetime
-
-
-def purchase(*, user: User, sale_id: int, quantity: int) -> PurchaseResult:
-    """Take `quantity` units of a live sale for `user`, or raise a SalesError subclass.
-
-    One statement decides: the conditional decrement takes the units and the sale's row lock, and
-    "live" is judged on the database's clock while that lock is held, never on a time read before
-    waiting for it. The per-user cap is read under the same lock and the purchase inserted before
-    it is released, so everything commits or rolls back together.
-    """
-    cap = settings.MAX_UNITS_PER_USER
-    if quantity > cap:
-        raise UserLimitReached(details={"maxUnitsPerUser": cap, "held": None, "requested": quantity})
-    # A sale known to be sold out or outside its window is refused from the cache, with no DB access.
-    generation = gate.check(sale_id=sale_id, moment=timezone.now())
-    take = _take_on_postgresql if connection.vendor == "postgresql" else _take_in_python
-    try:
-        result, current_version = take(user=user, sale_id=sale_id, quantity=quantity, cap=cap, generation=generation)
-    except IntegrityError:
-        # The purchase's foreign key to the user failed when the user was deleted while their
-        # token was still cached; any other integrity error is a real fault.
-        accounts_services.raise_if_deleted(user)
-        raise
-    # A failing push (Redis down) is logged, never turned into an error answer that invites a
-    # second purchase: the purchase is committed by then.
-    events.purchase_made(
-        sale_id=result.sale_id,
-        remaining_stock=result.remaining_stock,
-        quantity=result.quantity,
-        timestamp=result.timestamp,
-        user_name=user.name,
-        version=current_version,
-    )
-    return result
-
-
-# The whole rule in one round trip: see sales/migrations/0002_purchase_function.py for the
-# function and why each of its steps is safe under READ COMMITTED.
-PURCHASE_STATEMENT = (
-    "SELECT outcome, purchase_id, created_at, current_stock, version, start_time, end_time, held, db_now"
-    " FROM flashsale_purchase(%s, %s, %s, %s)"
-)
-
-
-def _take_on_postgresql(
-    *, user: User, sale_id: int, quantity: int, cap: int, generation: int | None
-) -> tuple[PurchaseResult, int]:
-    # In autocommit (no surrounding atomic block) the statement is its own transaction: the row
-    # lock is taken and released inside PostgreSQL. The idempotency layer wraps it in its own
-    # transaction so the key's record commits with the purchase.
-    with connection.cursor() as cursor:
-        cursor.execute(PURCHASE_STATEMENT, [user.pk, sale_id, quantity, cap])
-        outcome, purchase_id, created_at, stock, version, start_time, end_time, held, db_now = cursor.fetchone()
-    if outcome == "bought":
-        result = PurchaseResult(
-            purchase_id=purchase_id, sale_id=sale_id, quantity=quantity, remaining_stock=stock, timestamp=created_at
-        )
-        return result, version
-    if outcome == "over_cap":
-        raise UserLimitReached(details={"maxUnitsPerUser": cap, "held": held, "requested": quantity})
-    if outcome == "not_found":
-        raise SaleNotFound(details={"saleId": sale_id})
-    raise _refusal(
-        sale_id=sale_id,
-        quantity=quantity,
-        moment=db_now,
-        generation=generation,
-        start_time=start_time,
-        end_time=end_time,
-        current_stock=stock,
-    )
-
-
-def _take_in_python(
-    *, user: User, sale_id: int, quantity: int, cap: int, generation: int | None
-) -> tuple[PurchaseResult, int]:
-    """The same rule for SQLite, which serialises writers: the transaction begins IMMEDIATE
-    (settings), so the write lock is held from its first line and the clock is read after it."""
-    with transaction.atomic():
-        moment = timezone.now()
-        taken = (
-            FlashSale.objects.live(moment)
-            .filter(pk=sale_id, current_stock__gte=quantity)
-            .update(current_stock=F("current_stock") - quantity, version=F("version") + 1)
-        )
-        if not taken:
-            sale = FlashSale.objects.filter(pk=sale_id).values("start_time", "end_time", "current_stock").first()
-            if sale is None:
-                raise SaleNotFound(details={"saleId": sale_id})
-            raise _refusal(sale_id=sale_id, quantity=quantity, moment=moment, generation=generation, **sale)
-        stock, version, held = _stock_and_holding(sale_id, user)
-        if held + quantity > cap:
-            # Raising rolls the decrement back.
-            raise UserLimitReached(details={"maxUnitsPerUser": cap, "held": held, "requested": quantity})
-        order = Purchase.objects.create(user=user, sale_id=sale_id, quantity=quantity, created_at=moment)
-    result = PurchaseResult(
-        purchase_id=order.pk, sale_id=sale_id, quantity=quantity, remaining_stock=stock, timestamp=moment
-    )
-    return result, version
-
-
-def _stock_and_holding(sale_id: int, user: User) -> tuple[int, int, int]:
-    """The sale's stock and version as this transaction left them, and the units `user` holds."""
-    held = (
-        Purchase.objects.filter(sale_id=OuterRef("pk"), user=user)
-        .values("sale_id")
-        .annotate(units=Sum("quantity"))
-        .values("units")
-    )
-    return (
-        FlashSale.objects.filter(pk=sale_id)
-        .annotate(held=Coalesce(Subquery(held, output_field=IntegerField()), Value(0)))
-        .values_list("current_stock", "version", "held")
-        .get()
-    )
-
-
-def _refusal(
-    *,
-    sale_id: int,
-    quantity: int,
-    moment: datetime,
-    generation: int | None,
-    start_time: datetime,
-    end_time: datetime,
-    current_stock: int,
-) -> SalesError:
-    """Name a refused decrement from the sale as read after it; the read decides nothing about stock.
-
-    Refusals that hold for everyone (sold out, outside the window) are handed to the gate so the
-    rest of the herd is answered from the cache. The refused UPDATE matched no row, so no row lock
-    is held while the cache is written.
-    """
-    remember = partial(gate.remember, sale_id=sale_id, generation=generation, start_time=start_time, end_time=end_time)
-    if not start_time <= moment < end_time:
-        return remember(
-            refusal=SaleNotActive(details={"saleId": sale_id, "startTime": start_time, "endTime": end_time})
-        )
-    if current_stock == 0:
-        return remember(refusal=SoldOut(details={"saleId": sale_id, "currentStock": 0}))
-    return InsufficientStock(details={"saleId": sale_id, "currentStock": current_stock, "requested": quantity})
-
-
 # --- staff writes -------------------------------------------------------------------------
 
 
-def create_sale(*, name: str, start_time: datetime, end_time: datetime, original_stock: int = 200) -> FlashSale:
+def create_sale(
+    *,
+    name: str,
+    start_time: datetime,
+    end_time: datetime,
+    original_stock: int = 200,
+    max_per_buyer: int | None = None,
+    max_per_purchase: int | None = None,
+) -> FlashSale:
+    """A new sale; a limit left None follows its setting (MAX_UNITS_PER_USER, MAX_PURCHASE_QUANTITY)."""
     check_window(start_time, end_time)
     _check_stock(original_stock)
     sale = FlashSale.objects.create(
@@ -205,6 +46,8 @@ def create_sale(*, name: str, start_time: datetime, end_time: datetime, original
         end_time=end_time,
         original_stock=original_stock,
         current_stock=original_stock,
+        max_per_buyer=max_per_buyer,
+        max_per_purchase=max_per_purchase,
     )
     events.sale_changed(sale_id=sale.pk)
     return sale
@@ -305,7 +148,9 @@ def check_sale_update(
             details={"startTime": ["Must be in the future; send startNow: true to start the sale now."]},
         )
     updates: dict[str, Any] = {
-        field: changes[field] for field in ("name", "start_time", "end_time") if field in changes
+        field: changes[field]
+        for field in ("name", "start_time", "end_time", "max_per_buyer", "max_per_purchase")
+        if field in changes
     }
     if start_now:
         updates["start_time"] = _database_clock()
@@ -320,15 +165,18 @@ def check_sale_update(
         delta = new_original - sale.original_stock
         updates["original_stock"] = new_original
         updates["current_stock"] = F("current_stock") + delta
+        updates["stock_version"] = F("stock_version") + 1
     return updates
 
 
 def update_sale(*, sale_id: int, expected_version: int, changes: dict[str, Any], start_now: bool = False) -> FlashSale:
     """Apply `changes` (a subset of EDITABLE_FIELDS) only if the sale is still at `expected_version`.
 
-    Any purchase bumps the version too, so an edit made from a copy read before it is refused
-    (VersionConflict) instead of silently overwriting it. Stock never comes from the caller's copy:
-    a new `original_stock` moves `current_stock` by the same delta in the database. Changes equal to
+    Only staff edits (this, and ending a sale) bump the version, so an edit made from a copy read
+    before another staff edit is refused (VersionConflict) instead of silently overwriting it, while
+    purchases, restocks and pauses never make an edit stale. Stock never comes from the caller's
+    copy: a new `original_stock` moves `current_stock` by the same delta in the database (and bumps
+    `stock_version`, which orders live stock pushes). Changes equal to
     what is stored write nothing and return the sale as it is (same version). `start_now` starts a
     pending sale at the database's clock (see `check_sale_update`).
     """
@@ -353,12 +201,14 @@ def update_sale(*, sale_id: int, expected_version: int, changes: dict[str, Any],
         # First, so the gate reopens before anyone is told the sale changed.
         transaction.on_commit(partial(gate.forget, sale_id))
         events.sale_changed(sale_id=sale_id)
-        events.stock_changed(sale_id=sale_id, current_stock=sale.current_stock, version=sale.version)
+        if "stock_version" in updates:
+            events.stock_changed(sale_id=sale_id, current_stock=sale.current_stock, stock_version=sale.stock_version)
     return sale
 
 
 def add_units(*, sale_id: int, units: int) -> FlashSale:
-    """Restock: grow original and current stock together, safe during a live herd (no version check)."""
+    """Restock: grow original and current stock together, safe during a live herd. Not a staff edit
+    of the sale's settings: it bumps `stock_version` only, so it never makes an open edit stale."""
     if units < 1:
         raise InvalidSaleChange("Add at least one unit.", details={"units": ["Must be at least 1."]})
     if units > MAX_STOCK:
@@ -368,7 +218,7 @@ def add_units(*, sale_id: int, units: int) -> FlashSale:
         written = FlashSale.objects.filter(pk=sale_id, original_stock__lte=MAX_STOCK - units).update(
             original_stock=F("original_stock") + units,
             current_stock=F("current_stock") + units,
-            version=F("version") + 1,
+            stock_version=F("stock_version") + 1,
         )
         if not written:
             stored = get_sale(sale_id)
@@ -376,7 +226,7 @@ def add_units(*, sale_id: int, units: int) -> FlashSale:
         sale = FlashSale.objects.get(pk=sale_id)
         # A restock must sell again at once: the gate forgets "sold out" as soon as this commits.
         transaction.on_commit(partial(gate.forget, sale_id))
-        events.stock_changed(sale_id=sale_id, current_stock=sale.current_stock, version=sale.version)
+        events.stock_changed(sale_id=sale_id, current_stock=sale.current_stock, stock_version=sale.stock_version)
     return sale
 
 
@@ -385,7 +235,8 @@ def end_sale_now(*, sale_id: int) -> FlashSale:
 
     The end is the database's clock once this UPDATE holds the sale's row lock: every purchase
     committed before it has an earlier timestamp, every purchase waiting behind it sees the sale
-    ended, so the units sold in the answer are final.
+    ended, so the units sold in the answer are final. It bumps `version`: it moves the end, which a
+    stale edit must not move back.
     """
     with transaction.atomic():
         now = _database_clock()
@@ -401,6 +252,41 @@ def end_sale_now(*, sale_id: int) -> FlashSale:
             )
         transaction.on_commit(partial(gate.forget, sale_id))
         events.sale_changed(sale_id=sale_id)
+    return sale
+
+
+def pause_sale(*, sale_id: int) -> FlashSale:
+    """Stop a sale that has not ended from selling until `resume_sale`; pausing a paused sale is a
+    no-op. The window and the status stay as they are.
+
+    The UPDATE takes the sale's row lock, so a purchase waiting behind it re-checks the row and is
+    refused (sale_paused): no purchase is stamped after the pause commits. Not a staff edit of the
+    sale's settings (no `version` bump): no edit form writes `paused`, so none can undo it.
+    """
+    return _set_paused(sale_id=sale_id, paused=True)
+
+
+def resume_sale(*, sale_id: int) -> FlashSale:
+    """Let a paused sale sell again (within its window); resuming a sale that is not paused is a no-op."""
+    return _set_paused(sale_id=sale_id, paused=False)
+
+
+def _set_paused(*, sale_id: int, paused: bool) -> FlashSale:
+    with transaction.atomic():
+        selected = FlashSale.objects.filter(pk=sale_id)
+        if paused:
+            selected = selected.filter(end_time__gt=_database_clock())
+        written = selected.exclude(paused=paused).update(paused=paused)
+        sale = get_sale(sale_id)
+        if paused and not written and not sale.paused:
+            raise SaleNotActive(
+                "Only a sale that has not ended can be paused.",
+                details={"saleId": sale_id, "startTime": sale.start_time, "endTime": sale.end_time},
+            )
+        if written:
+            # First, so the gate forgets a remembered pause before anyone is told of the resume.
+            transaction.on_commit(partial(gate.forget, sale_id))
+            events.sale_changed(sale_id=sale_id)
     return sale
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.urls import reverse
 
-from sales import services
+from sales import purchase
 from sales.models import FlashSale, Purchase
 from tests.factories import PurchaseFactory, SaleFactory, UserFactory
 
@@ -93,14 +93,14 @@ def test_every_admin_page_shows_dates_in_one_format(superuser_browser):
 
 def test_a_sale_change_page_is_wired_to_its_live_stock_feed_without_inline_script(superuser_browser):
     sale = SaleFactory(name="Live", original_stock=40)
-    services.purchase(user=UserFactory(), sale_id=sale.pk, quantity=3)
+    purchase.purchase(user=UserFactory(), sale_id=sale.pk, quantity=3)
     sale.refresh_from_db()
 
     response = superuser_browser.get(change_url(sale))
 
     html = response.content.decode()
     assert response.status_code == 200
-    assert f'data-live-stock data-sale-id="{sale.pk}" data-version="{sale.version}"' in html
+    assert f'data-live-stock data-sale-id="{sale.pk}" data-stock-version="{sale.stock_version}"' in html
     assert '<span class="live-stock-numbers">37 / 40</span>' in html
     assert '<small class="live-stock-sold">3 units sold</small>' in html
     assert 'src="/static/sales/admin_live_stock.js"' in html
@@ -117,7 +117,7 @@ def test_a_sale_change_page_names_the_socket_port_when_sockets_are_served_apart(
 
     html = superuser_browser.get(change_url(sale)).content.decode()
 
-    assert f'data-sale-id="{sale.pk}" data-version="{sale.version}" data-socket-port="8001"' in html
+    assert f'data-sale-id="{sale.pk}" data-stock-version="{sale.stock_version}" data-socket-port="8001"' in html
 
 
 def test_a_sale_without_purchases_says_none_yet_in_its_newest_purchases(superuser_browser):
@@ -151,8 +151,8 @@ def test_the_change_pages_export_csv_link_downloads_the_sales_purchases(superuse
 def test_a_sale_change_pages_live_json_has_its_count_version_and_newest_purchases(superuser_browser):
     sale = SaleFactory(name="Live", original_stock=40)
     buyer = UserFactory(email="ada@example.com", name="Ada")
-    services.purchase(user=buyer, sale_id=sale.pk, quantity=3)
-    services.purchase(user=UserFactory(email="bob@example.com", name="Bob"), sale_id=sale.pk, quantity=1)
+    purchase.purchase(user=buyer, sale_id=sale.pk, quantity=3)
+    purchase.purchase(user=UserFactory(email="bob@example.com", name="Bob"), sale_id=sale.pk, quantity=1)
     sale.refresh_from_db()
     newest = Purchase.objects.filter(sale=sale).order_by("-created_at", "-id").first()
 

@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from live import events
-from sales import services
+from sales import purchase, services
 from sales.exceptions import SaleNotActive
 from sales.models import FlashSale, Purchase
 from tests.admin_pages import form_data, split_datetime
@@ -50,7 +50,7 @@ def browser(client, staff):
 
 
 def buy(sale, quantity: int = 1, user=None) -> Purchase:
-    result = services.purchase(user=user or UserFactory(), sale_id=sale.pk, quantity=quantity)
+    result = purchase.purchase(user=user or UserFactory(), sale_id=sale.pk, quantity=quantity)
     return Purchase.objects.get(pk=result.purchase_id)
 
 
@@ -266,11 +266,27 @@ def test_editing_a_pending_sale_saves_the_changes_and_bumps_the_version(browser)
     assert (sale_after.version, sale_after.current_stock) == (sale.version + 1, 40)
 
 
-def test_a_stale_edit_during_purchases_writes_nothing_and_says_reload(browser):
+def test_an_edit_during_purchases_is_saved_and_keeps_every_purchase(browser):
     sale = SaleFactory(name="Sneakers", original_stock=10)
     data = open_change_form(browser, sale)
-    bought = buy(sale, 3)  # lands while the form is open
-    after_purchase = FlashSale.objects.get(pk=sale.pk)
+    bought = buy(sale, 3)  # lands while the form is open: not a staff edit, so the form is not stale
+    data["name"] = "Sneakers (restocked)"
+    data["original_stock"] = "12"
+
+    response = browser.post(change_url(sale), data)
+
+    assert response.status_code == 302
+    sale_now = FlashSale.objects.get(pk=sale.pk)
+    # The stock edit is a delta over the purchase: 12 - 3 sold, never the form's stale 10 + 2.
+    assert (sale_now.name, sale_now.original_stock, sale_now.current_stock) == ("Sneakers (restocked)", 12, 9)
+    assert sale_now.version == sale.version + 1
+    assert list(Purchase.objects.filter(sale=sale)) == [bought]
+
+
+def test_a_stale_edit_after_another_staff_edit_writes_nothing_and_says_reload(browser):
+    sale = SaleFactory(name="Sneakers", original_stock=10)
+    data = open_change_form(browser, sale)
+    services.update_sale(sale_id=sale.pk, expected_version=sale.version, changes={"name": "Sneakers II"})
     data["name"] = "Sneakers (restocked)"
     data["original_stock"] = "12"
 
@@ -280,9 +296,8 @@ def test_a_stale_edit_during_purchases_writes_nothing_and_says_reload(browser):
     assert RELOAD in response.content.decode()
     assert any(RELOAD in error for error in response.context["adminform"].form.non_field_errors())
     sale_now = FlashSale.objects.get(pk=sale.pk)
-    assert (sale_now.name, sale_now.original_stock, sale_now.current_stock) == ("Sneakers", 10, 7)
-    assert sale_now.version == after_purchase.version
-    assert list(Purchase.objects.filter(sale=sale)) == [bought]
+    assert (sale_now.name, sale_now.original_stock, sale_now.current_stock) == ("Sneakers II", 10, 10)
+    assert sale_now.version == sale.version + 1
 
 
 def test_a_refused_form_shows_the_sale_as_stored_and_its_purchases_as_they_are_now(browser):
@@ -291,6 +306,7 @@ def test_a_refused_form_shows_the_sale_as_stored_and_its_purchases_as_they_are_n
         buy(sale)
     data = open_change_form(browser, sale)
     latest = buy(sale, 2)  # pushes the oldest shown purchase out of the inline's window
+    FlashSale.objects.filter(pk=sale.pk).update(version=F("version") + 1)  # another staff edit
     data["name"] = "Renamed"
 
     response = browser.post(change_url(sale), data)
@@ -440,7 +456,7 @@ def test_add_units_during_a_live_sale_keeps_original_minus_current_equal_to_unit
     sale_now = FlashSale.objects.get(pk=sale.pk)
     assert (sale_now.original_stock, sale_now.current_stock) == (15, 10)
     assert sale_now.original_stock - sale_now.current_stock == units_bought(sale) == 5
-    assert announced == [{"sale_id": sale.pk, "current_stock": 10, "version": sale_now.version}]
+    assert announced == [{"sale_id": sale.pk, "current_stock": 10, "stock_version": sale_now.stock_version}]
     assert "stock is now 10 / 15" in " ".join(messages_of(response))
 
 

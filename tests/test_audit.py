@@ -82,6 +82,21 @@ def test_a_user_above_the_cap_is_reported(settings):
     assert audit("--max-units-per-user", "6")[0]
 
 
+def test_a_sales_own_buyer_limit_is_the_cap_it_is_audited_against(settings):
+    settings.MAX_UNITS_PER_USER = 5
+    generous, strict = UserFactory(), UserFactory()
+    allowed = consistent_sale({generous: 8})
+    FlashSale.objects.filter(pk=allowed.pk).update(max_per_buyer=8)
+    over = consistent_sale({strict: 3})
+    FlashSale.objects.filter(pk=over.pk).update(max_per_buyer=2)
+
+    ok, output = audit()
+
+    assert not ok
+    assert f"sale {over.pk}: user {strict.pk} holds 3 units in 1 purchases, above the cap of 2" in output
+    assert f"sale {allowed.pk}" not in output
+
+
 def test_idempotency_keys_that_do_not_point_at_their_purchase_are_reported(buyer_api, buyer):
     sale = SaleFactory(original_stock=10)
     buyer_api.post(PURCHASE, {"saleId": sale.pk, "quantity": 1}, format="json", HTTP_IDEMPOTENCY_KEY="lost")

@@ -133,8 +133,8 @@ def test_the_sale_lists_stock_moves_on_a_purchase(server, browser, request):
         row = page.locator("#result_list tbody tr", has_text="Listed live")
         expect(row.locator(".stock-bar-numbers")).to_have_text("50 / 50")
         expect(page.locator("#result_list")).to_have_attribute("data-live", "2")
-        # Each watched row's snapshot has arrived (it sets data-version): a purchase from now on reaches it.
-        expect(row.locator(".stock-bar")).to_have_attribute("data-version", re.compile(r"^\d+$"), timeout=WAIT_MS)
+        # Each watched row's snapshot has arrived (it sets data-stock-version): a purchase from now on reaches it.
+        expect(row.locator(".stock-bar")).to_have_attribute("data-stock-version", re.compile(r"^\d+$"), timeout=WAIT_MS)
 
         response = buy_through_api(server, buyer_token.key, sale.pk, 4)
 

@@ -14,7 +14,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from harness.servers import daphne_server
-from sales import services
+from sales import purchase
 from sales.models import FlashSale, Purchase
 from tests.browsers import ARTIFACTS, WAIT_MS, page_in
 from tests.factories import PASSWORD, SaleFactory, TokenFactory, UserFactory
@@ -66,7 +66,7 @@ def herd(sale_id: int, buyers, moments, done: threading.Event, errors: list) -> 
     try:
         for buyer, moment in zip(buyers, moments, strict=True):
             with transaction.atomic():
-                result = services.purchase(user=buyer, sale_id=sale_id, quantity=1)
+                result = purchase.purchase(user=buyer, sale_id=sale_id, quantity=1)
                 Purchase.objects.filter(pk=result.purchase_id).update(created_at=moment)
             done.wait(PACE_SECONDS)
     except Exception as error:  # reported by the test, not lost in the thread

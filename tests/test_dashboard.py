@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from core.cache import ResilientRedisCache
 from harness.servers import free_port
-from sales import dashboard, refusals, services
+from sales import dashboard, purchase, refusals
 from sales.models import FlashSale, Purchase
 from tests.conftest import client_for
 from tests.factories import PurchaseFactory, SaleFactory, UserFactory
@@ -99,8 +99,8 @@ def test_no_sell_out_estimate_when_the_sale_would_end_first():
 def test_conversion_counts_each_buyer_once_whether_bought_refused_or_both():
     sale = SaleFactory(original_stock=3)
     bought_then_refused, refused_twice, refused_once = UserFactory(), UserFactory(), UserFactory()
-    services.purchase(user=bought_then_refused, sale_id=sale.pk, quantity=2)
-    services.purchase(user=UserFactory(), sale_id=sale.pk, quantity=1)
+    purchase.purchase(user=bought_then_refused, sale_id=sale.pk, quantity=2)
+    purchase.purchase(user=UserFactory(), sale_id=sale.pk, quantity=1)
     refusals.record(sale_id=sale.pk, user_id=bought_then_refused.pk, code="sold_out")
     refusals.record(sale_id=sale.pk, user_id=refused_twice.pk, code="sold_out")
     refusals.record(sale_id=sale.pk, user_id=refused_twice.pk, code="sold_out")

@@ -27,7 +27,7 @@ from rest_framework.views import APIView
 from core.error_codes import ErrorCode
 from harness.servers import daphne_server
 from idempotency.models import IdempotencyKey
-from sales import services
+from sales import purchase
 from sales.exceptions import SalesError
 from sales.models import FlashSale, Purchase
 from tests.error_shape import assert_error_shape
@@ -147,7 +147,7 @@ def a_bug(w):
     def explode(**kwargs):
         raise RuntimeError("secret internals")
 
-    w.monkeypatch.setattr(services, "purchase", explode)
+    w.monkeypatch.setattr(purchase, "purchase", explode)
     return lambda: w.quiet_buyer_api.post(PURCHASE, {"saleId": w.sale.pk, "quantity": 1}, format="json")
 
 
@@ -155,7 +155,7 @@ def database_unreachable(w):
     def unreachable(**kwargs):
         raise OperationalError("connection refused")
 
-    w.monkeypatch.setattr(services, "purchase", unreachable)
+    w.monkeypatch.setattr(purchase, "purchase", unreachable)
     return lambda: w.quiet_buyer_api.post(PURCHASE, {"saleId": w.sale.pk, "quantity": 1}, format="json")
 
 

@@ -46,12 +46,12 @@ def test_a_body_over_one_mebibyte_is_413_and_writes_nothing(buyer_api):
 
 @override_settings(DEBUG=False)
 def test_an_unexpected_error_is_a_500_without_a_traceback(buyer_api, monkeypatch):
-    from sales import services
+    from sales import purchase
 
     def explode(**kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(services, "purchase", explode)
+    monkeypatch.setattr(purchase, "purchase", explode)
     sale = SaleFactory()
 
     response = buyer_api.post(PURCHASE, {"saleId": sale.pk, "quantity": 1}, format="json")

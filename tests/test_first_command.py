@@ -195,12 +195,12 @@ def _a_sale_opens_and_a_purchase_through_gunicorn_is_pushed_by_daphne(sqlite_pat
     assert response.status_code == 201, response.text
     with sqlite3.connect(sqlite_path) as db:
         current, version = db.execute(
-            "SELECT current_stock, version FROM sales_flashsale WHERE id = ?", (sale_id,)
+            "SELECT current_stock, stock_version FROM sales_flashsale WHERE id = ?", (sale_id,)
         ).fetchone()
         bought = db.execute("SELECT SUM(quantity) FROM sales_purchase WHERE sale_id = ?", (sale_id,)).fetchone()[0]
     assert (current, bought) == (8, 2)
     assert (snapshot["status"], opened["status"]) == ("pending", "active")
-    assert stock == {"type": "stock", "saleId": sale_id, "currentStock": 8, "version": version}
+    assert stock == {"type": "stock", "saleId": sale_id, "currentStock": 8, "stockVersion": version}
     assert [(p["userName"], p["quantity"]) for p in purchases] == [("Grace", 2)]
 
 

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from idempotency import services as idempotency
 from idempotency.models import IdempotencyKey
+from sales import purchase as sales_purchase
 from sales import services as sales_services
 from sales.models import FlashSale, Purchase
 from tests.conftest import client_for
@@ -108,7 +109,7 @@ def test_keys_are_per_user(buyer_api):
 
 def test_a_twin_arriving_while_the_first_request_runs_gets_409_in_use(buyer_api, monkeypatch):
     sale = SaleFactory(original_stock=10)
-    real_purchase = sales_services.purchase
+    real_purchase = sales_purchase.purchase
     twin_answers = []
 
     def purchase_with_a_twin_arriving(**kwargs):
@@ -116,7 +117,7 @@ def test_a_twin_arriving_while_the_first_request_runs_gets_409_in_use(buyer_api,
         twin_answers.append(buy(buyer_api, sale, key="order-1"))
         return real_purchase(**kwargs)
 
-    monkeypatch.setattr(sales_services, "purchase", purchase_with_a_twin_arriving)
+    monkeypatch.setattr(sales_purchase, "purchase", purchase_with_a_twin_arriving)
 
     first = buy(buyer_api, sale, key="order-1")
 
@@ -219,7 +220,7 @@ def test_an_unexpected_error_releases_the_key_so_a_retry_can_buy(buyer_api, monk
     def broken(**kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(sales_services, "purchase", broken)
+    monkeypatch.setattr(sales_purchase, "purchase", broken)
     failed = buy(buyer_api, sale, key="order-1")
     assert failed.status_code == 500
     assert not IdempotencyKey.objects.exists()
@@ -234,7 +235,7 @@ def test_an_unexpected_error_releases_the_key_so_a_retry_can_buy(buyer_api, monk
 
 def test_a_request_that_lost_its_key_to_a_takeover_rolls_its_purchase_back(buyer_api, monkeypatch):
     sale = SaleFactory(original_stock=10)
-    real_purchase = sales_services.purchase
+    real_purchase = sales_purchase.purchase
 
     def purchase_then_lose_the_lock(**kwargs):
         order = real_purchase(**kwargs)
@@ -242,7 +243,7 @@ def test_a_request_that_lost_its_key_to_a_takeover_rolls_its_purchase_back(buyer
         IdempotencyKey.objects.update(lock_token=uuid.uuid4(), locked_at=timezone.now())
         return order
 
-    monkeypatch.setattr(sales_services, "purchase", purchase_then_lose_the_lock)
+    monkeypatch.setattr(sales_purchase, "purchase", purchase_then_lose_the_lock)
 
     response = buy(buyer_api, sale, key="order-1")
 

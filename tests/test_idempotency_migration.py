@@ -12,7 +12,7 @@ from rest_framework.renderers import JSONRenderer
 from core.responses import success
 from idempotency import services as idempotency
 from idempotency.models import IdempotencyKey
-from sales import services as sales_services
+from sales import purchase as sales_purchase
 from sales.audit import run_audit
 from sales.models import Purchase
 from sales.serializers import PurchaseResultSerializer
@@ -61,7 +61,7 @@ def test_keys_stored_with_the_foreign_key_replay_the_same_answer_and_keep_their_
     buyer = UserFactory()
     sale = SaleFactory(original_stock=10)
     bought = {"saleId": sale.pk, "quantity": 2}
-    result = sales_services.purchase(user=buyer, sale_id=sale.pk, quantity=2)
+    result = sales_purchase.purchase(user=buyer, sale_id=sale.pk, quantity=2)
     # What the purchase view answered and the decorator stored.
     answer = JSONRenderer().render(success(PurchaseResultSerializer(result).data, "Purchase successful").data)
     stored_key(

@@ -15,8 +15,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from sales import gate
-from sales.exceptions import SoldOut
+from sales import gate, purchase
+from sales.exceptions import SaleNotActive, SoldOut
 from sales.models import FlashSale, Purchase
 from tests.conftest import client_for
 from tests.factories import SaleFactory, UserFactory
@@ -152,18 +152,17 @@ def test_ending_a_sold_out_sale_turns_the_remembered_sold_out_into_sale_not_acti
 def test_a_remembered_pending_refusal_stops_at_the_start_time():
     start = timezone.now() + timedelta(minutes=10)
     sale = SaleFactory(start_time=start, end_time=start + timedelta(hours=1))
-    generation = gate.check(sale_id=sale.pk, moment=timezone.now())
+    generation = purchase.refuse_from_gate(sale_id=sale.pk, moment=timezone.now())
     gate.remember(
         sale_id=sale.pk,
         generation=generation,
-        refusal=gate.SaleNotActive(),
-        start_time=sale.start_time,
-        end_time=sale.end_time,
+        known=gate.Known(sale.start_time, sale.end_time, sold_out=False, paused=False),
     )
 
-    with pytest.raises(gate.SaleNotActive):
-        gate.check(sale_id=sale.pk, moment=start - timedelta(microseconds=1))
-    assert gate.check(sale_id=sale.pk, moment=start) == generation  # live now: the database decides
+    with pytest.raises(SaleNotActive):
+        purchase.refuse_from_gate(sale_id=sale.pk, moment=start - timedelta(microseconds=1))
+    # live now: the database decides
+    assert purchase.refuse_from_gate(sale_id=sale.pk, moment=start) == generation
 
 
 @pytest.mark.django_db
@@ -171,13 +170,15 @@ def test_a_refusal_read_before_an_invalidation_is_never_replayed_after_it():
     sale = sold_out_sale()
     # A request reads the generation, then a restock commits and bumps it, then the request
     # (which saw the old stock) records its refusal: that refusal belongs to the old generation.
-    generation = gate.check(sale_id=sale.pk, moment=timezone.now())
+    generation = purchase.refuse_from_gate(sale_id=sale.pk, moment=timezone.now())
     gate.forget(sale.pk)
     gate.remember(
-        sale_id=sale.pk, generation=generation, refusal=SoldOut(), start_time=sale.start_time, end_time=sale.end_time
+        sale_id=sale.pk,
+        generation=generation,
+        known=gate.Known(sale.start_time, sale.end_time, sold_out=True, paused=False),
     )
 
-    assert gate.check(sale_id=sale.pk, moment=timezone.now()) == generation + 1
+    assert purchase.refuse_from_gate(sale_id=sale.pk, moment=timezone.now()) == generation + 1
 
 
 @pytest.mark.django_db

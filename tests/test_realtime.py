@@ -17,6 +17,7 @@ from django.utils import timezone
 from flashsale.asgi import application
 from live import realtime
 from live.management.commands.runsaleclock import Command as SaleClock
+from sales import purchase as sales_purchase
 from sales import services
 from sales.exceptions import InvalidSaleChange
 from sales.models import FlashSale
@@ -71,6 +72,10 @@ async def test_connecting_sends_a_snapshot_of_the_sale_as_stored():
         "originalStock": 10,
         "currentStock": 7,
         "version": stored.version,
+        "stockVersion": stored.stock_version,
+        "paused": False,
+        "maxPerBuyer": stored.buyer_limit,
+        "maxPerPurchase": stored.purchase_limit,
     }
     assert snapshot["startTime"].endswith("Z")
     await close(socket)
@@ -82,13 +87,14 @@ async def test_a_committed_purchase_pushes_exactly_one_stock_message_with_the_ne
     socket = await open_socket(f"/ws/sales/{sale.pk}/")
     snapshot = await socket.receive_json_from()
 
-    await sync_to_async(services.purchase)(user=buyer, sale_id=sale.pk, quantity=3)
+    await sync_to_async(sales_purchase.purchase)(user=buyer, sale_id=sale.pk, quantity=3)
     messages = await drain(socket)
 
     stored = await FlashSale.objects.aget(pk=sale.pk)
-    assert (stored.current_stock, stored.version) == (7, snapshot["version"] + 1)
+    assert (stored.current_stock, stored.stock_version) == (7, snapshot["stockVersion"] + 1)
+    assert stored.version == snapshot["version"]  # a purchase is not a staff edit
     assert of_type(messages, "stock") == [
-        {"type": "stock", "saleId": sale.pk, "currentStock": 7, "version": stored.version}
+        {"type": "stock", "saleId": sale.pk, "currentStock": 7, "stockVersion": stored.stock_version}
     ]
     [purchase] = of_type(messages, "purchase")
     assert purchase["userName"] == "Ada" and purchase["quantity"] == 3 and purchase["saleId"] == sale.pk
@@ -107,7 +113,7 @@ async def test_a_rolled_back_purchase_pushes_nothing():
 
     def buy_then_roll_back():
         with pytest.raises(Abandon), transaction.atomic():
-            services.purchase(user=buyer, sale_id=sale.pk, quantity=2)
+            sales_purchase.purchase(user=buyer, sale_id=sale.pk, quantity=2)
             raise Abandon
 
     await sync_to_async(buy_then_roll_back)()
@@ -124,7 +130,7 @@ async def test_selling_the_last_unit_pushes_stock_zero_then_completed_status():
     socket = await open_socket(f"/ws/sales/{sale.pk}/")
     await socket.receive_json_from()
 
-    await sync_to_async(services.purchase)(user=buyer, sale_id=sale.pk, quantity=2)
+    await sync_to_async(sales_purchase.purchase)(user=buyer, sale_id=sale.pk, quantity=2)
     messages = await drain(socket)
 
     kinds = [message["type"] for message in messages if message["type"] in {"stock", "status"}]
@@ -146,7 +152,7 @@ async def test_a_restock_pushes_the_new_stock_and_status():
     stored = await FlashSale.objects.aget(pk=sale.pk)
     assert stored.current_stock == 8
     assert of_type(messages, "stock") == [
-        {"type": "stock", "saleId": sale.pk, "currentStock": 8, "version": stored.version}
+        {"type": "stock", "saleId": sale.pk, "currentStock": 8, "stockVersion": stored.stock_version}
     ]
     assert of_type(messages, "status") == [{"type": "status", "saleId": sale.pk, "status": "active"}]
     await close(socket)
@@ -173,7 +179,7 @@ async def test_ending_a_sale_pushes_a_fresh_snapshot_and_completed_status():
 async def send_stock(sale_id: int, versions: list[int]) -> None:
     layer = get_channel_layer()
     for version in versions:
-        stock = realtime.stock_message(sale_id=sale_id, current_stock=1000 - version, version=version)
+        stock = realtime.stock_message(sale_id=sale_id, current_stock=1000 - version, stock_version=version)
         await layer.group_send(realtime.sale_group(sale_id), {"type": realtime.SALE_EVENT, "message": {"stock": stock}})
 
 
@@ -193,8 +199,8 @@ async def test_a_burst_of_stock_changes_is_coalesced_to_the_first_and_the_latest
     messages = await drain(socket)
 
     assert messages == [
-        {"type": "stock", "saleId": sale.pk, "currentStock": 998, "version": 2},
-        {"type": "stock", "saleId": sale.pk, "currentStock": 949, "version": 51},
+        {"type": "stock", "saleId": sale.pk, "currentStock": 998, "stockVersion": 2},
+        {"type": "stock", "saleId": sale.pk, "currentStock": 949, "stockVersion": 51},
         status,
     ]
     await close(socket)
@@ -209,21 +215,21 @@ async def test_the_latest_stock_is_always_sent_after_a_burst(settings):
     await send_stock(sale.pk, list(range(2, 42)))
     stock = of_type(await drain(socket), "stock")
 
-    versions = [message["version"] for message in stock]
+    versions = [message["stockVersion"] for message in stock]
     assert versions == sorted(set(versions)), "versions must strictly increase"
-    assert stock[-1] == {"type": "stock", "saleId": sale.pk, "currentStock": 959, "version": 41}
+    assert stock[-1] == {"type": "stock", "saleId": sale.pk, "currentStock": 959, "stockVersion": 41}
     await close(socket)
 
 
 async def test_stock_older_than_what_the_socket_already_sent_is_dropped():
-    sale = await sync_to_async(SaleFactory)(original_stock=1000, version=10)
+    sale = await sync_to_async(SaleFactory)(original_stock=1000, stock_version=10)
     socket = await open_socket(f"/ws/sales/{sale.pk}/")
-    assert (await socket.receive_json_from())["version"] == 10
+    assert (await socket.receive_json_from())["stockVersion"] == 10
 
     await send_stock(sale.pk, [9, 10, 12, 11])
     stock = of_type(await drain(socket), "stock")
 
-    assert [message["version"] for message in stock] == [12]
+    assert [message["stockVersion"] for message in stock] == [12]
     await close(socket)
 
 
@@ -285,10 +291,10 @@ async def test_the_active_socket_follows_the_live_sale_then_the_next_one():
     socket = await open_socket("/ws/sales/active/")
     assert (await socket.receive_json_from())["saleId"] == live.pk
 
-    await sync_to_async(services.purchase)(user=buyer, sale_id=live.pk, quantity=1)
+    await sync_to_async(sales_purchase.purchase)(user=buyer, sale_id=live.pk, quantity=1)
     messages = await drain(socket)
 
-    assert of_type(messages, "stock")[0] == {"type": "stock", "saleId": live.pk, "currentStock": 0, "version": 2}
+    assert of_type(messages, "stock")[0] == {"type": "stock", "saleId": live.pk, "currentStock": 0, "stockVersion": 2}
     assert of_type(messages, "status") == [{"type": "status", "saleId": live.pk, "status": "completed"}]
     [switched] = of_type(messages, "snapshot")
     assert (switched["saleId"], switched["status"]) == (upcoming.pk, "pending")

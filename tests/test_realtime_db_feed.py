@@ -12,7 +12,7 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
-from sales import services
+from sales import purchase, services
 from sales.models import FlashSale, Purchase
 from tests.factories import SaleFactory, UserFactory
 from tests.test_realtime import close, drain, of_type, open_socket
@@ -59,7 +59,7 @@ async def test_a_purchase_reaches_the_socket_once_with_the_stock_it_left():
     socket = await open_socket(f"/ws/sales/{sale.pk}/")
     snapshot = await socket.receive_json_from()
 
-    await sync_to_async(services.purchase)(user=buyer, sale_id=sale.pk, quantity=2)
+    await sync_to_async(purchase.purchase)(user=buyer, sale_id=sale.pk, quantity=2)
     stock, before = await receive_until(socket, "stock")
     later = await drain(socket)
     await close(socket)
@@ -67,7 +67,7 @@ async def test_a_purchase_reaches_the_socket_once_with_the_stock_it_left():
     row = await stored(sale.pk)
     assert (row.current_stock, await purchases_of(sale.pk)) == (8, 1)
     assert snapshot["currentStock"] == 10
-    assert stock == {"type": "stock", "saleId": sale.pk, "currentStock": 8, "version": row.version}
+    assert stock == {"type": "stock", "saleId": sale.pk, "currentStock": 8, "stockVersion": row.stock_version}
     # Once: the feed is the only source, the commit itself sends nothing.
     purchases = of_type(before + later, "purchase")
     assert [(p["userName"], p["quantity"]) for p in purchases] == [("Ada", 2)]
@@ -79,7 +79,7 @@ async def test_the_last_unit_is_followed_by_sold_out_and_an_edit_by_a_snapshot()
     socket = await open_socket(f"/ws/sales/{sale.pk}/")
     await socket.receive_json_from()
 
-    await sync_to_async(services.purchase)(user=await sync_to_async(UserFactory)(), sale_id=sale.pk, quantity=1)
+    await sync_to_async(purchase.purchase)(user=await sync_to_async(UserFactory)(), sale_id=sale.pk, quantity=1)
     stock, _ = await receive_until(socket, "stock")
     status, _ = await receive_until(socket, "status")
     version = (await stored(sale.pk)).version

@@ -18,7 +18,7 @@ from flashsale.asgi import application
 from live import hub as hub_module
 from live import realtime
 from live.hub import hub
-from sales import services
+from sales import purchase
 from sales.models import FlashSale
 from tests.factories import SaleFactory, UserFactory
 
@@ -42,7 +42,7 @@ async def receive_until_version(socket: WebsocketCommunicator, version: int) -> 
         while True:
             message = await socket.receive_json_from(timeout=WAIT)
             messages.append(message)
-            if message["type"] in {"stock", "snapshot"} and message.get("version") == version:
+            if message["type"] in {"stock", "snapshot"} and message.get("stockVersion") == version:
                 return messages
 
 
@@ -66,14 +66,14 @@ async def group_members(group: str) -> set[str]:
 
 
 async def send_stock(sale_id: int, version: int) -> None:
-    stock = realtime.stock_message(sale_id=sale_id, current_stock=1000 - version, version=version)
+    stock = realtime.stock_message(sale_id=sale_id, current_stock=1000 - version, stock_version=version)
     await get_channel_layer().group_send(
         realtime.sale_group(sale_id), {"type": realtime.SALE_EVENT, "message": {"stock": stock}}
     )
 
 
 def versions_shown(messages: list[dict]) -> list[int]:
-    return [message["version"] for message in messages if message["type"] in {"stock", "snapshot"}]
+    return [message["stockVersion"] for message in messages if message["type"] in {"stock", "snapshot"}]
 
 
 async def test_a_hundred_sockets_on_one_sale_all_end_on_the_final_stock_after_a_burst(settings, monkeypatch):
@@ -92,13 +92,18 @@ async def test_a_hundred_sockets_on_one_sale_all_end_on_the_final_stock_after_a_
     assert hub().sockets_of(sale.pk) == 100
 
     for buyer in buyers:
-        await sync_to_async(services.purchase)(user=buyer, sale_id=sale.pk, quantity=1)
+        await sync_to_async(purchase.purchase)(user=buyer, sale_id=sale.pk, quantity=1)
 
     stored = await FlashSale.objects.aget(pk=sale.pk)
     assert stored.current_stock == 70
     for socket in sockets:
-        messages = await receive_until_version(socket, stored.version)
-        assert messages[-1] == {"type": "stock", "saleId": sale.pk, "currentStock": 70, "version": stored.version}
+        messages = await receive_until_version(socket, stored.stock_version)
+        assert messages[-1] == {
+            "type": "stock",
+            "saleId": sale.pk,
+            "currentStock": 70,
+            "stockVersion": stored.stock_version,
+        }
         shown = versions_shown(messages)
         assert shown == sorted(set(shown)), "versions must strictly increase"
     for socket in sockets:
@@ -116,16 +121,16 @@ async def test_a_burst_reaches_a_hundred_sockets_coalesced_to_the_first_and_the_
     snapshots = [await socket.receive_json_from() for socket in sockets]
 
     for buyer in buyers:
-        await sync_to_async(services.purchase)(user=buyer, sale_id=sale.pk, quantity=1)
+        await sync_to_async(purchase.purchase)(user=buyer, sale_id=sale.pk, quantity=1)
 
     stored = await FlashSale.objects.aget(pk=sale.pk)
-    assert (stored.current_stock, stored.version) == (0, snapshots[0]["version"] + 30)
+    assert (stored.current_stock, stored.stock_version) == (0, snapshots[0]["stockVersion"] + 30)
     for socket in sockets:
         messages = await receive_until_type(socket, "status")
         stock = [message for message in messages if message["type"] == "stock"]
         assert stock == [
-            {"type": "stock", "saleId": sale.pk, "currentStock": 29, "version": snapshots[0]["version"] + 1},
-            {"type": "stock", "saleId": sale.pk, "currentStock": 0, "version": stored.version},
+            {"type": "stock", "saleId": sale.pk, "currentStock": 29, "stockVersion": snapshots[0]["stockVersion"] + 1},
+            {"type": "stock", "saleId": sale.pk, "currentStock": 0, "stockVersion": stored.stock_version},
         ]
         assert messages[-1] == {"type": "status", "saleId": sale.pk, "status": "completed"}
         # The first purchase, then only the newest few of the burst (the leaderboard has them all).
@@ -155,7 +160,7 @@ async def test_no_socket_ever_sees_a_version_go_backwards_even_when_joining_mid_
         assert messages[0]["type"] == "snapshot"
         shown = versions_shown(messages)
         assert shown == sorted(shown), f"a version went backwards: {shown}"
-        stock_versions = [m["version"] for m in messages if m["type"] == "stock"]
+        stock_versions = [m["stockVersion"] for m in messages if m["type"] == "stock"]
         assert stock_versions == sorted(set(stock_versions)), "a stock version was sent twice or out of order"
         assert messages[-1]["currentStock"] == 1000 - max(versions)
     for socket in early + late:
@@ -180,7 +185,7 @@ async def test_a_socket_that_disconnects_is_removed_and_the_others_keep_receivin
             "type": "stock",
             "saleId": sale.pk,
             "currentStock": 995,
-            "version": 5,
+            "stockVersion": 5,
         }
     for socket in staying:
         await socket.disconnect()
@@ -211,9 +216,9 @@ async def test_the_hub_leaves_the_groups_when_the_last_socket_goes_and_rejoins_f
     socket = await open_socket(f"/ws/sales/{sale.pk}/")
     await socket.receive_json_from()
     assert await group_members(group) == {hub().channel}
-    await sync_to_async(services.purchase)(user=await sync_to_async(UserFactory)(), sale_id=sale.pk, quantity=1)
+    await sync_to_async(purchase.purchase)(user=await sync_to_async(UserFactory)(), sale_id=sale.pk, quantity=1)
     stored = await FlashSale.objects.aget(pk=sale.pk)
-    assert (await receive_until_version(socket, stored.version))[-1]["currentStock"] == 9
+    assert (await receive_until_version(socket, stored.stock_version))[-1]["currentStock"] == 9
     await socket.disconnect()
     assert await group_members(group) == set()
 
@@ -272,7 +277,7 @@ async def test_a_value_that_arrives_while_a_flush_is_writing_is_flushed_after_it
     await asyncio.wait_for(writing.wait(), WAIT)  # that flush is now halfway through its sockets
     await send_stock(sale.pk, 4)
     async with asyncio.timeout(WAIT):
-        while hub().feeds[sale.pk].newest_stock["version"] != 4:  # the hub has taken it in
+        while hub().feeds[sale.pk].newest_stock["stockVersion"] != 4:  # the hub has taken it in
             await asyncio.sleep(0.001)
     release.set()
 

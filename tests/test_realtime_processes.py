@@ -59,7 +59,7 @@ def test_a_socket_on_one_server_sees_a_purchase_made_through_another():
 
     assert response.status_code == 201, response.text
     stored = FlashSale.objects.get(pk=sale.pk)
-    assert (stored.current_stock, stored.version) == (18, snapshot["version"] + 1)
+    assert (stored.current_stock, stored.stock_version) == (18, snapshot["stockVersion"] + 1)
     assert snapshot["currentStock"] == 20
-    assert stock == {"type": "stock", "saleId": sale.pk, "currentStock": 18, "version": stored.version}
+    assert stock == {"type": "stock", "saleId": sale.pk, "currentStock": 18, "stockVersion": stored.stock_version}
     assert (purchase["userName"], purchase["quantity"]) == ("Grace", 2)

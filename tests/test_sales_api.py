@@ -3,7 +3,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from sales import services
+from sales import purchase
 from sales.models import FlashSale
 from tests.factories import SaleFactory
 
@@ -33,6 +33,10 @@ def test_active_sale_is_returned_with_derived_status(buyer_api):
         "currentStock": 40,
         "status": "active",
         "version": 1,
+        "stockVersion": 1,
+        "paused": False,
+        "maxPerBuyer": 5,  # MAX_UNITS_PER_USER: the sale has no limit of its own
+        "maxPerPurchase": 5,  # MAX_PURCHASE_QUANTITY
     }
 
 
@@ -164,19 +168,39 @@ def test_staff_edit_with_the_current_version_is_saved(staff_api):
     assert (sale.name, sale.version) == ("New", 2)
 
 
-def test_an_edit_from_a_copy_read_before_a_purchase_is_a_version_conflict(staff_api, buyer):
+def test_an_edit_from_a_copy_read_before_a_purchase_is_saved_and_keeps_the_purchase(staff_api, buyer):
     sale = SaleFactory(name="Old", original_stock=10)
     read_version = sale.version
-    services.purchase(user=buyer, sale_id=sale.pk, quantity=2)
+    purchase.purchase(user=buyer, sale_id=sale.pk, quantity=2)
 
     response = staff_api.patch(
         f"{SALES}{sale.pk}/", {"name": "New", "originalStock": 20, "version": read_version}, format="json"
     )
 
-    assert response.status_code == 409
-    assert response.json()["error"]["code"] == "version_conflict"
+    assert response.status_code == 200
+    data = response.json()["data"]
+    assert (data["name"], data["currentStock"], data["version"]) == ("New", 18, read_version + 1)
     sale.refresh_from_db()
-    assert (sale.name, sale.original_stock, sale.current_stock) == ("Old", 10, 8)
+    # The stock edit applies as a delta over the purchase, never over the copy the edit was made from.
+    assert (sale.name, sale.original_stock, sale.current_stock) == ("New", 20, 18)
+    assert sale.original_stock - sale.current_stock == 2
+
+
+def test_a_second_staff_edit_from_the_same_version_is_a_version_conflict(staff_api):
+    sale = SaleFactory(name="Old", original_stock=10)
+    read_version = sale.version
+
+    first = staff_api.patch(f"{SALES}{sale.pk}/", {"name": "First", "version": read_version}, format="json")
+    second = staff_api.patch(
+        f"{SALES}{sale.pk}/", {"name": "Second", "originalStock": 20, "version": read_version}, format="json"
+    )
+
+    assert first.status_code == 200
+    assert second.status_code == 409
+    assert second.json()["error"]["code"] == "version_conflict"
+    assert second.json()["error"]["details"]["currentVersion"] == read_version + 1
+    sale.refresh_from_db()
+    assert (sale.name, sale.original_stock, sale.version) == ("First", 10, read_version + 1)
 
 
 def test_an_edit_without_a_version_is_rejected(staff_api):
@@ -191,7 +215,7 @@ def test_an_edit_without_a_version_is_rejected(staff_api):
 
 def test_changing_original_stock_moves_current_stock_by_the_same_delta(staff_api, buyer):
     sale = SaleFactory(original_stock=10)
-    services.purchase(user=buyer, sale_id=sale.pk, quantity=3)
+    purchase.purchase(user=buyer, sale_id=sale.pk, quantity=3)
     sale.refresh_from_db()
 
     response = staff_api.patch(f"{SALES}{sale.pk}/", {"originalStock": 15, "version": sale.version}, format="json")
@@ -203,7 +227,7 @@ def test_changing_original_stock_moves_current_stock_by_the_same_delta(staff_api
 
 def test_stock_cannot_be_reduced_below_units_sold(staff_api, buyer):
     sale = SaleFactory(original_stock=10)
-    services.purchase(user=buyer, sale_id=sale.pk, quantity=4)
+    purchase.purchase(user=buyer, sale_id=sale.pk, quantity=4)
     sale.refresh_from_db()
 
     response = staff_api.patch(f"{SALES}{sale.pk}/", {"originalStock": 3, "version": sale.version}, format="json")
@@ -217,7 +241,7 @@ def test_stock_cannot_be_reduced_below_units_sold(staff_api, buyer):
 def test_a_live_sale_cannot_be_shortened_or_have_its_start_moved(staff_api, buyer):
     sale = SaleFactory()
     # With no purchase yet a live sale's start may move back to the future (tests/test_sales_edits.py).
-    services.purchase(user=buyer, sale_id=sale.pk, quantity=1)
+    purchase.purchase(user=buyer, sale_id=sale.pk, quantity=1)
     version = FlashSale.objects.get().version
 
     shorter = staff_api.patch(
@@ -235,7 +259,7 @@ def test_a_live_sale_cannot_be_shortened_or_have_its_start_moved(staff_api, buye
 
 def test_add_units_grows_both_stocks(staff_api, buyer):
     sale = SaleFactory(original_stock=10)
-    services.purchase(user=buyer, sale_id=sale.pk, quantity=2)
+    purchase.purchase(user=buyer, sale_id=sale.pk, quantity=2)
 
     response = staff_api.post(f"{SALES}{sale.pk}/add-units", {"units": 5}, format="json")
 

@@ -7,7 +7,7 @@ import pytest
 from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
 from django.utils import timezone
 
-from sales import services
+from sales import purchase, services
 from sales.exceptions import InvalidSaleChange
 from sales.models import FlashSale
 from tests.factories import SaleFactory
@@ -140,7 +140,7 @@ def test_a_live_sale_with_no_purchase_may_move_back_to_pending(staff_api):
 
 def test_a_live_sale_with_purchases_keeps_its_start(staff_api, buyer):
     sale = SaleFactory(original_stock=10)
-    services.purchase(user=buyer, sale_id=sale.pk, quantity=1)
+    purchase.purchase(user=buyer, sale_id=sale.pk, quantity=1)
     before = stored(sale)
 
     response = staff_api.patch(
@@ -258,7 +258,7 @@ def test_unknown_fields_are_named_beside_the_other_invalid_ones(staff_api):
 
 def test_add_units_past_the_stock_cap_is_refused_and_changes_nothing(staff_api, buyer):
     sale = SaleFactory(original_stock=services.MAX_STOCK - 10)
-    services.purchase(user=buyer, sale_id=sale.pk, quantity=2)
+    purchase.purchase(user=buyer, sale_id=sale.pk, quantity=2)
     before = stored(sale)
 
     over_total = staff_api.post(f"{SALES}{sale.pk}/add-units", {"units": 11}, format="json")

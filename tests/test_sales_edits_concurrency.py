@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from sales import audit, services
+from sales import audit, purchase, services
 from sales.exceptions import SalesError
 from sales.models import FlashSale, Purchase
 from tests.factories import SaleFactory, UserFactory
@@ -30,7 +30,7 @@ def test_a_first_purchase_and_a_move_back_to_pending_never_both_succeed():
         def buy(sale_id=sale.pk, ready=both_ready):
             ready.wait(timeout=30)
             try:
-                services.purchase(user=buyer, sale_id=sale_id, quantity=1)
+                purchase.purchase(user=buyer, sale_id=sale_id, quantity=1)
                 return "bought"
             except SalesError as refused:
                 return refused.code

@@ -27,6 +27,8 @@ OPERATIONS = {
     ("patch", "/api/v1/flashsales/{id}"): "token",
     ("post", "/api/v1/flashsales/{id}/add-units"): "token",
     ("post", "/api/v1/flashsales/{id}/end"): "token",
+    ("post", "/api/v1/flashsales/{id}/pause"): "token",
+    ("post", "/api/v1/flashsales/{id}/resume"): "token",
     ("get", "/api/v1/health"): "public",
     ("get", "/api/v1/health/ready"): "public",
 }
@@ -280,3 +282,15 @@ def test_a_production_server_serves_swagger_ui_and_all_its_assets_itself(tmp_pat
         assert response.status_code == 200, asset
         assert len(response.content) > 100, asset
     assert schema.status_code == 200 and b"openapi: 3." in schema.content
+
+
+def test_the_schema_documents_pause_resume_the_sale_limits_and_sale_paused(schema):
+    purchase = schema["paths"]["/api/v1/flashsales/purchase"]["post"]
+    assert "sale_paused" in error_codes(purchase, 409)
+    for action in ("pause", "resume"):
+        operation = schema["paths"][f"/api/v1/flashsales/{{id}}/{action}"]["post"]
+        assert "requestBody" not in operation
+        assert error_codes(operation, 403) == {"permission_denied"}
+    sale = resolve(schema, resolve(schema, success_body(schema, operation, 200)["properties"]["data"]))
+    assert {"version", "stockVersion", "paused", "maxPerBuyer", "maxPerPurchase"} <= set(sale["properties"])
+    assert sale["properties"]["maxPerPurchase"]["maximum"] == 5  # MAX_PURCHASE_QUANTITY, the ceiling

@@ -1,6 +1,6 @@
 """The purchase as one PostgreSQL function, so the sale's row lock lives only inside the server.
 
-`sales.services.purchase` calls `flashsale_purchase(user, sale, quantity, cap)` in autocommit: one
+`sales.purchase` calls `flashsale_purchase(user, sale, quantity, cap)` in autocommit: one
 round trip that decides, writes and commits. The sale's row lock is taken by the conditional UPDATE
 and released by that statement's commit, with no Python (and no GIL hand-off) in between.
 
@@ -26,72 +26,10 @@ current_stock, start_time, end_time and db_now, from which the caller names the 
 
 from django.db import migrations
 
-CREATE = """
-CREATE OR REPLACE FUNCTION flashsale_purchase(
-    p_user_id bigint, p_sale_id bigint, p_quantity integer, p_cap integer
-) RETURNS TABLE (
-    outcome text, purchase_id bigint, created_at timestamptz, current_stock integer,
-    version bigint, start_time timestamptz, end_time timestamptz, held bigint, db_now timestamptz
-)
-LANGUAGE plpgsql VOLATILE AS $$
-#variable_conflict use_column
-DECLARE
-    v_stock integer;
-    v_version bigint;
-    v_start timestamptz;
-    v_end timestamptz;
-    v_at timestamptz;
-    v_held bigint;
-    v_id bigint;
-BEGIN
-    UPDATE sales_flashsale AS s
-       SET current_stock = s.current_stock - p_quantity, version = s.version + 1
-     WHERE s.id = p_sale_id
-       AND s.current_stock >= p_quantity
-       AND s.start_time <= clock_timestamp() AND s.end_time > clock_timestamp()
-    RETURNING s.current_stock, s.version, s.start_time, s.end_time
-         INTO v_stock, v_version, v_start, v_end;
+from sales.sql import source
 
-    IF NOT FOUND THEN
-        SELECT s.current_stock, s.start_time, s.end_time INTO v_stock, v_start, v_end
-          FROM sales_flashsale AS s WHERE s.id = p_sale_id;
-        IF NOT FOUND THEN
-            RETURN QUERY SELECT 'not_found', NULL::bigint, NULL::timestamptz, NULL::integer,
-                NULL::bigint, NULL::timestamptz, NULL::timestamptz, NULL::bigint, clock_timestamp();
-            RETURN;
-        END IF;
-        RETURN QUERY SELECT 'refused', NULL::bigint, NULL::timestamptz, v_stock,
-            NULL::bigint, v_start, v_end, NULL::bigint, clock_timestamp();
-        RETURN;
-    END IF;
-
-    v_at := clock_timestamp();
-    SELECT COALESCE(SUM(p.quantity), 0) INTO v_held
-      FROM sales_purchase AS p WHERE p.sale_id = p_sale_id AND p.user_id = p_user_id;
-
-    IF v_held + p_quantity > p_cap OR v_at >= v_end THEN
-        UPDATE sales_flashsale AS s
-           SET current_stock = s.current_stock + p_quantity, version = s.version - 1
-         WHERE s.id = p_sale_id;
-        IF v_at >= v_end THEN
-            RETURN QUERY SELECT 'refused', NULL::bigint, NULL::timestamptz, v_stock + p_quantity,
-                NULL::bigint, v_start, v_end, NULL::bigint, v_at;
-        ELSE
-            RETURN QUERY SELECT 'over_cap', NULL::bigint, NULL::timestamptz, NULL::integer,
-                NULL::bigint, NULL::timestamptz, NULL::timestamptz, v_held, v_at;
-        END IF;
-        RETURN;
-    END IF;
-
-    INSERT INTO sales_purchase (user_id, sale_id, quantity, created_at)
-    VALUES (p_user_id, p_sale_id, p_quantity, v_at)
-    RETURNING id INTO v_id;
-
-    RETURN QUERY SELECT 'bought', v_id, v_at, v_stock, v_version,
-        v_start, v_end, v_held + p_quantity, v_at;
-END;
-$$;
-"""
+# The function as this migration first installed it; 0004 replaces it with v2.
+CREATE = source("flashsale_purchase_v1")
 
 DROP = "DROP FUNCTION IF EXISTS flashsale_purchase(bigint, bigint, integer, integer);"
 

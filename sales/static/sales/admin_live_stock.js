@@ -25,15 +25,15 @@
   function follow(saleId, port, stock, render, changed, onState) {
     function onMessage(message) {
       if (message.saleId !== saleId) { return; }
-      // Versions only grow: a late message must never move the number back.
-      if (message.type === "snapshot" && message.version >= stock.version) {
+      // Stock versions only grow: a late message must never move the number back.
+      if (message.type === "snapshot" && message.stockVersion >= stock.stockVersion) {
         stock.current = message.currentStock;
         stock.original = message.originalStock;
-        stock.version = message.version;
+        stock.stockVersion = message.stockVersion;
         render();
-      } else if (message.type === "stock" && message.version > stock.version) {
+      } else if (message.type === "stock" && message.stockVersion > stock.stockVersion) {
         stock.current = message.currentStock;
-        stock.version = message.version;
+        stock.stockVersion = message.stockVersion;
         render();
       }
       if (message.type !== "pong") { changed(message); }
@@ -55,7 +55,7 @@
     var sold = box.querySelector(".live-stock-sold");
     var saleId = parseInt(box.dataset.saleId, 10);
     var parts = numbers.textContent.split("/");
-    var stock = { current: parseInt(parts[0], 10), original: parseInt(parts[1], 10), version: parseInt(box.dataset.version, 10) };
+    var stock = { current: parseInt(parts[0], 10), original: parseInt(parts[1], 10), stockVersion: parseInt(box.dataset.stockVersion, 10) };
 
     function render() {
       numbers.textContent = stock.current + " / " + stock.original;
@@ -153,10 +153,10 @@
       var numbers = bar.querySelector(".stock-bar-numbers"), fill = bar.querySelector(".stock-bar-fill");
       var sold = row.querySelector(".field-units_sold");
       var parts = numbers.textContent.split("/");
-      var stock = { current: parseInt(parts[0], 10), original: parseInt(parts[1], 10), version: 0 };
+      var stock = { current: parseInt(parts[0], 10), original: parseInt(parts[1], 10), stockVersion: 0 };
       follow(parseInt(match[1], 10), bar.dataset.socketPort, stock, function () {
         numbers.textContent = stock.current + " / " + stock.original;
-        bar.dataset.version = String(stock.version);
+        bar.dataset.stockVersion = String(stock.stockVersion);
         bar.title = stock.current + " of " + stock.original + " units left";
         fill.style.width = percent(stock) + "%";
         fill.style.background = colour(stock.original > 0 ? stock.current / stock.original : 0);

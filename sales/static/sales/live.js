@@ -31,7 +31,7 @@
     others: $("others"), othersCard: $("others-card")
   };
 
-  // The sale as last told by the server. `version` only moves forward within one sale.
+  // The sale as last told by the server. `stockVersion` only moves forward within one sale.
   var sale = null;
   // Whether the account card shows the register form instead of the sign-in form.
   var registering = false;
@@ -59,6 +59,7 @@
     email_taken: "An account with this email already exists.",
     sale_not_active: "This sale is not open right now.",
     sold_out: "Sold out — every unit is gone.",
+    sale_paused: "This sale is paused. Try again when it resumes.",
     insufficient_stock: "Not enough units left for that quantity.",
     user_limit_reached: "You have reached the maximum number of units per buyer for this sale.",
     sale_paused: "This sale is paused. Buying resumes when the shop resumes it.",
@@ -300,12 +301,13 @@
       return;
     }
     var sameSale = sale && sale.saleId === snapshot.saleId;
-    if (sameSale && snapshot.version < sale.version) { return; }
+    if (sameSale && snapshot.stockVersion < sale.stockVersion) { return; }
     sale = {
       saleId: snapshot.saleId, name: snapshot.name, status: snapshot.status,
       start: Date.parse(snapshot.startTime), end: Date.parse(snapshot.endTime),
       originalStock: snapshot.originalStock, currentStock: snapshot.currentStock, version: snapshot.version,
-      // Sent once sales have them (pause, per-sale limits); absent means not paused, the shop's limits.
+      stockVersion: snapshot.stockVersion,
+      // Absent means not paused, the shop's limits.
       paused: snapshot.paused === true, maxPerBuyer: snapshot.maxPerBuyer, maxPerPurchase: snapshot.maxPerPurchase
     };
     el.name.textContent = snapshot.name;
@@ -329,10 +331,10 @@
   }
 
   function onStock(message) {
-    // Late messages carry older versions: never let the number go back in time.
-    if (!sale || sale.saleId !== message.saleId || message.version <= sale.version) { return; }
+    // Late messages carry older stock versions: never let the number go back in time.
+    if (!sale || sale.saleId !== message.saleId || message.stockVersion <= sale.stockVersion) { return; }
     sale.currentStock = message.currentStock;
-    sale.version = message.version;
+    sale.stockVersion = message.stockVersion;
     renderStock();
   }
 
