@@ -7,6 +7,7 @@ REDIS_URL (cache for rate limits, channel layer), SECRET_KEY, ALLOWED_HOSTS and 
 Every variable is listed in README.md.
 """
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -349,6 +350,15 @@ RATELIMIT_WS_CONNECT = env_str("RATELIMIT_WS_CONNECT", "120/m")
 # Behind a reverse proxy, the META key holding the client address, e.g. HTTP_X_REAL_IP or
 # HTTP_X_FORWARDED_FOR (the proxy must overwrite it). Empty: the socket peer address.
 TRUSTED_CLIENT_IP_HEADER = env_str("TRUSTED_CLIENT_IP_HEADER")
+# The socket peers (addresses or networks) whose TRUSTED_CLIENT_IP_HEADER is believed: the proxies
+# in front (deploy/run's HAProxy and a TLS proxy on the same host are on loopback). A request from
+# any other peer is counted under the peer's own address, whatever header it sends.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", ["127.0.0.1", "::1"])
+for _proxy in TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"TRUSTED_PROXIES: {_proxy!r} is not an IP address or network") from None
 RATELIMIT_IP_META_KEY = "flashsale.ratelimit.client_ip"
 
 # --- Security -------------------------------------------------------------------------------
