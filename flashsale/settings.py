@@ -418,6 +418,10 @@ CORS_ALLOW_HEADERS = (*corsheaders_default_headers, "idempotency-key")
 
 # Bodies above 1 MiB are refused before parsing.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+# Largest request body under /api/ (JSON of a few fields), refused with 413 before it is read by
+# HAProxy (deploy/haproxy.cfg) and by gunicorn's worker (flashsale/gunicorn_worker.py), which both
+# receive a body in full before the application sees it.
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 8192)
 
 # --- Internationalization, static files -----------------------------------------------------
 
