@@ -343,7 +343,12 @@ RATELIMIT_LOGIN = env_str("RATELIMIT_LOGIN", "20/m")
 RATELIMIT_LOGIN_FAILURES = env_str("RATELIMIT_LOGIN_FAILURES", "10/h")
 RATELIMIT_LOGIN_EMAIL = env_str("RATELIMIT_LOGIN_EMAIL", "100/h")
 RATELIMIT_REGISTER = env_str("RATELIMIT_REGISTER", "20/m")
-RATELIMIT_GLOBAL = env_str("RATELIMIT_GLOBAL", "300/s")
+# Sized from bench/one_address.py (docs/performance.md "One address"): past it one address slowed
+# every other buyer's reads.
+RATELIMIT_GLOBAL = env_str("RATELIMIT_GLOBAL", "20/s")
+# The OpenAPI schema and Swagger UI (/api/schema/, /api/docs/) per client IP, instead of the global
+# limit: a schema costs far more than an API read (docs/performance.md "One address").
+RATELIMIT_SCHEMA = env_str("RATELIMIT_SCHEMA", "30/m")
 # HTML pages (the live page, admin) per client IP, and WebSocket connections opened per client IP.
 RATELIMIT_PAGES = env_str("RATELIMIT_PAGES", "120/m")
 RATELIMIT_WS_CONNECT = env_str("RATELIMIT_WS_CONNECT", "120/m")
