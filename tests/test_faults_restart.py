@@ -7,6 +7,7 @@ shared server is never restarted.
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -131,14 +132,47 @@ def clock_pids(script_pid: int) -> list[int]:
     ]
 
 
+def free_port_run(count: int) -> int:
+    """A port with the `count - 1` after it free too (deploy/run's backends follow its port)."""
+    for _ in range(50):
+        port = free_port()
+        if port + count > 65535:
+            continue
+        try:
+            for offset in range(1, count):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port + offset))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
+def script_env(script: str) -> tuple[dict[str, str], int]:
+    if script == "scripts/serve":
+        port = free_port_run(2)
+        return server_env(PORT=str(port), SERVE_SKIP_SETUP="1", PYTHONUNBUFFERED="1"), port
+    port = free_port_run(4)
+    env = server_env(
+        PORT=str(port),
+        DEPLOY_SKIP_SETUP="1",
+        DEPLOY_PLAIN_HTTP="1",
+        WEB_CONCURRENCY="1",
+        GUNICORN_THREADS="2",
+        PYTHONUNBUFFERED="1",
+    )
+    # The tests' DEBUG=false would turn on deploy/env's HTTPS defaults without DEPLOY_PLAIN_HTTP.
+    return env, port
+
+
 @pytest.mark.django_db(transaction=True)
-def test_serve_restarts_a_killed_sale_clock_while_health_keeps_answering(tmp_path):
-    port = free_port()
-    env = server_env(PORT=str(port), WEBSOCKET_PORT=str(free_port()), SERVE_SKIP_SETUP="1", PYTHONUNBUFFERED="1")
-    output = tmp_path / "serve.log"
+@pytest.mark.parametrize("script", ["scripts/serve", "deploy/run"])
+def test_the_start_script_restarts_a_killed_sale_clock_while_health_keeps_answering(tmp_path, script):
+    env, port = script_env(script)
+    output = tmp_path / "script.log"
     with output.open("w") as log:
-        script = subprocess.Popen(
-            [str(PROJECT_DIR / "scripts" / "serve")],
+        process = subprocess.Popen(
+            [str(PROJECT_DIR / script)],
             cwd=PROJECT_DIR,
             env=env,
             stdout=log,
@@ -151,29 +185,29 @@ def test_serve_restarts_a_killed_sale_clock_while_health_keeps_answering(tmp_pat
         return output.read_text().count("sale clock: leading")
 
     try:
-        wait_for(lambda: _answers(health), 60, "scripts/serve to answer health")
+        wait_for(lambda: _answers(health), 60, f"{script} to answer health")
         wait_for(lambda: leading_clocks() == 1, 30, "the sale clock to lead")
-        first = clock_pids(script.pid)
+        first = clock_pids(process.pid)
         assert len(first) == 1
 
         os.kill(first[0], signal.SIGKILL)
         answers = []
         # The new clock takes the lease the killed one's session gave up, and ticks.
         wait_for(lambda: answers.append(_answers(health)) or leading_clocks() == 2, 30, "a new clock to lead")
-        second = clock_pids(script.pid)
+        second = clock_pids(process.pid)
 
         assert len(second) == 1 and second != first
-        assert script.poll() is None  # the stack is still up
+        assert process.poll() is None  # the stack is still up
         assert answers and all(answers)
         assert _answers(health)
     finally:
-        if script.poll() is None:
-            os.killpg(script.pid, signal.SIGTERM)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
             try:
-                script.wait(timeout=20)
+                process.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                os.killpg(script.pid, signal.SIGKILL)
-                script.wait()
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
 
 
 def _answers(url: str) -> bool:
