@@ -160,6 +160,8 @@ def server_env(args, database_url: str) -> dict:
             # ws_fanout.py opens a thousand sockets from 127.0.0.1.
             "WS_MAX_SOCKETS_PER_ADDRESS": "0",
             "REQUEST_LOG": args.request_log,
+            # Plain HTTP on loopback: no TLS proxy in front of deploy/run (deploy/env).
+            "DEPLOY_PLAIN_HTTP": "1",
             "WEB_CONCURRENCY": str(args.workers),
             "GUNICORN_THREADS": str(args.gunicorn_threads),
             "PYTHONUNBUFFERED": "1",

@@ -23,6 +23,9 @@ disallowed_host_logger = logging.getLogger("django.security.DisallowedHost")
 _UNLIMITED_PATHS = frozenset({"/api/v1/health", "/api/v1/health/ready", "/api/v1/health/ready/"})
 # Files WhiteNoise serves never reach this middleware; anything else under here is a 404.
 _STATIC_PREFIX = "/static/"
+# The OpenAPI schema and Swagger UI: generating the schema costs far more than an API read, and
+# nobody needs it many times a minute, so it has its own, tighter limit (RATELIMIT_SCHEMA).
+_SCHEMA_PREFIXES = ("/api/schema", "/api/docs")
 
 
 class RequestLogMiddleware:
@@ -96,7 +99,9 @@ class GlobalRateLimitMiddleware:
         path = request.path
         if path in _UNLIMITED_PATHS or path.startswith(_STATIC_PREFIX):
             return self.get_response(request)
-        if path.startswith("/api/"):
+        if path.startswith(_SCHEMA_PREFIXES):
+            group, rate_setting = "schema", "RATELIMIT_SCHEMA"
+        elif path.startswith("/api/"):
             group, rate_setting = "global", "RATELIMIT_GLOBAL"
         else:
             group, rate_setting = "pages", "RATELIMIT_PAGES"

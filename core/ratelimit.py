@@ -1,12 +1,16 @@
 """Rate limiting on top of django-ratelimit, raising RateLimited, which knows its Retry-After."""
 
+import functools
 import ipaddress
 from functools import wraps
+from ipaddress import IPv4Network, IPv6Network
 
 from django.conf import settings
 from django_ratelimit.core import get_usage
 
 from core.errors import RateLimited
+
+IPNetwork = IPv4Network | IPv6Network
 
 
 def _is_address(value: str) -> bool:
@@ -19,20 +23,56 @@ def _is_address(value: str) -> bool:
     return getattr(address, "scope_id", None) is None
 
 
-def client_ip(request) -> str:
-    """The client address: the trusted proxy header when one is configured and holds an address,
-    else the socket peer."""
-    header = settings.TRUSTED_CLIENT_IP_HEADER
-    if header:
-        forwarded = request.META.get(header, "")
-        # X-Forwarded-For lists client, proxy1, proxy2...; our own proxy appends the last hop,
-        # so the right-most entry is the one it saw (entries on the left are client-supplied).
-        candidate = forwarded.split(",")[-1].strip()
+@functools.lru_cache(maxsize=8)
+def _networks(proxies: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    return tuple(ipaddress.ip_network(proxy, strict=False) for proxy in proxies)
+
+
+def is_trusted_proxy(address: str | None) -> bool:
+    """Whether `address` (a socket peer) is one of settings.TRUSTED_PROXIES."""
+    if not address:
+        return False
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(parsed in network for network in _networks(tuple(settings.TRUSTED_PROXIES)))
+
+
+def forwarded_client(peer: str | None, forwarded: str) -> str | None:
+    """The client named by a forwarding header `forwarded` that `peer` sent, or None to count the peer.
+
+    Believed only from a trusted proxy: from anyone else the header is the client's own text, and a
+    client rotating it would get a fresh rate-limit counter per request. X-Forwarded-For lists
+    client, proxy1, proxy2...; each trusted proxy appends the address it saw, so the entries are
+    read from the right, past our own proxies, to the first one no proxy of ours vouches for
+    (entries further left are client-supplied). A value that is not an address counts the peer.
+    """
+    if not is_trusted_proxy(peer):
+        return None
+    entries = [entry.strip() for entry in forwarded.split(",")]
+    candidate = None
+    for entry in reversed(entries):
         # django-ratelimit parses the value as an address: anything else ("zzz", a header the
         # proxy let through unchanged) was a 500. Counting it under the peer keeps it limited.
-        if _is_address(candidate):
+        if not _is_address(entry):
             return candidate
-    return request.META.get("REMOTE_ADDR") or "0.0.0.0"
+        candidate = str(ipaddress.ip_address(entry))
+        if not is_trusted_proxy(candidate):
+            return candidate
+    return candidate
+
+
+def client_ip(request) -> str:
+    """The client address: from the trusted proxy header when one is configured, the request came
+    from a trusted proxy (TRUSTED_PROXIES) and the header holds an address; else the socket peer."""
+    peer = request.META.get("REMOTE_ADDR") or "0.0.0.0"
+    header = settings.TRUSTED_CLIENT_IP_HEADER
+    if header:
+        forwarded = forwarded_client(peer, request.META.get(header, ""))
+        if forwarded is not None:
+            return forwarded
+    return peer
 
 
 def check_rate(request, *, group: str, key, rate_setting: str) -> None:

@@ -15,7 +15,9 @@ bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8001")
 # GUNICORN_THREADS=1 gives plain sync workers. Each thread may hold one pooled DB connection.
 workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
-worker_class = "gthread" if threads > 1 else "sync"
+# flashsale's gthread worker receives each request in full (headers and body) in its poller before a
+# thread takes it, so slow clients hold no thread (core/gunicorn_worker.py).
+worker_class = "core.gunicorn_worker.BufferingThreadWorker" if threads > 1 else "sync"
 # Idle keep-alive connections (from HAProxy) are closed after this many seconds.
 keepalive = 5
 # A herd connects all at once; the kernel queues connections until a worker accepts them.
@@ -55,6 +57,14 @@ class _NoReadTimeoutTracebacks(logging.Filter):
 def post_worker_init(worker):
     worker.log.error_log.addFilter(_NoReadTimeoutTracebacks())
 
+
+# Header bounds. Behind deploy/run these are above HAProxy's (a request head fits its 16 KB buffer,
+# 101 header lines, a URL of 8000 bytes: deploy/haproxy.cfg), so HAProxy refuses an oversized
+# request first with its JSON error; facing clients (./scripts/serve) gunicorn refuses it, in JSON
+# too (414 for the request line, 431 for the headers: core/gunicorn_worker.py).
+limit_request_line = 8190  # gunicorn's most
+limit_request_fields = 128
+limit_request_field_size = 16384
 
 # gunicorn 25+ opens a control socket at one fixed path per user ($HOME/.gunicorn/gunicorn.ctl), so
 # every other gunicorn on the machine (tests, bench/, ./scripts/serve beside deploy/run) would take

@@ -8,6 +8,7 @@ Every variable is listed in docs/operations.md "Configuration". They are read th
 core/env.py (django-environ, refusing a boolean or integer that does not parse).
 """
 
+import ipaddress
 import secrets
 from pathlib import Path
 
@@ -318,13 +319,27 @@ RATELIMIT_LOGIN = env.str("RATELIMIT_LOGIN", default="20/m")
 RATELIMIT_LOGIN_FAILURES = env.str("RATELIMIT_LOGIN_FAILURES", default="10/h")
 RATELIMIT_LOGIN_EMAIL = env.str("RATELIMIT_LOGIN_EMAIL", default="100/h")
 RATELIMIT_REGISTER = env.str("RATELIMIT_REGISTER", default="20/m")
-RATELIMIT_GLOBAL = env.str("RATELIMIT_GLOBAL", default="300/s")
+# Sized from bench/one_address.py (docs/performance.md "One address"): past it one address slowed
+# every other buyer's reads.
+RATELIMIT_GLOBAL = env.str("RATELIMIT_GLOBAL", default="20/s")
+# The OpenAPI schema and Swagger UI (/api/schema/, /api/docs/) per client IP, instead of the global
+# limit: a schema costs far more than an API read (docs/performance.md "One address").
+RATELIMIT_SCHEMA = env.str("RATELIMIT_SCHEMA", default="30/m")
 # HTML pages (the live page, admin) per client IP, and WebSocket connections opened per client IP.
 RATELIMIT_PAGES = env.str("RATELIMIT_PAGES", default="120/m")
 RATELIMIT_WS_CONNECT = env.str("RATELIMIT_WS_CONNECT", default="120/m")
 # Behind a reverse proxy, the META key holding the client address, e.g. HTTP_X_REAL_IP or
 # HTTP_X_FORWARDED_FOR (the proxy must overwrite it). Empty: the socket peer address.
 TRUSTED_CLIENT_IP_HEADER = env.str("TRUSTED_CLIENT_IP_HEADER")
+# The socket peers (addresses or networks) whose TRUSTED_CLIENT_IP_HEADER is believed: the proxies
+# in front (deploy/run's HAProxy and a TLS proxy on the same host are on loopback). A request from
+# any other peer is counted under the peer's own address, whatever header it sends.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=["127.0.0.1", "::1"])
+for _proxy in TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"TRUSTED_PROXIES: {_proxy!r} is not an IP address or network") from None
 RATELIMIT_IP_META_KEY = "core.ratelimit.client_ip"
 
 # --- Security -------------------------------------------------------------------------------
@@ -384,6 +399,10 @@ CORS_ALLOW_HEADERS = (*corsheaders_default_headers, "idempotency-key")
 
 # Bodies above 1 MiB are refused before parsing.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+# Largest request body under /api/ (JSON of a few fields), refused with 413 before it is read by
+# HAProxy (deploy/haproxy.cfg) and by gunicorn's worker (core/gunicorn_worker.py), which both
+# receive a body in full before the application sees it.
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=8192)
 
 # --- Internationalization, static files -----------------------------------------------------
 

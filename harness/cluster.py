@@ -339,6 +339,8 @@ class Cluster:
             DB_POOL_MAX_SIZE="8",
             DB_POOL_MIN_SIZE="1",
             TRUSTED_CLIENT_IP_HEADER="HTTP_X_FORWARDED_FOR",
+            # HAProxy runs on the lb host: its X-Forwarded-For is the one believed.
+            TRUSTED_PROXIES=f"127.0.0.1,::1,{ADDRESSES['lb']}",
             PYTHONUNBUFFERED="1",
             PROMETHEUS_MULTIPROC_DIR=str(self.dir / f"metrics-{host}"),
             # A claim orphaned by a killed host is taken over after this long (30 s by default).

@@ -6,7 +6,6 @@ cache), how fast and how large its messages may be, and how much it may leave un
 """
 
 import asyncio
-import ipaddress
 import logging
 import socket
 import time
@@ -19,6 +18,7 @@ from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
 from core.patches import daphne_protocol
+from core.ratelimit import forwarded_client
 
 logger = logging.getLogger("flashsale.realtime")
 
@@ -26,21 +26,22 @@ logger = logging.getLogger("flashsale.realtime")
 def client_address(scope: Mapping[str, Any]) -> str | None:
     """The client's address: the trusted proxy header when configured, else the socket peer.
 
-    Mirrors core.ratelimit.client_ip for HTTP. A header value that is not an address is
-    ignored (it could only be client-supplied garbage), so the socket peer counts instead.
+    Mirrors core.ratelimit.client_ip for HTTP: the header is believed only from a peer in
+    TRUSTED_PROXIES, and a value that is not an address is ignored (it could only be
+    client-supplied garbage), so the socket peer counts instead.
     """
+    client = scope.get("client")
+    peer = client[0] if client else None
     header = settings.TRUSTED_CLIENT_IP_HEADER
     if header and header.startswith("HTTP_"):
         name = header[5:].lower().replace("_", "-").encode("latin-1")
         for key, value in scope.get("headers") or ():
             if key.lower() == name:
-                candidate = value.decode("latin-1").split(",")[-1].strip()
-                try:
-                    return str(ipaddress.ip_address(candidate))
-                except ValueError:
-                    break
-    client = scope.get("client")
-    return client[0] if client else None
+                forwarded = forwarded_client(peer, value.decode("latin-1"))
+                if forwarded is not None:
+                    return forwarded
+                break
+    return peer
 
 
 class AddressSlots:

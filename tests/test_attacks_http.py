@@ -107,6 +107,7 @@ def haproxy_front(gunicorn_url: str, daphne_url: str):
         GUNICORN_MAXCONN="2",
         DAPHNE_MAXCONN="100",
         HAPROXY_MAXCONN="2000",
+        API_MAX_BODY_BYTES="8192",
     )
     # haproxy is a Debian package (deploy/run needs it too; .ci/run installs it).
     with running(["haproxy", "-db", "-f", "deploy/haproxy.cfg"], env, f"http://127.0.0.1:{port}"):

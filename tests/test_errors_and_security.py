@@ -2,8 +2,10 @@ import json
 import logging
 
 import pytest
-from django.test import Client, override_settings
+from django.test import Client, RequestFactory, override_settings
+from rest_framework.authtoken.models import Token
 
+from core.ratelimit import client_ip
 from sales.models import Purchase
 from tests.error_shape import assert_error_shape
 from tests.factories import SaleFactory
@@ -154,6 +156,60 @@ def test_a_trusted_proxy_header_that_is_not_an_address_counts_against_the_socket
     assert first.status_code == 200
     assert_error_shape(login, 401, "invalid_credentials")
     assert_error_shape(same_peer, 429, "rate_limited")
+
+
+def test_logins_from_a_peer_that_is_not_a_trusted_proxy_are_limited_by_its_address_whatever_it_forwards(api, settings):
+    # Straight to gunicorn with a new X-Forwarded-For per request: each was counted as a new client.
+    settings.RATELIMIT_LOGIN = "3/m"
+    settings.TRUSTED_CLIENT_IP_HEADER = "HTTP_X_FORWARDED_FOR"
+    settings.TRUSTED_PROXIES = ["127.0.0.1", "::1"]
+    body = {"email": "nobody@example.com", "password": "wrong-password-1"}
+
+    statuses = [
+        api.post(
+            "/api/v1/auth/login",
+            body,
+            format="json",
+            REMOTE_ADDR="203.0.113.60",
+            HTTP_X_FORWARDED_FOR=f"198.51.100.{n}",
+        ).status_code
+        for n in range(4)
+    ]
+    through_proxy = api.post(
+        "/api/v1/auth/login", body, format="json", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="198.51.100.200"
+    )
+
+    assert statuses == [401, 401, 401, 429]
+    assert through_proxy.status_code == 401
+    assert not Token.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("forwarded", "counted_as"),
+    [
+        # A TLS proxy on this host in front of HAProxy: both hops are ours, the client is left of them.
+        ("203.0.113.7, 127.0.0.1", "203.0.113.7"),
+        # What the client wrote on the left is not believed: the right-most untrusted entry is.
+        ("10.0.0.1, 203.0.113.7", "203.0.113.7"),
+        ("127.0.0.1", "127.0.0.1"),
+    ],
+)
+def test_the_client_is_the_right_most_forwarded_address_that_is_not_a_trusted_proxy(settings, forwarded, counted_as):
+    settings.TRUSTED_CLIENT_IP_HEADER = "HTTP_X_FORWARDED_FOR"
+    settings.TRUSTED_PROXIES = ["127.0.0.1", "::1"]
+    request = RequestFactory().get("/", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR=forwarded)
+
+    assert client_ip(request) == counted_as
+
+
+def test_trusted_proxies_may_name_networks(settings):
+    settings.TRUSTED_CLIENT_IP_HEADER = "HTTP_X_FORWARDED_FOR"
+    settings.TRUSTED_PROXIES = ["10.213.47.0/24"]
+
+    from_proxy = RequestFactory().get("/", REMOTE_ADDR="10.213.47.20", HTTP_X_FORWARDED_FOR="203.0.113.7")
+    from_loopback = RequestFactory().get("/", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.7")
+
+    assert (client_ip(from_proxy), client_ip(from_loopback)) == ("203.0.113.7", "127.0.0.1")
 
 
 def test_rate_limiting_can_be_switched_off(buyer_api, settings):

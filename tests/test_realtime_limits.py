@@ -162,3 +162,45 @@ async def test_a_socket_whose_client_left_before_its_consumer_started_is_left_to
     daphne_send = functools.partial(lambda protocol, message: None, DaphneProtocol())
 
     assert socket_limits.watch_unread(daphne_send, lambda: None) is False
+
+
+async def test_a_peer_that_is_not_a_trusted_proxy_is_capped_by_its_own_address_whatever_it_forwards(settings):
+    # Straight to Daphne with a new X-Forwarded-For per socket: each used to count as a new client.
+    settings.WS_MAX_SOCKETS_PER_ADDRESS = 2
+    settings.TRUSTED_CLIENT_IP_HEADER = "HTTP_X_FORWARDED_FOR"
+    settings.TRUSTED_PROXIES = ["127.0.0.1", "::1"]
+    sale = await sync_to_async(SaleFactory)()
+    path = f"/ws/sales/{sale.pk}/"
+    held = []
+    for n in range(2):
+        communicator = socket_from("203.0.113.50", path, [(b"x-forwarded-for", f"198.51.100.{n}".encode())])
+        assert (await communicator.connect())[0]
+        await communicator.receive_json_from()
+        held.append(communicator)
+
+    rotated = await close_code(socket_from("203.0.113.50", path, [(b"x-forwarded-for", b"198.51.100.99")]))
+    via_proxy = socket_from("127.0.0.1", path, [(b"x-forwarded-for", b"198.51.100.99")])
+    connected, _ = await via_proxy.connect()
+
+    assert rotated == POLICY_VIOLATION
+    assert connected and (await via_proxy.receive_json_from())["type"] == "snapshot"
+    assert hub().sockets_of(sale.pk) == 3
+    for communicator in [*held, via_proxy]:
+        await communicator.disconnect()
+
+
+async def test_sockets_opened_with_rotating_forwarded_addresses_from_an_untrusted_peer_hit_the_connect_rate(settings):
+    settings.RATELIMIT_ENABLE = True
+    settings.RATELIMIT_WS_CONNECT = "3/m"
+    settings.TRUSTED_CLIENT_IP_HEADER = "HTTP_X_FORWARDED_FOR"
+    sale = await sync_to_async(SaleFactory)()
+    path = f"/ws/sales/{sale.pk}/"
+    for n in range(3):
+        communicator = socket_from("203.0.113.51", path, [(b"x-forwarded-for", f"198.51.100.{n}".encode())])
+        assert (await communicator.connect())[0]
+        await communicator.receive_json_from()
+        await communicator.disconnect()
+
+    over_rate = await close_code(socket_from("203.0.113.51", path, [(b"x-forwarded-for", b"198.51.100.77")]))
+
+    assert over_rate == POLICY_VIOLATION

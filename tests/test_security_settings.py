@@ -98,6 +98,40 @@ def test_the_deploy_check_is_clean_with_the_production_settings():
     assert "System check identified no issues" in result.stdout
 
 
+# What deploy/run's header says production sets; the rest comes from deploy/env, as deploy/run sources it.
+DEPLOY_RUN_PRODUCTION = {"DEBUG": "false", "SECRET_KEY": LONG_KEY, "ALLOWED_HOSTS": "shop.example.com"}
+TLS_SETTINGS = ("HTTPS", "SECURE_SSL_REDIRECT", "SECURE_PROXY_SSL", "DEPLOY_PLAIN_HTTP")
+
+
+def deploy_check_with_deploy_env(**env: str) -> subprocess.CompletedProcess:
+    clean = {
+        k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "TEST_DATABASE_NAME", *TLS_SETTINGS}
+    }
+    return subprocess.run(
+        ["bash", "-c", 'source deploy/env && exec "$0" manage.py check --deploy --fail-level WARNING', sys.executable],
+        cwd=PROJECT_DIR,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_deploy_check_is_clean_with_deploy_runs_documented_production_configuration():
+    result = deploy_check_with_deploy_env(**DEPLOY_RUN_PRODUCTION)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_a_plain_http_deploy_run_on_loopback_is_what_the_deploy_check_warns_about():
+    result = deploy_check_with_deploy_env(**DEPLOY_RUN_PRODUCTION, DEPLOY_PLAIN_HTTP="1")
+
+    assert result.returncode != 0
+    for warning in ("security.W004", "security.W008", "security.W010", "security.W016"):
+        assert warning in result.stderr + result.stdout
+
+
 HSTS_PROBE = (
     "import django; django.setup(); from django.test import Client; "
     "r = Client(HTTP_HOST='shop.example.com').get('/api/v1/health', secure=True); "

@@ -22,6 +22,9 @@ SINCE_KEY = "saleclock:since"
 # Transitions older than this when the clock (re)starts are not announced: pages re-read a
 # snapshot on reconnect anyway, and a flood of stale "started" messages would only confuse them.
 MAX_CATCH_UP = timedelta(minutes=5)
+# After a failed tick the clock waits before trying again, doubling up to this: a database that
+# is restarting is not hammered, and one that is back is noticed within seconds.
+MAX_BACKOFF_SECONDS = 5.0
 
 
 class Command(BaseCommand):
@@ -56,29 +59,54 @@ class Command(BaseCommand):
         since = None
         done = 0
         next_purge = time.monotonic()
+        backoff = 0.0
         try:
             while self._running and (not ticks or done < ticks):
                 if parent and os.getppid() != parent:
                     break
-                if lease.renew():
-                    if not leading:
-                        # Taking over: resume where the last holder stopped, so nothing that
-                        # passed while no clock (or a dying one) held the lease goes unannounced.
-                        leading, since = True, self._resume_point()
-                        self.stdout.write("sale clock: leading")
-                    since = self.tick(since)
-                    if time.monotonic() >= next_purge:
-                        self.purge()
-                        next_purge = time.monotonic() + settings.IDEMPOTENCY_PURGE_SECONDS
-                elif leading or done == 0:
+                try:
+                    if lease.renew():
+                        if not leading:
+                            # Taking over: resume where the last holder stopped, so nothing that
+                            # passed while no clock (or a dying one) held the lease goes unannounced.
+                            leading, since = True, self._resume_point()
+                            self.stdout.write("sale clock: leading")
+                        since = self.tick(since)
+                        if time.monotonic() >= next_purge:
+                            self.purge()
+                            next_purge = time.monotonic() + settings.IDEMPOTENCY_PURGE_SECONDS
+                    elif leading or done == 0:
+                        leading = False
+                        self.stdout.write("sale clock: standing by (another host's clock announces)")
+                except DatabaseError:
+                    backoff = self._outage(backoff)
+                    # Let the lease go too: another host's clock, or this one once the database
+                    # answers again, takes over from SINCE_KEY and announces what passed meanwhile.
+                    lease.close()
                     leading = False
-                    self.stdout.write("sale clock: standing by (another host's clock announces)")
+                else:
+                    if backoff:
+                        self.stdout.write("sale clock: the database answers again")
+                    backoff = 0.0
                 done += 1
                 if self._running and (not ticks or done < ticks):
-                    time.sleep(interval)
+                    time.sleep(max(interval, backoff))
         finally:
             lease.close()
         self.stdout.write("sale clock: stopped")
+
+    def _outage(self, backoff: float) -> float:
+        """A tick failed on the database (restarted, unreachable): drop the connection, whose
+        session is gone, so the next tick opens a new one; return how long to wait before it."""
+        if not backoff:
+            # Once per outage, not once per tick.
+            logger.warning("sale clock: the database is unavailable; retrying", exc_info=True)
+            self.stdout.write("sale clock: the database is unavailable; retrying")
+        try:
+            connection.close()
+        except DatabaseError:
+            pass
+        return min(MAX_BACKOFF_SECONDS, max(0.5, backoff * 2))
 
     @staticmethod
     def _resume_point():
