@@ -134,7 +134,9 @@ class FlashSaleUpdateSerializer(serializers.Serializer):
         if isinstance(data, Mapping):
             read_only = {name for name, field in FlashSaleSerializer().fields.items() if field.read_only}
             unexpected = {
-                key: ["This field is read-only." if key in read_only else "Unknown field."]
+                # The message names the key as sent: `details` keys are camelCased (`current_stock`
+                # would read as the read-only `currentStock`).
+                key: ["This field is read-only." if key in read_only else f"Unknown field “{key}”."]
                 for key in data
                 if key not in self.fields
             }

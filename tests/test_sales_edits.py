@@ -7,6 +7,7 @@ import pytest
 from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
 from django.utils import timezone
 
+from core.errors import camel_case
 from sales import purchase, services
 from sales.exceptions import InvalidSaleChange
 from sales.models import FlashSale
@@ -225,8 +226,8 @@ def test_a_patch_that_changes_nothing_writes_nothing_and_keeps_the_version(staff
         ("currentStock", 5, "This field is read-only."),
         ("status", "active", "This field is read-only."),
         ("saleId", 99, "This field is read-only."),
-        ("current_stock", 5, "Unknown field."),
-        ("colour", "red", "Unknown field."),
+        ("current_stock", 5, "Unknown field “current_stock”."),
+        ("colour", "red", "Unknown field “colour”."),
     ],
 )
 def test_a_field_an_edit_cannot_change_is_refused_by_name(staff_api, field, value, message):
@@ -238,7 +239,7 @@ def test_a_field_an_edit_cannot_change_is_refused_by_name(staff_api, field, valu
     assert response.status_code == 400
     error = error_of(response)
     assert error["code"] == "validation_error"
-    assert error["details"] == {field: [message]}
+    assert error["details"] == {camel_case(field): [message]}
     assert stored(sale) == before
 
 
