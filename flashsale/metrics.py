@@ -80,6 +80,10 @@ OPEN_WEBSOCKETS = Gauge(
 CHANNEL_LAYER_SEND_FAILURES = Counter(
     "flashsale_channel_layer_send_failures", "Broadcasts to the channel layer that failed (pushes clients missed)"
 )
+CHANNEL_LAYER_SENDS_COALESCED = Counter(
+    "flashsale_channel_layer_sends_coalesced",
+    "Queued broadcasts merged into a newer one for the same group while the channel layer did not keep up",
+)
 
 # psycopg_pool keeps its own counters; they are moved into the metrics at most this often per
 # process, at the end of a request, so a request pays for a clock read and a comparison.
