@@ -113,11 +113,13 @@ MIDDLEWARE = [
     # Before anything that calls request.get_host(): a bad Host under /api/ gets the JSON error.
     "flashsale.middleware.ApiHostMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "csp.middleware.CSPMiddleware",
+    # django-csp's; under /api/ the configured policy is built once, not per response.
+    "flashsale.middleware.ApiAwareCSPMiddleware",
     # Serves /static/ from Daphne itself: from the apps' folders in DEBUG, from STATIC_ROOT
-    # (filled by `collectstatic`, which ./scripts/serve runs) when DEBUG is off.
-    "whitenoise.middleware.WhiteNoiseMiddleware",
-    "corsheaders.middleware.CorsMiddleware",
+    # (filled by `collectstatic`, which ./scripts/serve runs) when DEBUG is off. /api/ skips it.
+    "flashsale.middleware.PageWhiteNoiseMiddleware",
+    # django-cors-headers'; a request without Origin (never a browser's cross-origin one) only gets Vary.
+    "flashsale.middleware.CrossOriginCorsMiddleware",
     "flashsale.middleware.GlobalRateLimitMiddleware",
     # A refusal the sale gate knows is answered here, before sessions and DRF (sales/fastpath.py).
     "sales.fastpath.GatedPurchaseRefusalMiddleware",
