@@ -21,9 +21,10 @@ from django.utils.deprecation import MiddlewareMixin
 from django.utils.functional import SimpleLazyObject, empty
 from whitenoise.middleware import WhiteNoiseMiddleware
 
+from flashsale import prefetch
 from flashsale.error_codes import ErrorCode
 from flashsale.errors import error_code_of, json_error, json_error_for
-from flashsale.ratelimit import RateLimited, check_rate
+from flashsale.ratelimit import RateLimited, check_rate, planned_counter
 
 request_logger = logging.getLogger("flashsale.request")
 # The logger Django reports a refused Host to, kept so alerts on it still fire.
@@ -118,11 +119,18 @@ class GlobalRateLimitMiddleware:
             group, rate_setting = "global", "RATELIMIT_GLOBAL"
         else:
             group, rate_setting = "pages", "RATELIMIT_PAGES"
-        try:
-            check_rate(request, group=group, key="ip", rate_setting=rate_setting)
-        except RateLimited as limited:
-            return json_error_for(limited)
-        return self.get_response(request)
+        # This limit's counter, and whatever the apps' planners say the request will read or count
+        # later (its token, the sale gate, the purchase limit), in one cache round trip.
+        plan = prefetch.Plan()
+        counter = planned_counter(request, group=group, key="ip", rate_setting=rate_setting)
+        if counter is not None:
+            plan.counters.append(counter)
+        with prefetch.fetched_for(request, plan):
+            try:
+                check_rate(request, group=group, key="ip", rate_setting=rate_setting)
+            except RateLimited as limited:
+                return json_error_for(limited)
+            return self.get_response(request)
 
 
 class _PagesOnly(MiddlewareMixin):

@@ -23,7 +23,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 
-from flashsale import metrics
+from flashsale import metrics, prefetch
 from sales.exceptions import SaleNotActive, SalesError, SoldOut
 
 logger = logging.getLogger("flashsale.gate")
@@ -48,11 +48,15 @@ def check(*, sale_id: int, moment: datetime) -> int | None:
     Returns the sale's current generation, to hand to `remember` if the database refuses; None
     when the cache cannot be read (then nothing is remembered either).
     """
-    try:
-        found = cache.get_many(cache_keys(sale_id))
-    except Exception:  # the cache is an optimisation: when it is down, the database answers
-        logger.warning("sale gate: cache unreachable, asking the database", exc_info=True)
-        return None
+    # Read at the start of the request with its other keys (flashsale.prefetch), if it was planned:
+    # still before the database's refusing read, which is all `remember` needs.
+    found = prefetch.cached_many(cache_keys(sale_id))
+    if found is None:
+        try:
+            found = cache.get_many(cache_keys(sale_id))
+        except Exception:  # the cache is an optimisation: when it is down, the database answers
+            logger.warning("sale gate: cache unreachable, asking the database", exc_info=True)
+            return None
     refusal = refusal_in(found, sale_id=sale_id, moment=moment)
     if refusal is not None:
         raise refusal
