@@ -63,6 +63,14 @@ def parse_args():
         help="units of the measured herd sale; default users x cap, so it lasts the window",
     )
     parser.add_argument("--sellout-stock", type=int, default=1000, help="units of the sale sold out before phase 3")
+    parser.add_argument(
+        "--server",
+        choices=["gunicorn", "granian"],
+        default="gunicorn",
+        help="the WSGI server of --topology gunicorn and of the floor: gunicorn (deploy/gunicorn.conf.py) or "
+        "granian's WSGI mode with the same workers, threads and backlog (granian must be importable, "
+        "e.g. PYTHONPATH=<pip install --target dir>)",
+    )
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
     parser.add_argument("--gunicorn-threads", type=int, default=4, help="threads per gunicorn worker (1: sync workers)")
     parser.add_argument("--pgbench-clients", type=int, default=20)
@@ -190,6 +198,13 @@ def start_servers(args, env: dict, topology: str) -> tuple[subprocess.Popen, str
         # The floor runs under the same gunicorn settings (workers, threads, backlog) as the service.
         app = "bench.floor_wsgi:application" if topology == "floor" else "flashsale.wsgi:application"
         cmd = [str(VENV_BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}", app]
+        if args.server == "granian":
+            # Issue 20.5: the same app, workers, threads and backlog under granian's WSGI mode.
+            cmd = [
+                *(str(VENV_BIN / "python"), "-m", "granian", "--interface", "wsgi", "--http", "1", "--no-ws"),
+                *("--host", "127.0.0.1", "--port", str(port), "--workers", str(args.workers)),
+                *("--blocking-threads", str(args.gunicorn_threads), "--backlog", "2048", app),
+            ]
     else:
         port = free_port()
         cmd = [
