@@ -111,6 +111,12 @@ def cached_many(keys: list[str]) -> dict[str, Any] | None:
     return {key: fetched.values[key] for key in keys if key in fetched.values}
 
 
+def has_counts() -> bool:
+    """Whether this request's round trip counted any rate limit."""
+    fetched = _fetched.get()
+    return fetched is not None and bool(fetched.counts)
+
+
 def counted(group: str, value: str) -> int | None:
     """The count this request already added to `group`'s counter for `value`, if it did."""
     fetched = _fetched.get()

@@ -80,9 +80,12 @@ def planned_counter(
     )
 
 
-def _counted_already(request, *, group: str, key: str, rate_setting: str) -> dict | None:
-    if not settings.RATELIMIT_ENABLE:
+def _counted_already(request, *, group: str, key, rate_setting: str) -> dict | None:
+    """django-ratelimit's usage for a counter this request's one round trip already counted, if it did."""
+    if not settings.RATELIMIT_ENABLE or not prefetch.has_counts():
         return None
+    if not isinstance(key, str) or key not in _SIMPLE_KEYS:
+        return None  # a callable or accessor key (a WebSocket's connect rate) is never planned
     if key == "user" and not getattr(getattr(request, "user", None), "is_authenticated", False):
         return None  # django-ratelimit would key it by something else; let it
     value = _SIMPLE_KEYS[key](request)
