@@ -28,6 +28,7 @@ from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 
 from accounts.models import User
+from core import prefetch
 
 logger = logging.getLogger("flashsale.auth")
 
@@ -61,15 +62,19 @@ class CachedTokenAuthentication(TokenAuthentication):
             # and garbage of any length should not cost a query or a cache key.
             raise AuthenticationFailed("Invalid token.")
         cache_key = token_cache_key(key)
-        try:
-            cached = cache.get(cache_key)
-        except Exception:  # the cache is an optimisation: the database still answers
-            logger.warning("token cache unreachable", exc_info=True)
-            cached = None
+        read, cached = prefetch.cached(cache_key)  # read with the request's other keys, if planned
+        if not read:
+            try:
+                cached = cache.get(cache_key)
+            except Exception:  # the cache is an optimisation: the database still answers
+                logger.warning("token cache unreachable", exc_info=True)
+                cached = None
         user = user_from_cache_entry(cached)
         if user is not None:
+            remember_user_id(key, user.pk)
             return user, Token(key=key, user=user)
         user, token = super().authenticate_credentials(key)  # raises for unknown keys, inactive users
+        remember_user_id(key, user.pk)
         try:
             cache.set(cache_key, cache_entry_for(user), timeout=settings.AUTH_TOKEN_CACHE_SECONDS)
         except Exception:
@@ -90,6 +95,35 @@ def user_from_cache_entry(entry: object) -> User | None:
     # Names and values both follow the model's field order, which is the order from_db assigns in.
     names = [field.attname for field in User._meta.concrete_fields if field.attname in entry]
     return User.from_db("default", names, [entry[name] for name in names])
+
+
+# Which user a token key belongs to, per process: a token never changes hands (the key is the row's
+# primary key and its user a fixed foreign key), so this can only be missing, never wrong. It lets
+# core.prefetch name a per-user counter before the request's token is read; the counter is only
+# counted when the token is still cached (a deleted token counts nothing). Bounded by clearing.
+_user_ids: dict[str, int] = {}
+MAX_REMEMBERED_TOKENS = 100_000
+
+
+def remember_user_id(key: str, user_id: int) -> None:
+    if len(_user_ids) >= MAX_REMEMBERED_TOKENS:
+        _user_ids.clear()
+    _user_ids[key] = user_id
+
+
+def user_id_of(key: str) -> int | None:
+    """The user a token key was last seen to belong to in this process, if it was."""
+    return _user_ids.get(key)
+
+
+@prefetch.planner
+def _plan_token_read(request: Any, plan: prefetch.Plan) -> None:
+    """An API request with a plausible token reads its cache entry with the request's other keys."""
+    if not request.path_info.startswith("/api/"):
+        return
+    key = plausible_token(request.META.get("HTTP_AUTHORIZATION", ""))
+    if key is not None:
+        plan.reads.append(token_cache_key(key))
 
 
 def plausible_token(authorization: str) -> str | None:

@@ -20,10 +20,13 @@ invalidate.
 import logging
 import threading
 import time
+from typing import Any
 
 import redis
+from django_ratelimit.core import EXPIRATION_FUDGE
 from django_redis.cache import RedisCache
 from django_redis.client import DefaultClient
+from redis.commands.core import Script
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -90,8 +93,9 @@ class BreakerOpen(RedisConnectionError):
 class BreakerRedis(redis.Redis):
     """The redis.Redis django-redis builds (REDIS_CLIENT_CLASS), every command behind a breaker.
 
-    execute_command is where every command of a redis.Redis goes, so one override covers them all;
-    pipelines (django-redis's set_many, delete_pattern) go around it, and nothing here uses them.
+    execute_command is where every command of a redis.Redis goes, so one override covers them all
+    (scripts too: EVALSHA and SCRIPT LOAD are commands); pipelines (django-redis's set_many,
+    delete_pattern) go around it, and nothing here uses them.
     """
 
     def __init__(self, *args, breaker: CircuitBreaker, **kwargs):
@@ -113,6 +117,34 @@ class BreakerRedis(redis.Redis):
         """PING past the breaker, closing it when Redis answers; raises if it does not."""
         super().execute_command("PING")
         self.breaker.succeeded()
+
+
+# core.prefetch's one round trip: GET every read key, then count every counter as
+# django-ratelimit does (add the key with 1 if absent, else INCR), a counter whose condition names a
+# read only when that read found a value. KEYS: the reads, then the counters; ARGV: the number of
+# reads, then per counter its expiry and the 1-based index of its condition's read (0: none).
+READ_AND_COUNT = """
+local reads = tonumber(ARGV[1])
+local out = {}
+for i = 1, reads do
+  out[i] = redis.call('GET', KEYS[i])
+end
+for j = reads + 1, #KEYS do
+  local expiry = ARGV[2 * (j - reads)]
+  local condition = tonumber(ARGV[2 * (j - reads) + 1])
+  if condition == 0 or out[condition] then
+    if redis.call('SET', KEYS[j], 1, 'EX', expiry, 'NX') then
+      out[j] = 1
+    else
+      out[j] = redis.call('INCR', KEYS[j])
+    end
+  else
+    out[j] = false
+  end
+end
+return out
+"""
+_read_and_count_script: Script | None = None
 
 
 class ResilientRedisCache(RedisCache):
@@ -158,6 +190,24 @@ class ResilientRedisCache(RedisCache):
         if value is None:  # Redis could not be asked: what a cache without the key says
             raise ValueError(f"Key '{key}' not found (cache unavailable)")
         return value
+
+    def read_and_count(self, reads: list[str], counters: list) -> tuple[dict[str, Any], list[int | None]]:
+        """In one round trip: the values of `reads` that exist, and each core.prefetch.Counter
+        counted (None where its condition's read found nothing). Raises when Redis cannot answer."""
+        global _read_and_count_script
+        client = self.client
+        connection = client.get_client(write=True)
+        if _read_and_count_script is None:
+            _read_and_count_script = connection.register_script(READ_AND_COUNT)
+        keys = [client.make_key(key) for key in reads] + [client.make_key(counter.cache_key) for counter in counters]
+        args: list[int] = [len(reads)]
+        for counter in counters:
+            args += [counter.period + EXPIRATION_FUDGE, reads.index(counter.only_if) + 1 if counter.only_if else 0]
+        answer = _read_and_count_script(keys=keys, args=args, client=connection)
+        answer += [None] * (len(keys) - len(answer))  # a reply drops the table's trailing nils
+        values = {key: client.decode(value) for key, value in zip(reads, answer, strict=False) if value is not None}
+        counts = [int(count) if count is not None else None for count in answer[len(reads) :]]
+        return values, counts
 
     def ping(self) -> float:
         """Round-trip time to Redis in seconds, past the breaker; raises if unreachable."""

@@ -83,6 +83,7 @@ def json_error(
     )
     if retry_after is not None:
         response["Retry-After"] = str(retry_after)
+    response.error_code = code  # type: ignore[attr-defined]  # for the metrics and the request log
     return response
 
 
@@ -202,6 +203,14 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         logger.error("unregistered error code %r: %s", detail.code, detail)
         response.status_code = ErrorCode.INTERNAL_ERROR.status
         response.data = error_body(ErrorCode.INTERNAL_ERROR)
+        response.error_code = ErrorCode.INTERNAL_ERROR  # type: ignore[attr-defined]
         return response
     response.data = error_body(code, str(detail), getattr(exc, "details", None))
+    response.error_code = code  # type: ignore[attr-defined]  # the outcome, for metrics and the log
     return response
+
+
+def error_code_of(response: HttpResponse) -> ErrorCode | None:
+    """The registered code a response answered with, as the code that built it recorded it; None for
+    a success or a response built elsewhere. Never read from the rendered body."""
+    return getattr(response, "error_code", None)

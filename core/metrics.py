@@ -14,7 +14,6 @@ held across I/O or asks the database.
 import atexit
 import functools
 import hmac
-import json
 import os
 import time
 
@@ -34,11 +33,17 @@ from prometheus_client import (
 )
 
 from core.error_codes import ErrorCode
-from core.errors import json_error
+from core.errors import error_code_of, json_error
 
 # A route label per URL pattern, never per path: unknown paths (scanners, typos) share one label
 # so they cannot grow the number of series without bound.
 UNMATCHED_ROUTE = "unmatched"
+# Methods are labels as they are only when standard (RFC 9110, PATCH): a made-up method per request
+# grew the metrics directory and a scrape without bound (issue 25, finding 3).
+STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
+OTHER_METHOD = "other"
+# A purchase answered by something that recorded no registered code (none does today).
+UNKNOWN_OUTCOME = "unknown"
 
 PURCHASES = Counter(
     "flashsale_purchases",
@@ -79,6 +84,10 @@ OPEN_WEBSOCKETS = Gauge(
 CHANNEL_LAYER_SEND_FAILURES = Counter(
     "flashsale_channel_layer_send_failures", "Broadcasts to the channel layer that failed (pushes clients missed)"
 )
+CHANNEL_LAYER_SENDS_COALESCED = Counter(
+    "flashsale_channel_layer_sends_coalesced",
+    "Queued broadcasts merged into a newer one for the same group while the channel layer did not keep up",
+)
 
 # psycopg_pool keeps its own counters; they are moved into the metrics at most this often per
 # process, at the end of a request, so a request pays for a clock read and a comparison.
@@ -114,15 +123,19 @@ def purchase_route() -> str:
     return resolve(reverse("purchase")).route
 
 
+def method_label(method: str | None) -> str:
+    return method if method in STANDARD_METHODS else OTHER_METHOD
+
+
 def _purchase_outcome(response) -> str:
-    if response.status_code == 201:
-        return "replayed" if response.has_header("Idempotent-Replayed") else "purchased"
+    """From what answered (the success, the replay header, the code the error was built with),
+    never from the rendered body; every value is from a fixed set."""
     if response.has_header("Idempotent-Replayed"):
         return "replayed"
-    try:
-        return json.loads(response.content)["error"]["code"]
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return str(response.status_code)
+    if response.status_code == 201:
+        return "purchased"
+    code = error_code_of(response)
+    return code.value if code is not None else UNKNOWN_OUTCOME
 
 
 class MetricsMiddleware:
@@ -143,7 +156,7 @@ class MetricsMiddleware:
             route = purchase_route()  # answered by the gate's fast path before URL resolution
         else:
             route = UNMATCHED_ROUTE
-        REQUEST_LATENCY.labels(route=route, method=request.method).observe(elapsed)
+        REQUEST_LATENCY.labels(route=route, method=method_label(request.method)).observe(elapsed)
         if is_purchase and request.method == "POST":
             PURCHASES.labels(code=_purchase_outcome(response)).inc()
         if time.monotonic() >= _next_pool_sample:

@@ -1,13 +1,22 @@
-"""Rate limiting on top of django-ratelimit, raising RateLimited, which knows its Retry-After."""
+"""Rate limiting on top of django-ratelimit, raising RateLimited, which knows its Retry-After.
+
+`planned_counter` computes the key django-ratelimit 4.1 counts a limit under, with its private
+helpers (`_split_rate`, `_get_window`, `_make_cache_key`, `_SIMPLE_KEYS`), so that core.prefetch
+can count it in the request's one cache round trip and `check_rate` then use that count instead of
+counting again. tests/test_prefetch.py fails if a counter counted that way and one counted by
+django-ratelimit stop being the same counter.
+"""
 
 import functools
 import ipaddress
+import time
 from functools import wraps
 from ipaddress import IPv4Network, IPv6Network
 
 from django.conf import settings
-from django_ratelimit.core import get_usage
+from django_ratelimit.core import _SIMPLE_KEYS, ALL, _get_window, _make_cache_key, _split_rate, get_usage
 
+from core import prefetch
 from core.errors import RateLimited
 
 IPNetwork = IPv4Network | IPv6Network
@@ -80,9 +89,52 @@ def check_rate(request, *, group: str, key, rate_setting: str) -> None:
 
     `rate_setting` names a setting, read per request so tests and operators can change it.
     """
-    usage = get_usage(request, group=group, key=key, rate=getattr(settings, rate_setting), increment=True)
+    usage = _counted_already(request, group=group, key=key, rate_setting=rate_setting)
+    if usage is None:
+        usage = get_usage(request, group=group, key=key, rate=getattr(settings, rate_setting), increment=True)
     if usage is not None and usage["should_limit"]:
         raise RateLimited(retry_after=usage["time_left"])
+
+
+def planned_counter(
+    request, *, group: str, key: str, rate_setting: str, value: str | None = None, only_if: str | None = None
+) -> prefetch.Counter | None:
+    """The counter `check_rate(request, group=..., key=..., rate_setting=...)` would count, for
+    core.prefetch; `value` when the request cannot say it yet (a user id before authentication).
+    None while rate limiting is off."""
+    if not settings.RATELIMIT_ENABLE:
+        return None
+    rate = getattr(settings, rate_setting)
+    limit, period = _split_rate(rate)
+    if value is None:
+        value = _SIMPLE_KEYS[key](request)
+    window = _get_window(value, period)
+    return prefetch.Counter(
+        group=group,
+        cache_key=_make_cache_key(group, window, rate, value, ALL),
+        value=value,
+        limit=limit,
+        period=period,
+        window=window,
+        only_if=only_if,
+    )
+
+
+def _counted_already(request, *, group: str, key, rate_setting: str) -> dict | None:
+    """django-ratelimit's usage for a counter this request's one round trip already counted, if it did."""
+    if not settings.RATELIMIT_ENABLE or not prefetch.has_counts():
+        return None
+    if not isinstance(key, str) or key not in _SIMPLE_KEYS:
+        return None  # a callable or accessor key (a WebSocket's connect rate) is never planned
+    if key == "user" and not getattr(getattr(request, "user", None), "is_authenticated", False):
+        return None  # django-ratelimit would key it by something else; let it
+    value = _SIMPLE_KEYS[key](request)
+    count = prefetch.counted(group, value)
+    if count is None:
+        return None
+    limit, period = _split_rate(getattr(settings, rate_setting))
+    window = _get_window(value, period)
+    return {"count": count, "limit": limit, "should_limit": count > limit, "time_left": window - int(time.time())}
 
 
 def rate_limit(*, group: str, key, rate_setting: str):

@@ -83,11 +83,13 @@ MIDDLEWARE = [
     # Before anything that calls request.get_host(): a bad Host under /api/ gets the JSON error.
     "core.middleware.ApiHostMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "csp.middleware.CSPMiddleware",
+    # django-csp's; under /api/ the configured policy is built once, not per response.
+    "core.middleware.ApiAwareCSPMiddleware",
     # Serves /static/ from Daphne itself: from the apps' folders in DEBUG, from STATIC_ROOT
-    # (filled by `collectstatic`, which ./scripts/serve runs) when DEBUG is off.
-    "whitenoise.middleware.WhiteNoiseMiddleware",
-    "corsheaders.middleware.CorsMiddleware",
+    # (filled by `collectstatic`, which ./scripts/serve runs) when DEBUG is off. /api/ skips it.
+    "core.middleware.PageWhiteNoiseMiddleware",
+    # django-cors-headers'; a request without Origin (never a browser's cross-origin one) only gets Vary.
+    "core.middleware.CrossOriginCorsMiddleware",
     "core.middleware.GlobalRateLimitMiddleware",
     # Counts refused purchases per sale and code for the drop dashboard, whichever layer below
     # answers them (sales/refusals.py); outside the gate's fast path so it sees its refusals too.

@@ -4,16 +4,30 @@
 HTTP side of the production topology) starts a new event loop in a new thread for every call, and
 channels_redis keeps its Redis connections per event loop, so every purchase also opened and closed
 a Redis connection: about a fifth of a purchase's CPU time in the profile (docs/performance.md "Performance").
-Here each process keeps one long-lived loop in a daemon thread; senders hand it the coroutine and
-wait for the result, so ordering and error reporting are the same as before.
+Here each process keeps one long-lived loop in a daemon thread.
+
+A request does not wait for the send either (`send_soon`): the buyer waits for the decision, and a
+hung Redis held every purchase for the send's timeout after its commit (issue 25, finding 4). The
+message goes to a bounded queue that one daemon thread per process (`_Sender`) drains in order
+through that loop; when a Redis outage fills it, the queue is coalesced to one message per group
+carrying the newest of each kind (the newest stock by version), which is all a page shows, so the
+final stock still goes out once Redis answers again. docs/performance.md "No push work in the
+purchase request" has the figures against waiting for the send and against the database feed.
 """
 
 import asyncio
+import atexit
+import logging
 import os
 import threading
+from collections import deque
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
+
+from core import metrics
+
+logger = logging.getLogger("flashsale.realtime")
 
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
@@ -40,9 +54,107 @@ def uses_network(layer) -> bool:
 
 
 def group_send(layer, group: str, message: dict) -> None:
-    """`layer.group_send(group, message)` from sync code, on this process's sender loop."""
+    """`layer.group_send(group, message)` from sync code, on this process's sender loop, waiting for
+    Redis's answer (at most SEND_TIMEOUT_SECONDS; the send is cancelled then)."""
     future = asyncio.run_coroutine_threadsafe(_group_send(layer, group, message), _sender_loop())
-    future.result(timeout=SEND_TIMEOUT_SECONDS)
+    try:
+        future.result(timeout=SEND_TIMEOUT_SECONDS)
+    except BaseException:
+        future.cancel()
+        raise
+
+
+# Messages waiting for the sender thread, at most, before they are coalesced. A process sends a
+# few hundred a second in a herd; the queue only fills while Redis does not answer.
+QUEUE_LIMIT = 1000
+
+
+def send_soon(layer, group: str, message: dict) -> None:
+    """Queue `layer.group_send(group, message)` for this process's sender thread and return at once.
+
+    Messages go out in the order they were queued. Failures are logged and counted by the sender.
+    """
+    _sender().put(layer, group, message)
+
+
+def wait_until_sent(timeout: float = 10) -> bool:
+    """Block until every message queued so far in this process was sent or given up (tests, benches)."""
+    return _sender().drain(timeout)
+
+
+class _Sender:
+    """One daemon thread per process that sends queued messages one at a time, in order."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.condition = threading.Condition()
+        self.queue: deque[tuple[Any, str, dict]] = deque()
+        self.busy = False
+        threading.Thread(target=self._run, name="channel-layer-queue", daemon=True).start()
+        # A short-lived process (a management command that edited a sale) sends what it queued.
+        atexit.register(self.drain, SEND_TIMEOUT_SECONDS)
+
+    def put(self, layer, group: str, message: dict) -> None:
+        with self.condition:
+            if len(self.queue) >= QUEUE_LIMIT:
+                before = len(self.queue)
+                self.queue = coalesce(self.queue)
+                metrics.CHANNEL_LAYER_SENDS_COALESCED.inc(before - len(self.queue))
+                while len(self.queue) >= QUEUE_LIMIT:  # more groups than the limit: the oldest goes
+                    self.queue.popleft()
+                    metrics.CHANNEL_LAYER_SEND_FAILURES.inc()
+            self.queue.append((layer, group, message))
+            self.condition.notify_all()
+
+    def drain(self, timeout: float) -> bool:
+        with self.condition:
+            return self.condition.wait_for(lambda: not self.queue and not self.busy, timeout=timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self.condition:
+                self.busy = False
+                self.condition.notify_all()
+                self.condition.wait_for(lambda: bool(self.queue))
+                layer, group, message = self.queue.popleft()
+                self.busy = True
+            try:
+                group_send(layer, group, message)
+            except Exception:
+                metrics.CHANNEL_LAYER_SEND_FAILURES.inc()
+                logger.exception("broadcast to %s failed", group)
+
+
+def coalesce(queue: deque) -> deque:
+    """One message per (layer, group, type), placed where the group's newest one was, carrying the
+    newest value of each part (`stock` by version, the others by arrival); the hub takes a
+    `sale.event` with any of its parts. Messages of other shapes keep only their newest."""
+    merged: dict[tuple, tuple[Any, str, dict]] = {}
+    for layer, group, message in queue:
+        key = (id(layer), group, message.get("type"))
+        earlier = merged.pop(key, None)  # popped, so the merged one moves to this newer position
+        if earlier is not None and isinstance(message.get("message"), dict):
+            parts = {**earlier[2]["message"]}
+            for part, value in message["message"].items():
+                older = parts.get(part)
+                if part == "stock" and older is not None and older["version"] > value["version"]:
+                    continue
+                parts[part] = value
+            message = {**message, "message": parts}
+        merged[key] = (layer, group, message)
+    return deque(merged.values())
+
+
+_sender_instance: _Sender | None = None
+
+
+def _sender() -> _Sender:
+    global _sender_instance
+    with _lock:
+        # A forked worker inherits the object but not its thread: start its own.
+        if _sender_instance is None or _sender_instance.pid != os.getpid():
+            _sender_instance = _Sender()
+        return _sender_instance
 
 
 async def _group_send(layer, group: str, message: dict) -> None:

@@ -113,7 +113,8 @@ def broadcast(group: str, handler: str, message: dict) -> None:
 
     Called after commit from sync code. The write it reports is already committed, so a channel
     layer failure must not turn a successful purchase into an error: it is logged, and clients
-    catch up from the snapshot they get when they reconnect.
+    catch up from the snapshot they get when they reconnect. Through Redis the send happens on
+    this process's sender thread, after this returns, in the order of the calls.
     """
     if settings.REALTIME_POLL_MS > 0:
         # The WebSocket side reads every change from the database (live/db_feed.py); a send here
@@ -124,8 +125,9 @@ def broadcast(group: str, handler: str, message: dict) -> None:
         return
     try:
         if layer_sender.uses_network(layer):
-            # One long-lived loop per process instead of a new loop and Redis connection per call.
-            layer_sender.group_send(layer, group, {"type": handler, "message": message})
+            # Queued for this process's sender: the request that committed the write does not wait
+            # for Redis, hung or not (live/layer_sender.py).
+            layer_sender.send_soon(layer, group, {"type": handler, "message": message})
         else:
             async_to_sync(layer.group_send)(group, {"type": handler, "message": message})
     except Exception:

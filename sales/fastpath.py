@@ -15,12 +15,19 @@ path, an Idempotency-Key (its answer must be stored), a body or token that is no
 import json
 
 from django.core.cache import cache
-from django.http import HttpResponse, UnreadablePostError
+from django.http import HttpResponse
 from django.utils import timezone
 
-from accounts.authentication import plausible_token, token_cache_key, user_from_cache_entry
-from core.errors import body_not_received, json_error_for
-from core.ratelimit import RateLimited, check_rate
+from accounts.authentication import (
+    plausible_token,
+    remember_user_id,
+    token_cache_key,
+    user_from_cache_entry,
+    user_id_of,
+)
+from core import prefetch
+from core.errors import json_error_for
+from core.ratelimit import RateLimited, check_rate, planned_counter
 from sales import gate, purchase
 
 MAX_PLAIN_BODY = 1024
@@ -38,30 +45,24 @@ class GatedPurchaseRefusalMiddleware:
         return self.get_response(request)
 
     def _refusal_from_the_gate(self, request) -> HttpResponse | None:
-        meta = request.META
-        # A small, declared body only: reading an oversized one here would leave the full path
-        # (which answers 413) without it.
-        if not (meta.get("CONTENT_LENGTH") or "").isdigit() or int(meta["CONTENT_LENGTH"]) > MAX_PLAIN_BODY:
+        if "HTTP_IDEMPOTENCY_KEY" in request.META:
             return None
-        if "HTTP_IDEMPOTENCY_KEY" in meta or meta.get("CONTENT_TYPE", "").split(";")[0].strip() != "application/json":
+        plain = _plain_purchase(request)
+        if plain is None:
             return None
-        key = plausible_token(meta.get("HTTP_AUTHORIZATION", ""))
-        try:
-            body = request.body
-        except UnreadablePostError as unread:
-            return body_not_received(unread)  # the full path could not read it either
-        order = _plain_order(body)
-        if key is None or order is None:
-            return None
-        sale_id, quantity = order
+        key, sale_id, quantity = plain
         token_key = token_cache_key(key)
-        try:
-            found = cache.get_many([token_key, *gate.cache_keys(sale_id)])
-        except Exception:
-            return None  # the full path logs the outage and asks the database
+        # Read with the request's other keys at its start (core.prefetch), or here.
+        found = prefetch.cached_many([token_key, *gate.cache_keys(sale_id)])
+        if found is None:
+            try:
+                found = cache.get_many([token_key, *gate.cache_keys(sale_id)])
+            except Exception:
+                return None  # the full path logs the outage and asks the database
         user = user_from_cache_entry(found.get(token_key))
         if user is None or not user.is_active:
             return None
+        remember_user_id(key, user.pk)
         refusal = purchase.gated_refusal(found, sale_id=sale_id, moment=timezone.now())
         if refusal is None:
             return None
@@ -72,6 +73,53 @@ class GatedPurchaseRefusalMiddleware:
         except RateLimited as limited:
             return json_error_for(limited)
         return json_error_for(refusal)
+
+
+def _plain_purchase(request) -> tuple[str, int, int] | None:
+    """(token key, saleId, quantity) of a POST to the purchase whose token and body are plainly
+    valid, else None. Used before anything validated the request: it must not raise."""
+    if request.method != "POST" or request.path_info not in purchase.purchase_paths():
+        return None
+    meta = request.META
+    # A small, declared body only: reading an oversized one here would leave the full path
+    # (which answers 413) without it.
+    if not (meta.get("CONTENT_LENGTH") or "").isdigit() or int(meta["CONTENT_LENGTH"]) > MAX_PLAIN_BODY:
+        return None
+    if meta.get("CONTENT_TYPE", "").split(";")[0].strip() != "application/json":
+        return None
+    key = plausible_token(meta.get("HTTP_AUTHORIZATION", ""))
+    if key is None:
+        return None
+    try:
+        order = _plain_order(request.body)
+    except Exception:  # an unreadable body: the full path answers it
+        return None
+    if order is None:
+        return None
+    return key, *order
+
+
+@prefetch.planner
+def _plan_purchase(request, plan: prefetch.Plan) -> None:
+    """A plain purchase reads the sale gate and counts the purchase limit with the token's read,
+    the limit only while the token is cached and only for a token this process has seen (its user)."""
+    plain = _plain_purchase(request)
+    if plain is None:
+        return
+    key, sale_id, _ = plain
+    plan.reads.extend(gate.cache_keys(sale_id))
+    user_id = user_id_of(key)
+    if user_id is not None:
+        counter = planned_counter(
+            request,
+            group="purchase",
+            key="user",
+            rate_setting="RATELIMIT_PURCHASE",
+            value=str(user_id),
+            only_if=token_cache_key(key),
+        )
+        if counter is not None:
+            plan.counters.append(counter)
 
 
 def _plain_order(body: bytes) -> tuple[int, int] | None:

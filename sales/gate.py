@@ -25,6 +25,8 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 
+from core import prefetch
+
 logger = logging.getLogger("flashsale.gate")
 
 
@@ -55,11 +57,15 @@ def check(*, sale_id: int) -> tuple[Known | None, int | None]:
     """What the gate knows about this sale, and its current generation to hand to `remember` if the
     database refuses; (None, None) when the cache cannot be read (then nothing is remembered either).
     """
-    try:
-        found = cache.get_many(cache_keys(sale_id))
-    except Exception:  # the cache is an optimisation: when it is down, the database answers
-        logger.warning("sale gate: cache unreachable, asking the database", exc_info=True)
-        return None, None
+    # Read at the start of the request with its other keys (core.prefetch), if it was planned:
+    # still before the database's refusing read, which is all `remember` needs.
+    found = prefetch.cached_many(cache_keys(sale_id))
+    if found is None:
+        try:
+            found = cache.get_many(cache_keys(sale_id))
+        except Exception:  # the cache is an optimisation: when it is down, the database answers
+            logger.warning("sale gate: cache unreachable, asking the database", exc_info=True)
+            return None, None
     generation: int = found.get(_generation_key(sale_id), 0)  # forget() stores ints
     return known_in(found, sale_id=sale_id), generation
 

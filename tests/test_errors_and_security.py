@@ -243,6 +243,15 @@ def test_cors_allows_only_configured_origins(api):
     assert "Access-Control-Allow-Origin" not in refused
 
 
+@override_settings(CORS_ALLOWED_ORIGINS=["https://shop.example.com"])
+def test_an_api_request_without_origin_gets_no_cors_header_but_varies_on_origin(api):
+    response = api.get("/api/v1/leaderboard")
+
+    assert response.status_code == 200
+    assert not any(name.lower().startswith("access-control-") for name in response.headers)
+    assert "origin" in response["Vary"].lower()  # a cache must not serve it to a cross-origin page
+
+
 def test_every_request_is_logged_as_one_structured_line(buyer_api, buyer, caplog):
     with caplog.at_level(logging.INFO, logger="flashsale.request"):
         buyer_api.get("/api/v1/flashsales/active")
@@ -254,6 +263,7 @@ def test_every_request_is_logged_as_one_structured_line(buyer_api, buyer, caplog
         404,
         buyer.pk,
     )
+    assert record.code == "no_active_sale"  # the outcome, as the error was raised
     assert record.duration_ms >= 0
 
 

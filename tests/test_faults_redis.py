@@ -6,8 +6,11 @@ owns (and kills with SIGKILL), against the PostgreSQL test database.
 
 import asyncio
 import json
+import signal
 import threading
+import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -201,3 +204,61 @@ def test_after_redis_restarts_empty_reconnected_sockets_get_a_fresh_snapshot_and
         asyncio.run(watch())
         assert server.alive
     assert assert_invariant(sale.pk)[1] == 2
+
+
+# A hang guard, not a speed figure: a cache call waits the cache's 1 s socket timeout once, then the
+# breaker answers at once. Before, every purchase also waited up to 5 s for its post-commit push.
+HUNG_REDIS_BOUND = 3.5
+
+
+async def stock_reaches(socket, stock: int) -> None:
+    """Read pushes (the hub coalesces them) until one shows `stock`, bounded by WAIT."""
+    async with asyncio.timeout(WAIT):
+        while (await next_stock(socket))["currentStock"] != stock:
+            pass
+
+
+def timed(request):
+    started = time.monotonic()
+    response = request()
+    return time.monotonic() - started, response
+
+
+def test_a_hung_redis_holds_no_purchase_or_liveness_check_past_the_breakers_trip_time():
+    sale = SaleFactory(original_stock=100)
+    tokens = [TokenFactory().key for _ in range(6)]
+
+    with redis_server() as redis, server_process(REDIS_URL=redis.url, CACHE_RETRY_SECONDS="30") as server:
+        url = server.base_url.replace("http", "ws") + f"/ws/sales/{sale.pk}/"
+
+        async def scenario():
+            socket = await websockets.connect(url)
+            assert (await next_stock(socket))["currentStock"] == 100
+            for token in tokens:  # every token cached, every connection open
+                assert (await asyncio.to_thread(buy, server.base_url, token, sale.pk)).status_code == 201
+            await stock_reaches(socket, 94)
+
+            redis.process.send_signal(signal.SIGSTOP)  # hung: connections open, nothing answers
+            try:
+                requests = [lambda token=token: buy(server.base_url, token, sale.pk) for token in tokens]
+                requests += [lambda: httpx.get(f"{server.base_url}/api/v1/health", timeout=30)] * 3
+                with ThreadPoolExecutor(len(requests)) as pool:
+                    answers = await asyncio.to_thread(lambda: list(pool.map(timed, requests)))
+            finally:
+                redis.process.send_signal(signal.SIGCONT)
+            # The pushes queued while Redis hung still go out: the page ends on the final stock.
+            await stock_reaches(socket, 88)
+            await socket.close()
+            return answers
+
+        answers = asyncio.run(scenario())
+        assert server.alive
+
+    purchases, probes = answers[: len(tokens)], answers[len(tokens) :]
+    assert [response.status_code for _, response in purchases] == [201] * len(tokens)
+    assert [response.status_code for _, response in probes] == [200] * 3
+    slowest = max(seconds for seconds, _ in answers)
+    assert slowest < HUNG_REDIS_BOUND, [round(seconds, 2) for seconds, _ in answers]
+    stored = {response.json()["data"]["purchaseId"] for _, response in purchases}
+    assert Purchase.objects.filter(pk__in=stored, sale_id=sale.pk).count() == len(tokens)
+    assert assert_invariant(sale.pk)[1] == 12

@@ -7,8 +7,8 @@ import pytest
 from gunicorn.http.unreader import Unreader
 from gunicorn.workers import base, gthread
 
+from core import gunicorn_worker
 from core.gunicorn_worker import request_end
-from flashsale import gunicorn_worker
 
 
 def test_gunicorns_internals_are_those_the_worker_was_written_for():

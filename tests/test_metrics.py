@@ -1,7 +1,9 @@
 """/metrics: Prometheus figures that add up across gunicorn workers and Daphne processes, for token holders only."""
 
 import json
+import random
 import signal
+import string
 import subprocess
 import sys
 import tempfile
@@ -49,6 +51,44 @@ def test_metrics_with_the_token_is_the_prometheus_exposition(client, settings):
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/plain")
     assert b'flashsale_request_duration_seconds_count{method="GET",route="api/v1/health"}' in response.content
+
+
+def exposition_series(client) -> dict[str, set[str]]:
+    """{sample name of the request latency: label sets} from one in-process scrape."""
+    response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+    assert response.status_code == 200
+    series: dict[str, set[str]] = {}
+    for family in text_string_to_metric_families(response.content.decode()):
+        for sample in family.samples:
+            series.setdefault(sample.name, set()).add(repr(sorted(sample.labels.items())))
+    return series
+
+
+def test_made_up_methods_add_no_series_to_the_metrics(client, settings):
+    settings.METRICS_TOKEN = TOKEN
+    rng = random.Random(25)
+    # One of each kind first, so the "other" series exist before counting.
+    for path in ("/api/v1/health", "/api/v1/no-such-thing", PURCHASE):
+        client.generic("XFIRST", path)
+    exposition_series(client)  # and the scrape's own series
+    before = exposition_series(client)
+
+    answers = Counter()
+    for _ in range(200):
+        method = "X" + "".join(rng.choices(string.ascii_uppercase + string.digits, k=12))
+        path = rng.choice(["/api/v1/health", "/api/v1/no-such-thing", PURCHASE, f"/api/v1/{method.lower()}"])
+        answers[client.generic(method, path).status_code] += 1
+
+    after = exposition_series(client)
+    assert set(answers) <= {401, 404, 405}, answers  # refused, never a 500
+    assert after.keys() == before.keys()
+    assert sum(map(len, after.values())) == sum(map(len, before.values()))  # not one new series
+    methods = {
+        dict(eval(labels))["method"]  # noqa: S307 - our own repr of label items
+        for labels in after["flashsale_request_duration_seconds_count"]
+    }
+    assert methods <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT", "other"}
+    assert "other" in methods
 
 
 def scrape(base_url: str) -> dict[str, dict[tuple, float]]:

@@ -52,6 +52,20 @@ def test_every_page_gets_a_policy_that_runs_only_this_origins_script_files(clien
     assert not any(re.match(r"^(https?:|\*)", value) for values in policy.values() for value in values)
 
 
+def test_api_answers_carry_the_policy_pages_get_and_follow_a_changed_setting(client, settings):
+    # The API's header is built once per process (core.middleware.ApiAwareCSPMiddleware);
+    # it must stay the one django-csp builds for a page, also after the setting changes.
+    page, api = client.get("/admin/login/"), client.get("/api/v1/health")
+    assert api["Content-Security-Policy"] == page["Content-Security-Policy"]
+
+    settings.CONTENT_SECURITY_POLICY = {"DIRECTIVES": {"default-src": ["'none'"]}}
+    settings.CONTENT_SECURITY_POLICY_REPORT_ONLY = {"DIRECTIVES": {"img-src": ["'self'"]}}
+    page, api = client.get("/admin/login/"), client.get("/api/v1/health")
+
+    assert api["Content-Security-Policy"] == page["Content-Security-Policy"] == "default-src 'none'"
+    assert api["Content-Security-Policy-Report-Only"] == page["Content-Security-Policy-Report-Only"]
+
+
 @pytest.mark.parametrize("path", PAGES)
 def test_html_pages_have_no_inline_script(client, path):
     html = get_page(client, path).content.decode()
