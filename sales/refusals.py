@@ -7,7 +7,9 @@ how many of each error code, and the set of buyers refused. Buyers who bought ar
 their purchases, so "buyers who tried" is the union of both (`read`).
 
 The tally is a statistic, never a rule: a cache that is down or evicts the keys makes the dashboard
-undercount, and never fails or slows a purchase beyond the breaker's one attempt (core/cache.py).
+undercount, and never fails or slows a purchase. On Redis a refusal is handed to one thread per
+process that sends it after the answer, so the request keeps its one cache round trip
+(core/prefetch.py); a backlog past `BACKLOG` is dropped rather than held in memory.
 
 The hook is one middleware (`RefusalTallyMiddleware`), outside every layer that answers a purchase
 (the gate's fast path, DRF, the idempotency layer), so the purchase code carries no line of it.
@@ -15,6 +17,10 @@ The hook is one middleware (`RefusalTallyMiddleware`), outside every layer that 
 
 import json
 import logging
+import os
+import queue
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,8 +95,53 @@ class RefusalTally:
     refused_only: int
 
 
+BACKLOG = 10_000
+_backlog: queue.Queue[tuple[int, int, str]] = queue.Queue(maxsize=BACKLOG)
+_sender_pid: int | None = None
+_sender_lock = threading.Lock()
+
+
 def record(*, sale_id: int, user_id: int, code: str) -> None:
-    """Count one refusal of `user_id`'s purchase of `sale_id` with `code`. Never raises."""
+    """Count one refusal of `user_id`'s purchase of `sale_id` with `code`. Never raises, never waits
+    for Redis: there it is sent by this process's tally thread."""
+    if not isinstance(caches["default"], RedisCache):
+        _send(sale_id=sale_id, user_id=user_id, code=code)
+        return
+    try:
+        _backlog.put_nowait((sale_id, user_id, code))
+    except queue.Full:
+        return  # Redis is slower than the herd: a lost count, not a buyer held or memory grown
+    _start_sender()
+
+
+def _start_sender() -> None:
+    global _sender_pid
+    if _sender_pid == os.getpid():
+        return
+    with _sender_lock:
+        # Per process: a worker forked from a parent that had a thread does not have it.
+        if _sender_pid != os.getpid():
+            threading.Thread(target=_send_forever, name="refusal-tally", daemon=True).start()
+            _sender_pid = os.getpid()
+
+
+def _send_forever() -> None:
+    while True:
+        sale_id, user_id, code = _backlog.get()
+        try:
+            _send(sale_id=sale_id, user_id=user_id, code=code)
+        finally:
+            _backlog.task_done()
+
+
+def flush(timeout: float) -> None:
+    """Let this process's counts reach the cache before it is read (staff reads are rare)."""
+    deadline = time.monotonic() + timeout
+    while _backlog.unfinished_tasks and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def _send(*, sale_id: int, user_id: int, code: str) -> None:
     try:
         backend = caches["default"]
         if isinstance(backend, RedisCache):
@@ -111,6 +162,7 @@ def record(*, sale_id: int, user_id: int, code: str) -> None:
 def read(*, sale_id: int, buyer_ids: list[int]) -> RefusalTally:
     """The sale's refusals by code, and how many refused buyers are not among `buyer_ids` (the
     buyers who bought). Empty when the cache cannot be read."""
+    flush(timeout=1.0)
     try:
         backend = caches["default"]
         if isinstance(backend, RedisCache):
