@@ -2,12 +2,16 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Q, QuerySet
 
-from sales.models import Purchase
+from sales.models import Purchase, PurchaseStatus
 
 
 def chronological_purchases(*, sale_id: int | None = None) -> QuerySet[Purchase]:
-    """Successful purchases, oldest first, ties broken by id."""
-    purchases = Purchase.objects.select_related("user").only("id", "sale_id", "quantity", "created_at", "user__name")
+    """Confirmed purchases (a hold appears once it is confirmed), oldest first, ties broken by id."""
+    purchases = (
+        Purchase.objects.filter(status=PurchaseStatus.CONFIRMED)
+        .select_related("user")
+        .only("id", "sale_id", "quantity", "created_at", "user__name")
+    )
     if sale_id is not None:
         purchases = purchases.filter(sale_id=sale_id)
     return purchases.order_by("created_at", "id")
@@ -37,7 +41,9 @@ def purchase_count(*, sale_id: int | None = None) -> int:
     key = f"leaderboard:count:{sale_id or 'all'}"
     count = cache.get(key)
     if count is None:
-        purchases = Purchase.objects.all() if sale_id is None else Purchase.objects.filter(sale_id=sale_id)
+        purchases = Purchase.objects.filter(status=PurchaseStatus.CONFIRMED)
+        if sale_id is not None:
+            purchases = purchases.filter(sale_id=sale_id)
         count = purchases.count()
         cache.set(key, count, settings.LEADERBOARD_COUNT_CACHE_SECONDS)
     return count

@@ -93,7 +93,8 @@ class DatabaseFeed:
                 last_id = older.aggregate(last=Max("id"))["last"] or 0
                 before = self.seen[sale_id] = _Seen(None, None, window, last_id)
             purchases = list(
-                Purchase.objects.filter(sale_id=sale_id, id__gt=before.last_purchase_id)
+                # Held purchases are not on the leaderboard (yet): only confirmed ones are announced.
+                Purchase.objects.filter(sale_id=sale_id, id__gt=before.last_purchase_id, status="confirmed")
                 .select_related("user")
                 .order_by("-id")[:PURCHASE_BURST]
             )

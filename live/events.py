@@ -75,10 +75,12 @@ def purchase_made(*, result: "PurchaseResult", user_name: str, stock_version: in
         "stock": realtime.stock_message(
             sale_id=sale_id, current_stock=result.remaining_stock, stock_version=stock_version
         ),
-        "purchase": realtime.purchase_message(
-            sale_id=sale_id, user_name=user_name, quantity=result.quantity, timestamp=result.timestamp
-        ),
     }
+    # A held purchase takes stock but is on the leaderboard only once it is confirmed.
+    if result.status == "confirmed":
+        payload["purchase"] = realtime.purchase_message(
+            sale_id=sale_id, user_name=user_name, quantity=result.quantity, timestamp=result.timestamp
+        )
     sold_out = result.remaining_stock == 0
     if sold_out:
         payload["status"] = realtime.status_message(sale_id=sale_id, status=SaleStatus.COMPLETED)

@@ -178,12 +178,12 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
     readonly_fields = ("status_badge", "stock_summary", "purchases_link", "version", "paused", "created_at")
     add_fieldsets = (
         (None, {"fields": ("name", "start_time", "end_time", "original_stock")}),
-        ("Limits", {"fields": ("max_per_buyer", "max_per_purchase")}),
+        ("Limits", {"fields": ("max_per_buyer", "max_per_purchase", "hold_seconds")}),
     )
     change_fieldsets = (
         (None, {"fields": ("name", "start_time", "end_time", "expected_version")}),
         ("Stock", {"fields": ("original_stock", "stock_summary", "purchases_link")}),
-        ("Limits", {"fields": ("max_per_buyer", "max_per_purchase")}),
+        ("Limits", {"fields": ("max_per_buyer", "max_per_purchase", "hold_seconds")}),
         ("State", {"fields": ("status_badge", "paused", "version", "created_at")}),
     )
 

@@ -13,7 +13,7 @@ from django.db.models import Count, F, IntegerField, OuterRef, Q, Subquery, Sum,
 from django.db.models.functions import Coalesce
 
 from idempotency.models import IdempotencyKey
-from sales.models import FlashSale, Purchase
+from sales.models import TAKING_STATUSES, FlashSale, Purchase
 
 
 @dataclass
@@ -43,9 +43,10 @@ def run_audit(*, max_units_per_user: int | None = None) -> AuditReport:
 
 
 def stock_violations() -> list[str]:
-    """original − current == Σ quantities for every sale; 0 <= current <= original."""
+    """original − current == Σ quantities of held and confirmed purchases for every sale;
+    0 <= current <= original."""
     sold = (
-        Purchase.objects.filter(sale_id=OuterRef("pk"))
+        Purchase.objects.filter(sale_id=OuterRef("pk"), status__in=TAKING_STATUSES)
         .values("sale_id")
         .annotate(units=Sum("quantity"))
         .values("units")
@@ -85,7 +86,8 @@ def per_user_cap_violations(cap: int) -> list[str]:
     """No buyer holds more of a sale than its own limit (maxPerBuyer), or `cap` for a sale without one.
     A limit lowered after buyers bought reports those buyers too: they hold more than it allows now."""
     over = (
-        Purchase.objects.values("sale_id", "user_id")
+        Purchase.objects.filter(status__in=TAKING_STATUSES)
+        .values("sale_id", "user_id")
         .annotate(
             units=Sum("quantity"),
             purchases=Count("pk"),

@@ -8,7 +8,7 @@ from django.views.decorators.http import require_safe
 
 from live import realtime
 from sales import selectors
-from sales.models import FlashSale, Purchase, SaleStatus
+from sales.models import FlashSale, Purchase, PurchaseStatus, SaleStatus
 
 RECENT_PURCHASES = 10  # as many as live.js keeps
 
@@ -39,7 +39,9 @@ def live_sale(request, sale_id: int | None = None):
         sale = selectors.featured_sale(now)
     status = sale.status_at(now) if sale else None
     purchases = (
-        Purchase.objects.filter(sale=sale).select_related("user").order_by("-created_at", "-id")[:RECENT_PURCHASES]
+        Purchase.objects.filter(sale=sale, status=PurchaseStatus.CONFIRMED)
+        .select_related("user")
+        .order_by("-created_at", "-id")[:RECENT_PURCHASES]
         if sale
         else []
     )

@@ -3,7 +3,7 @@ from rest_framework import serializers
 
 from flashsale.ids import MAX_ID
 from sales.exceptions import InvalidSaleChange
-from sales.models import FlashSale
+from sales.models import MAX_HOLD_SECONDS, FlashSale, PurchaseStatus
 from sales.purchase import InvalidOrder, parse_order
 from sales.services import check_window
 
@@ -58,6 +58,13 @@ class FlashSaleSerializer(serializers.ModelSerializer):
     paused = serializers.BooleanField(read_only=True)
     maxPerBuyer = _limit_field("max_per_buyer", 10_000_000, required=False)
     maxPerPurchase = _limit_field("max_per_purchase", 10_000_000, required=False)  # see get_fields
+    holdSeconds = StrictIntegerField(
+        source="hold_seconds",
+        min_value=0,
+        max_value=MAX_HOLD_SECONDS,
+        default=0,
+        help_text="0: a purchase is final at once. Above 0: a purchase is held this long, to be confirmed or released.",
+    )
 
     class Meta:
         model = FlashSale
@@ -74,6 +81,7 @@ class FlashSaleSerializer(serializers.ModelSerializer):
             "paused",
             "maxPerBuyer",
             "maxPerPurchase",
+            "holdSeconds",
         ]
 
     def get_fields(self):
@@ -107,6 +115,7 @@ class FlashSaleUpdateSerializer(serializers.Serializer):
     startTime = serializers.DateTimeField(source="start_time", required=False)
     endTime = serializers.DateTimeField(source="end_time", required=False)
     originalStock = StrictIntegerField(source="original_stock", min_value=1, max_value=10_000_000, required=False)
+    holdSeconds = StrictIntegerField(source="hold_seconds", min_value=0, max_value=MAX_HOLD_SECONDS, required=False)
 
     def get_fields(self):
         fields = super().get_fields()
@@ -129,3 +138,10 @@ class PurchaseResultSerializer(serializers.Serializer):
     quantity = serializers.IntegerField(min_value=1)
     remainingStock = serializers.IntegerField(source="remaining_stock", min_value=0)
     timestamp = serializers.DateTimeField()
+    status = serializers.ChoiceField(
+        choices=[PurchaseStatus.CONFIRMED, PurchaseStatus.HELD],
+        help_text="confirmed: final. held: the units are reserved until expiresAt; confirm or release the purchase.",
+    )
+    expiresAt = serializers.DateTimeField(
+        source="expires_at", allow_null=True, help_text="When a held purchase's units go back to the sale; else null."
+    )

@@ -129,7 +129,15 @@ def test_purchase_documents_its_body_envelope_and_every_refusal(schema):
     assert set(envelope["required"]) == {"success", "message", "data"}
     assert resolve(schema, envelope["properties"]["success"])["enum"] == [True]
     data = resolve(schema, envelope["properties"]["data"])
-    assert set(data["properties"]) == {"purchaseId", "saleId", "quantity", "remainingStock", "timestamp"}
+    assert set(data["properties"]) == {
+        "purchaseId",
+        "saleId",
+        "quantity",
+        "remainingStock",
+        "timestamp",
+        "status",
+        "expiresAt",
+    }
 
     assert error_codes(purchase, 400) == {"validation_error"}
     assert error_codes(purchase, 404) == {"sale_not_found"}
