@@ -19,7 +19,7 @@ from sales.models import FlashSale, SaleStatus
 if TYPE_CHECKING:
     from sales.purchase import PurchaseResult
 
-Event = Literal["purchase_made", "sale_changed", "stock_changed", "sale_deleted"]
+Event = Literal["purchase_made", "sale_changed", "stock_changed", "sale_deleted", "purchase_confirmed"]
 EVENTS: tuple[Event, ...] = get_args(Event)
 
 
@@ -87,6 +87,12 @@ def purchase_made(*, result: "PurchaseResult", user_name: str, stock_version: in
     realtime.broadcast(realtime.sale_group(sale_id), realtime.SALE_EVENT, payload)
     if sold_out:
         realtime.announce_featured()
+
+
+def purchase_confirmed(*, sale_id: int, user_name: str, quantity: int, timestamp: datetime) -> None:
+    """A held purchase was confirmed: it joins the leaderboard (at the time it was made)."""
+    message = realtime.purchase_message(sale_id=sale_id, user_name=user_name, quantity=quantity, timestamp=timestamp)
+    realtime.broadcast(realtime.sale_group(sale_id), realtime.SALE_EVENT, {"purchase": message})
 
 
 def sale_deleted(*, sale_id: int) -> None:

@@ -11,11 +11,15 @@ from flashsale.responses import success
 from flashsale.schema import BODY, STAFF, TOKEN, errors, ok, page_of
 from idempotency.decorators import idempotent
 from idempotency.exceptions import IdempotencyKeyInUse, IdempotencyKeyLimitReached, IdempotencyKeyReused
-from sales import purchase, services
+from sales import holds, purchase, services
 from sales.exceptions import (
+    HoldConfirmed,
+    HoldExpired,
+    HoldReleased,
     InsufficientStock,
     InvalidSaleChange,
     NoActiveSale,
+    PurchaseNotFound,
     SaleNotActive,
     SaleNotFound,
     SalePaused,
@@ -30,6 +34,7 @@ from sales.serializers import (
     FlashSaleUpdateSerializer,
     PurchaseRequestSerializer,
     PurchaseResultSerializer,
+    PurchaseSerializer,
 )
 
 
@@ -101,6 +106,70 @@ class PurchaseView(APIView):
         return success(
             PurchaseResultSerializer(result).data, "Purchase successful", status=201, created_id=result.purchase_id
         )
+
+
+_IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="1 to 255 printable ASCII characters, unique per attempt (e.g. a UUID).",
+    pattern=r"^[!-~]([ -~]{0,253}[!-~])?$",
+)
+_PURCHASE_ID = OpenApiParameter("purchase_id", int, OpenApiParameter.PATH, description="The purchase's purchaseId.")
+_HOLD_ERRORS = (
+    TOKEN,
+    ErrorCode.NOT_FOUND,
+    PurchaseNotFound,
+    IdempotencyKeyInUse,
+    IdempotencyKeyReused,
+    IdempotencyKeyLimitReached,
+)
+
+
+class PurchaseConfirmView(APIView):
+    @extend_schema(
+        tags=["purchases"],
+        summary="Confirm a held purchase (its buyer, or staff for a shop's payment back end)",
+        description=(
+            "Makes a held purchase final while its hold has not expired; a confirmed purchase answers the "
+            "same again. After `expiresAt`: 409 `hold_expired` and nothing changes. `Idempotency-Key` works "
+            "as for a purchase."
+        ),
+        request=None,
+        parameters=[_PURCHASE_ID, _IDEMPOTENCY_KEY],
+        responses={
+            **ok(200, "PurchaseConfirmResponse", PurchaseSerializer),
+            **errors(*_HOLD_ERRORS, HoldExpired, HoldReleased, ErrorCode.RATE_LIMITED),
+        },
+    )
+    @rate_limit(group="purchase", key="user", rate_setting="RATELIMIT_PURCHASE")
+    @idempotent(scope="confirm")
+    def post(self, request, purchase_id):
+        order = holds.confirm(user=request.user, purchase_id=int(purchase_id))
+        return success(PurchaseSerializer(order).data, "Purchase confirmed", created_id=order.pk)
+
+
+class PurchaseReleaseView(APIView):
+    @extend_schema(
+        tags=["purchases"],
+        summary="Release a held purchase: its units go back to the sale at once (its buyer, or staff)",
+        description=(
+            "A released purchase answers the same again and returns nothing twice. A confirmed purchase is "
+            "final (409 `hold_confirmed`); an expired hold's units are already back (409 `hold_expired`)."
+        ),
+        request=None,
+        parameters=[_PURCHASE_ID, _IDEMPOTENCY_KEY],
+        responses={
+            **ok(200, "PurchaseReleaseResponse", PurchaseSerializer),
+            **errors(*_HOLD_ERRORS, HoldExpired, HoldConfirmed, ErrorCode.RATE_LIMITED),
+        },
+    )
+    @rate_limit(group="purchase", key="user", rate_setting="RATELIMIT_PURCHASE")
+    @idempotent(scope="release")
+    def post(self, request, purchase_id):
+        order = holds.release(user=request.user, purchase_id=int(purchase_id))
+        return success(PurchaseSerializer(order).data, "Purchase released", created_id=order.pk)
 
 
 _SALE_ERRORS = (SaleNotFound, InvalidSaleChange)

@@ -129,6 +129,24 @@ class AddUnitsSerializer(serializers.Serializer):
     units = StrictIntegerField(min_value=1, max_value=10_000_000)
 
 
+class PurchaseSerializer(serializers.Serializer):
+    """A purchase as its buyer sees it: confirm, release and the buyer's list of purchases answer with it."""
+
+    purchaseId = serializers.IntegerField(source="pk")
+    saleId = serializers.IntegerField(source="sale_id")
+    quantity = serializers.IntegerField(min_value=1)
+    status = serializers.ChoiceField(
+        choices=PurchaseStatus.choices,
+        help_text="held: reserved until expiresAt. confirmed: final. released, expired: the units went back.",
+    )
+    timestamp = serializers.DateTimeField(source="created_at")
+    expiresAt = serializers.DateTimeField(source="expires_at", allow_null=True)
+    confirmedAt = serializers.DateTimeField(source="confirmed_at", allow_null=True)
+    releasedAt = serializers.DateTimeField(
+        source="released_at", allow_null=True, help_text="When the hold was released or expired."
+    )
+
+
 class PurchaseResultSerializer(serializers.Serializer):
     """`data` of a successful purchase, rendered from sales.purchase.PurchaseResult (the same
     serializer documents it in the OpenAPI schema, so the two cannot drift)."""

@@ -8,7 +8,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from sales.models import FlashSale, Purchase
-from tests.factories import PurchaseFactory, SaleFactory
+from tests.factories import PurchaseFactory, SaleFactory, TokenFactory
 from tests.invariants import assert_invariant
 
 pytestmark = pytest.mark.django_db
@@ -119,3 +119,153 @@ def test_the_leaderboard_lists_confirmed_purchases_only(api):
 
     assert [row["purchaseId"] for row in body["data"]["purchases"]] == [confirmed.pk]
     assert body["count"] == 1
+
+
+# --- step 2: confirm and release ------------------------------------------------------------
+
+
+def confirm_path(order) -> str:
+    return f"/api/v1/purchases/{order.pk}/confirm"
+
+
+def release_path(order) -> str:
+    return f"/api/v1/purchases/{order.pk}/release"
+
+
+def held(buyer, sale, quantity=1, seconds=600) -> Purchase:
+    """A hold as the purchase rule leaves it: its units out of the sale's stock."""
+    FlashSale.objects.filter(pk=sale.pk).update(current_stock=sale.current_stock - quantity)
+    sale.refresh_from_db()
+    return PurchaseFactory(
+        sale=sale, user=buyer, quantity=quantity, status="held", expires_at=timezone.now() + timedelta(seconds=seconds)
+    )
+
+
+def test_a_buyer_confirms_a_hold_and_a_repeat_answers_the_same(buyer_api, buyer, api):
+    sale = SaleFactory(original_stock=5, hold_seconds=600)
+    order = Purchase.objects.get(pk=buy(buyer_api, sale, 2).json()["data"]["purchaseId"])
+
+    first = buyer_api.post(confirm_path(order))
+    again = buyer_api.post(confirm_path(order))
+
+    assert first.status_code == again.status_code == 200, first.json()
+    assert first.json()["data"] == again.json()["data"]
+    order.refresh_from_db()
+    assert first.json()["data"]["status"] == order.status == "confirmed"
+    assert first.json()["data"]["confirmedAt"] == iso(order.confirmed_at)
+    assert order.confirmed_at < order.expires_at
+    # The units stay sold, and the purchase is on the leaderboard now.
+    assert FlashSale.objects.get(pk=sale.pk).current_stock == 3
+    board = api.get(LEADERBOARD, {"saleId": sale.pk}).json()
+    assert [row["purchaseId"] for row in board["data"]["purchases"]] == [order.pk]
+    assert_invariant(sale.pk)
+
+
+def test_staff_confirm_a_buyers_hold(staff_api, buyer):
+    sale = SaleFactory(original_stock=5, hold_seconds=600)
+    order = held(buyer, sale)
+
+    response = staff_api.post(confirm_path(order))
+
+    assert response.status_code == 200
+    assert Purchase.objects.get(pk=order.pk).status == "confirmed"
+
+
+def test_a_confirm_after_the_hold_expired_is_refused_and_changes_nothing(buyer_api, buyer):
+    sale = SaleFactory(original_stock=5, hold_seconds=60)
+    order = held(buyer, sale, seconds=-1)
+
+    response = buyer_api.post(confirm_path(order))
+
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "hold_expired"
+    order.refresh_from_db()
+    assert (order.status, order.confirmed_at) == ("held", None)
+    assert FlashSale.objects.get(pk=sale.pk).current_stock == 4
+
+
+def test_someone_elses_purchase_is_not_found_for_confirm_and_release(buyer_api):
+    sale = SaleFactory(original_stock=5, hold_seconds=600)
+    theirs = held(TokenFactory().user, sale)
+
+    confirmed = buyer_api.post(confirm_path(theirs))
+    released = buyer_api.post(release_path(theirs))
+    missing = buyer_api.post("/api/v1/purchases/999999999/confirm")
+
+    for response in (confirmed, released, missing):
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "purchase_not_found"
+    assert confirmed.json()["error"]["message"] == missing.json()["error"]["message"]
+    assert Purchase.objects.get(pk=theirs.pk).status == "held"
+    assert FlashSale.objects.get(pk=sale.pk).current_stock == 4
+
+
+def test_a_release_returns_the_units_once_and_a_repeat_answers_the_same(buyer_api, buyer):
+    sale = SaleFactory(original_stock=5, hold_seconds=600)
+    order = held(buyer, sale, quantity=3)
+    version = FlashSale.objects.get(pk=sale.pk).stock_version
+
+    first = buyer_api.post(release_path(order))
+    again = buyer_api.post(release_path(order))
+
+    assert first.status_code == again.status_code == 200, first.json()
+    assert first.json()["data"] == again.json()["data"]
+    assert first.json()["data"]["status"] == "released"
+    stored = FlashSale.objects.get(pk=sale.pk)
+    assert (stored.current_stock, stored.stock_version) == (5, version + 1)
+    assert Purchase.objects.get(pk=order.pk).status == "released"
+    assert_invariant(sale.pk)
+
+
+def test_a_released_hold_cannot_be_confirmed_nor_a_confirmed_purchase_released(buyer_api, buyer):
+    sale = SaleFactory(original_stock=5, hold_seconds=600)
+    released, final = held(buyer, sale), held(buyer, sale)
+    assert buyer_api.post(release_path(released)).status_code == 200
+    assert buyer_api.post(confirm_path(final)).status_code == 200
+
+    confirm_released = buyer_api.post(confirm_path(released))
+    release_confirmed = buyer_api.post(release_path(final))
+
+    assert (confirm_released.status_code, confirm_released.json()["error"]["code"]) == (409, "hold_released")
+    assert (release_confirmed.status_code, release_confirmed.json()["error"]["code"]) == (409, "hold_confirmed")
+    assert dict(Purchase.objects.values_list("pk", "status")) == {released.pk: "released", final.pk: "confirmed"}
+    assert FlashSale.objects.get(pk=sale.pk).current_stock == 4
+    assert_invariant(sale.pk)
+
+
+def test_a_release_frees_the_buyers_limit_and_reopens_a_sold_out_sale(
+    buyer_api, buyer, django_capture_on_commit_callbacks
+):
+    sale = SaleFactory(original_stock=2, max_per_buyer=2, hold_seconds=600)
+    order = Purchase.objects.get(pk=buy(buyer_api, sale, 2).json()["data"]["purchaseId"])
+    assert buy(buyer_api, sale, 1).json()["error"]["code"] == "sold_out"  # remembered by the gate
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert buyer_api.post(release_path(order)).status_code == 200
+    again = buy(buyer_api, sale, 2)
+
+    assert again.status_code == 201, again.json()
+    assert FlashSale.objects.get(pk=sale.pk).current_stock == 0
+    assert_invariant(sale.pk)
+
+
+def test_confirm_and_release_replay_their_answer_for_an_idempotency_key(buyer_api, buyer):
+    sale = SaleFactory(original_stock=5, hold_seconds=600)
+    order, other = held(buyer, sale), held(buyer, sale)
+
+    first = buyer_api.post(release_path(order), headers={"Idempotency-Key": "release-1"})
+    replay = buyer_api.post(release_path(order), headers={"Idempotency-Key": "release-1"})
+    # The same key on another purchase is another request.
+    reused = buyer_api.post(release_path(other), headers={"Idempotency-Key": "release-1"})
+    confirmed = buyer_api.post(confirm_path(other), headers={"Idempotency-Key": "confirm-1"})
+    confirm_replay = buyer_api.post(confirm_path(other), headers={"Idempotency-Key": "confirm-1"})
+
+    assert (first.status_code, replay.status_code) == (200, 200)
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert replay.json() == first.json()
+    assert (reused.status_code, reused.json()["error"]["code"]) == (422, "idempotency_key_reused")
+    assert confirm_replay.headers["Idempotent-Replayed"] == "true"
+    assert confirm_replay.json() == confirmed.json()
+    assert dict(Purchase.objects.values_list("pk", "status")) == {order.pk: "released", other.pk: "confirmed"}
+    assert FlashSale.objects.get(pk=sale.pk).current_stock == 4
+    assert_invariant(sale.pk)

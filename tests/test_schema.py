@@ -29,6 +29,8 @@ OPERATIONS = {
     ("post", "/api/v1/flashsales/{id}/end"): "token",
     ("post", "/api/v1/flashsales/{id}/pause"): "token",
     ("post", "/api/v1/flashsales/{id}/resume"): "token",
+    ("post", "/api/v1/purchases/{purchase_id}/confirm"): "token",
+    ("post", "/api/v1/purchases/{purchase_id}/release"): "token",
     ("get", "/api/v1/health"): "public",
     ("get", "/api/v1/health/ready"): "public",
 }
@@ -174,7 +176,8 @@ def test_staff_operations_document_403_and_sale_ids_as_integers(schema):
         for parameter in operation.get("parameters", []):
             if parameter["in"] == "path":
                 assert parameter["schema"]["type"] == "integer"
-                assert error_codes(operation, 404) >= {"not_found", "sale_not_found"}
+                missing = "purchase_not_found" if path.startswith("/api/v1/purchases/") else "sale_not_found"
+                assert error_codes(operation, 404) >= {"not_found", missing}
 
 
 def test_edits_document_the_version_they_require_and_the_conflict(schema):
@@ -290,3 +293,25 @@ def test_a_production_server_serves_swagger_ui_and_all_its_assets_itself(tmp_pat
         assert response.status_code == 200, asset
         assert len(response.content) > 100, asset
     assert schema.status_code == 200 and b"openapi: 3." in schema.content
+
+
+def test_confirm_and_release_document_their_purchase_and_every_refusal(schema):
+    confirm = schema["paths"]["/api/v1/purchases/{purchase_id}/confirm"]["post"]
+    release = schema["paths"]["/api/v1/purchases/{purchase_id}/release"]["post"]
+
+    for operation in (confirm, release):
+        data = resolve(schema, success_body(schema, operation, 200)["properties"]["data"])
+        assert set(data["properties"]) == {
+            "purchaseId",
+            "saleId",
+            "quantity",
+            "status",
+            "timestamp",
+            "expiresAt",
+            "confirmedAt",
+            "releasedAt",
+        }
+        assert error_codes(operation, 404) == {"not_found", "purchase_not_found"}
+        assert "Idempotency-Key" in {parameter["name"] for parameter in operation["parameters"]}
+    assert error_codes(confirm, 409) >= {"hold_expired", "hold_released"}
+    assert error_codes(release, 409) >= {"hold_expired", "hold_confirmed"}
