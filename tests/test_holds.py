@@ -1,10 +1,11 @@
 """Holds, then pay: a sale with holdSeconds > 0 holds a purchase's units until it is confirmed,
 released or expired; holdSeconds 0 keeps a purchase final at once. On both backends."""
 
+from collections import Counter
 from datetime import timedelta
 
 import pytest
-from django.db.models import Sum
+from django.db.models import F, Sum
 from django.utils import timezone
 
 from sales.models import FlashSale, Purchase
@@ -269,3 +270,232 @@ def test_confirm_and_release_replay_their_answer_for_an_idempotency_key(buyer_ap
     assert dict(Purchase.objects.values_list("pk", "status")) == {order.pk: "released", other.pk: "confirmed"}
     assert FlashSale.objects.get(pk=sale.pk).current_stock == 4
     assert_invariant(sale.pk)
+
+
+# --- step 3: expiry by the sale clock, the audit, and the races ---------------------------
+
+
+def test_the_sale_clock_returns_expired_holds_pushes_the_stock_and_reopens_the_gate(
+    buyer_api, buyer, django_capture_on_commit_callbacks
+):
+    from live.management.commands.runsaleclock import Command as SaleClock
+
+    sale = SaleFactory(original_stock=3, hold_seconds=60)
+    late, on_time = held(buyer, sale, quantity=2, seconds=-1), held(buyer, sale, quantity=1)
+    assert buy(buyer_api, sale, 1).json()["error"]["code"] == "sold_out"  # remembered by the gate
+    version = FlashSale.objects.get(pk=sale.pk).stock_version
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        SaleClock().tick(timezone.now())
+
+    late.refresh_from_db()
+    on_time.refresh_from_db()
+    assert (late.status, on_time.status) == ("expired", "held")
+    assert late.released_at is not None and late.released_at >= late.expires_at
+    stored = FlashSale.objects.get(pk=sale.pk)
+    assert (stored.current_stock, stored.stock_version) == (2, version + 1)
+    assert callbacks  # the gate is forgotten and the stock pushed after the commit
+    assert buy(buyer_api, sale, 2).status_code == 201
+    assert_invariant(sale.pk)
+
+
+def test_expiring_returns_each_hold_once_whatever_the_number_of_ticks(buyer):
+    from sales import holds
+
+    sale = SaleFactory(original_stock=10, hold_seconds=60)
+    for quantity in (1, 2, 3):
+        held(buyer, sale, quantity=quantity, seconds=-1)
+
+    first, second = holds.expire_holds(), holds.expire_holds()
+
+    assert [(returned.sale_id, returned.units, returned.current_stock) for returned in first] == [(sale.pk, 6, 10)]
+    assert second == []
+    assert set(Purchase.objects.values_list("status", flat=True)) == {"expired"}
+    assert_invariant(sale.pk)
+
+
+def test_the_audit_reports_a_confirm_after_the_hold_expired(buyer):
+    from sales.audit import hold_violations, stock_violations
+
+    sale = SaleFactory(original_stock=5, hold_seconds=60)
+    order = held(buyer, sale, quantity=1, seconds=-10)
+    Purchase.objects.filter(pk=order.pk).update(status="confirmed", confirmed_at=timezone.now())
+    returned = held(buyer, sale, quantity=2, seconds=-10)
+    # Both confirmed late and returned: units missing from the invariant.
+    Purchase.objects.filter(pk=returned.pk).update(status="expired", released_at=timezone.now())
+
+    found = hold_violations()
+
+    assert len(found) == 1
+    assert f"purchase {order.pk} of sale {sale.pk} was confirmed at" in found[0]
+    assert "after its hold expired" in found[0]
+    assert any("original 5 - current 2 = 3, but its purchases hold 1 units" in line for line in stock_violations())
+
+
+def _race(first, second):
+    """Run `first` and `second` in two threads released together; their results (or exceptions)."""
+    import threading
+
+    from django.db import connection
+
+    barrier = threading.Barrier(2)
+    results: list = [None, None]
+
+    def run(index, work):
+        try:
+            barrier.wait()
+            results[index] = work()
+        except Exception as error:  # the loser's refusal is a result too
+            results[index] = error
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(index, work)) for index, work in enumerate((first, second))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def _hold_at_the_database_clock(user, sale, *, offset_ms: int) -> Purchase:
+    """A hold expiring `offset_ms` after the database's clock now, its unit out of the stock."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT clock_timestamp() + make_interval(secs => %s)", [offset_ms / 1000])
+        (expires_at,) = cursor.fetchone()
+    FlashSale.objects.filter(pk=sale.pk).update(current_stock=F("current_stock") - 1)
+    return PurchaseFactory(sale=sale, user=user, quantity=1, status="held", expires_at=expires_at)
+
+
+RACES = 40
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_confirm_and_expiry_racing_never_both_confirm_and_return_the_units():
+    from sales import holds
+    from sales.exceptions import HoldExpired
+
+    sale = SaleFactory(original_stock=RACES, hold_seconds=60)
+    buyer = TokenFactory().user
+    outcomes = Counter()
+    for attempt in range(RACES):
+        # Around the deadline: some confirms come first, some the expiry.
+        order = _hold_at_the_database_clock(buyer, sale, offset_ms=5 * (attempt % 10))
+        confirmed, returned = _race(
+            lambda order=order: holds.confirm(user=buyer, purchase_id=order.pk), holds.expire_holds
+        )
+        order.refresh_from_db()
+        if isinstance(confirmed, Purchase):
+            assert (order.status, returned) == ("confirmed", [])
+            assert order.confirmed_at < order.expires_at
+        else:
+            assert isinstance(confirmed, HoldExpired), confirmed
+            # Expired by the clock now or at its next tick: the unit comes back exactly once.
+            holds.expire_holds()
+            order.refresh_from_db()
+            assert order.status == "expired"
+        outcomes[order.status] += 1
+        assert_invariant(sale.pk, cap=RACES)
+    stored = FlashSale.objects.get(pk=sale.pk)
+    assert RACES - stored.current_stock == outcomes["confirmed"]
+    assert sum(outcomes.values()) == RACES
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_release_and_expiry_racing_return_the_units_once():
+    from sales import holds
+
+    sale = SaleFactory(original_stock=RACES, hold_seconds=60)
+    buyer = TokenFactory().user
+    for attempt in range(RACES):
+        order = _hold_at_the_database_clock(buyer, sale, offset_ms=-(attempt % 2))
+        released, returned = _race(
+            lambda order=order: holds.release(user=buyer, purchase_id=order.pk), holds.expire_holds
+        )
+        order.refresh_from_db()
+        assert order.status in {"released", "expired"}
+        # The winner returned the unit; the loser returned nothing.
+        assert (order.status == "released") == isinstance(released, Purchase)
+        assert (order.status == "expired") == (returned != [])
+        assert_invariant(sale.pk, cap=RACES)
+    assert FlashSale.objects.get(pk=sale.pk).current_stock == RACES
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_herd_of_holds_a_third_confirmed_a_third_released_a_third_expired(settings):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+    from rest_framework.test import APIClient
+
+    from sales import holds
+
+    settings.RATELIMIT_ENABLE = False
+    buyers = 30
+    sale = SaleFactory(original_stock=buyers, hold_seconds=600)
+    tokens = [TokenFactory().key for _ in range(buyers)]
+
+    def client(token):
+        api = APIClient()
+        api.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+        return api
+
+    def purchase(token):
+        try:
+            response = buy(client(token), sale, 1)
+            assert response.status_code == 201, response.json()
+            return response.json()["data"]["purchaseId"]
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        ids = list(pool.map(purchase, tokens))
+    assert FlashSale.objects.get(pk=sale.pk).current_stock == 0
+    confirming, releasing, expiring = ids[0::3], ids[1::3], ids[2::3]
+    # The last third's buyers walk away: their holds ran out a second ago.
+    Purchase.objects.filter(pk__in=expiring).update(expires_at=timezone.now() - timedelta(seconds=1))
+
+    def act(pair):
+        token, purchase_id = pair
+        path = confirm_path if purchase_id in confirming else release_path
+        try:
+            return client(token).post(path(Purchase(pk=purchase_id))).status_code
+        finally:
+            connection.close()
+
+    done = threading.Event()
+
+    def clock():
+        try:
+            while not done.is_set():
+                holds.expire_holds()
+        finally:
+            connection.close()
+
+    ticking = threading.Thread(target=clock)
+    ticking.start()
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        statuses = list(pool.map(act, [(t, i) for t, i in zip(tokens, ids, strict=True) if i not in expiring]))
+    done.set()
+    ticking.join()
+    holds.expire_holds()
+
+    assert statuses == [200] * (len(confirming) + len(releasing))
+    assert dict(Counter(Purchase.objects.values_list("status", flat=True))) == {
+        "confirmed": len(confirming),
+        "released": len(releasing),
+        "expired": len(expiring),
+    }
+    assert set(Purchase.objects.filter(status="confirmed").values_list("pk", flat=True)) == set(confirming)
+    stored, sold = assert_invariant(sale.pk)
+    # Every unit is either confirmed or back in stock.
+    assert (sold, stored.current_stock) == (len(confirming), buyers - len(confirming))
+    from sales.audit import run_audit
+
+    assert run_audit().violations == []

@@ -13,6 +13,7 @@ from django.utils import timezone
 from idempotency.services import purge_expired
 from live import events, realtime
 from live.clock_lease import ClockLease
+from sales import holds
 from sales.models import FlashSale
 
 logger = logging.getLogger("flashsale.saleclock")
@@ -26,7 +27,8 @@ MAX_CATCH_UP = timedelta(minutes=5)
 
 class Command(BaseCommand):
     help = (
-        "Announce sale starts and ends over the channel layer (status messages on ws/sales/...), and "
+        "Announce sale starts and ends over the channel layer (status messages on ws/sales/...), return "
+        "expired holds to their sales, and "
         "delete expired idempotency keys every IDEMPOTENCY_PURGE_SECONDS. Run one on every app host: one "
         "of them (the holder of a PostgreSQL advisory lock) does both, the others take over when it dies. "
         "It needs REDIS_URL to reach the Daphne processes."
@@ -93,6 +95,8 @@ class Command(BaseCommand):
         if not connection.in_atomic_block:
             # A long-running process: drop a connection the database or pool has closed meanwhile.
             close_old_connections()
+        # Holds past their expiresAt come back to their sales: one statement, pushed after it commits.
+        holds.expire_holds()
         now = timezone.now()
         passed = list(
             FlashSale.objects.filter(start_time__gt=since, start_time__lte=now)
