@@ -11,7 +11,7 @@ from flashsale.responses import success
 from flashsale.schema import BODY, STAFF, TOKEN, errors, ok, page_of
 from idempotency.decorators import idempotent
 from idempotency.exceptions import IdempotencyKeyInUse, IdempotencyKeyLimitReached, IdempotencyKeyReused
-from sales import holds, purchase, services
+from sales import holds, purchase, selectors, services
 from sales.exceptions import (
     HoldConfirmed,
     HoldExpired,
@@ -125,6 +125,30 @@ _HOLD_ERRORS = (
     IdempotencyKeyReused,
     IdempotencyKeyLimitReached,
 )
+
+
+class PurchaseListView(APIView):
+    @extend_schema(
+        tags=["purchases"],
+        summary="The caller's purchases with their status, newest first",
+        parameters=[PageQuerySerializer],
+        responses={
+            **ok(200, "PurchaseListResponse", page_of("PurchasePage", "purchases", PurchaseSerializer), paginated=True),
+            **errors(TOKEN, ErrorCode.VALIDATION_ERROR),
+        },
+    )
+    def get(self, request):
+        query = PageQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        page, limit = query.validated_data["page"], query.validated_data["limit"]
+        count, purchases = paginate(selectors.purchases_of(request.user), page=page, limit=limit)
+        return success(
+            {"purchases": PurchaseSerializer(purchases, many=True).data},
+            "Your purchases",
+            count=count,
+            page=page,
+            limit=limit,
+        )
 
 
 class PurchaseConfirmView(APIView):

@@ -2,9 +2,11 @@
 
 from datetime import datetime
 
+from django.db.models import QuerySet
 from django.utils import timezone
 
-from sales.models import FlashSale
+from accounts.models import User
+from sales.models import FlashSale, Purchase
 
 
 def featured_sale(moment: datetime | None = None) -> FlashSale | None:
@@ -16,3 +18,8 @@ def featured_sale(moment: datetime | None = None) -> FlashSale | None:
         or FlashSale.objects.pending(moment).order_by("start_time", "id").first()
         or FlashSale.objects.order_by("-start_time", "-id").first()
     )
+
+
+def purchases_of(user: User) -> QuerySet[Purchase]:
+    """`user`'s purchases, whatever their status, newest first (served by the (user, created_at, id) index)."""
+    return Purchase.objects.filter(user=user).order_by("-created_at", "-id")

@@ -499,3 +499,42 @@ def test_a_herd_of_holds_a_third_confirmed_a_third_released_a_third_expired(sett
     from sales.audit import run_audit
 
     assert run_audit().violations == []
+
+
+# --- step 4: the buyer's purchases ----------------------------------------------------------
+
+
+def test_a_buyer_lists_their_own_purchases_with_status_newest_first_paged(buyer_api, buyer):
+    sale = SaleFactory(original_stock=20, hold_seconds=600)
+    now = timezone.now()
+    mine = [
+        PurchaseFactory(sale=sale, user=buyer, created_at=now - timedelta(minutes=4)),
+        PurchaseFactory(sale=sale, user=buyer, created_at=now - timedelta(minutes=3), status="expired", expires_at=now),
+        PurchaseFactory(
+            sale=sale, user=buyer, created_at=now - timedelta(minutes=2), status="released", expires_at=now
+        ),
+        PurchaseFactory(
+            sale=sale,
+            user=buyer,
+            created_at=now - timedelta(minutes=1),
+            status="held",
+            expires_at=now + timedelta(minutes=9),
+        ),
+    ]
+    PurchaseFactory(sale=sale, created_at=now)  # someone else's
+
+    first = buyer_api.get("/api/v1/purchases", {"limit": 3}).json()
+    second = buyer_api.get("/api/v1/purchases/", {"limit": 3, "page": 2}).json()
+
+    assert (first["count"], first["page"], first["limit"]) == (4, 1, 3)
+    rows = first["data"]["purchases"] + second["data"]["purchases"]
+    assert [row["purchaseId"] for row in rows] == [order.pk for order in reversed(mine)]
+    assert [row["status"] for row in rows] == ["held", "released", "expired", "confirmed"]
+    assert rows[0]["expiresAt"] == iso(mine[3].expires_at)
+    assert rows[0]["timestamp"] == iso(mine[3].created_at)
+
+
+def test_the_purchases_list_needs_a_token_and_refuses_a_bad_page(api, buyer_api):
+    assert api.get("/api/v1/purchases").json()["error"]["code"] == "not_authenticated"
+    bad = buyer_api.get("/api/v1/purchases", {"page": 0})
+    assert (bad.status_code, bad.json()["error"]["code"]) == (400, "validation_error")

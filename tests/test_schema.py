@@ -29,6 +29,7 @@ OPERATIONS = {
     ("post", "/api/v1/flashsales/{id}/end"): "token",
     ("post", "/api/v1/flashsales/{id}/pause"): "token",
     ("post", "/api/v1/flashsales/{id}/resume"): "token",
+    ("get", "/api/v1/purchases"): "token",
     ("post", "/api/v1/purchases/{purchase_id}/confirm"): "token",
     ("post", "/api/v1/purchases/{purchase_id}/release"): "token",
     ("get", "/api/v1/health"): "public",
