@@ -19,7 +19,9 @@ from sales.models import FlashSale, SaleStatus
 if TYPE_CHECKING:
     from sales.purchase import PurchaseResult
 
-Event = Literal["purchase_made", "sale_changed", "stock_changed", "sale_deleted", "purchase_confirmed"]
+Event = Literal[
+    "purchase_made", "sale_changed", "stock_changed", "sale_deleted", "purchase_confirmed", "waitlist_offered"
+]
 EVENTS: tuple[Event, ...] = get_args(Event)
 
 
@@ -93,6 +95,18 @@ def purchase_confirmed(*, sale_id: int, user_name: str, quantity: int, timestamp
     """A held purchase was confirmed: it joins the leaderboard (at the time it was made)."""
     message = realtime.purchase_message(sale_id=sale_id, user_name=user_name, quantity=quantity, timestamp=timestamp)
     realtime.broadcast(realtime.sale_group(sale_id), realtime.SALE_EVENT, {"purchase": message})
+
+
+def waitlist_offered(*, sale_id: int, purchase_id: int, user_name: str, expires_at: datetime | None) -> None:
+    """The sale clock gave the next waiting buyer a hold in their name: their page offers to confirm it."""
+    offer = {
+        "type": "offer",
+        "saleId": sale_id,
+        "purchaseId": purchase_id,
+        "userName": user_name,
+        "expiresAt": realtime.iso(expires_at) if expires_at else None,
+    }
+    realtime.broadcast(realtime.sale_group(sale_id), realtime.SALE_EVENT, {"offer": offer})
 
 
 def sale_deleted(*, sale_id: int) -> None:

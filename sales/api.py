@@ -11,7 +11,7 @@ from flashsale.responses import success
 from flashsale.schema import BODY, STAFF, TOKEN, errors, ok, page_of
 from idempotency.decorators import idempotent
 from idempotency.exceptions import IdempotencyKeyInUse, IdempotencyKeyLimitReached, IdempotencyKeyReused
-from sales import holds, purchase, selectors, services
+from sales import holds, purchase, selectors, services, waitlist
 from sales.exceptions import (
     HoldConfirmed,
     HoldExpired,
@@ -35,6 +35,7 @@ from sales.serializers import (
     PurchaseRequestSerializer,
     PurchaseResultSerializer,
     PurchaseSerializer,
+    WaitlistPlaceSerializer,
 )
 
 
@@ -248,6 +249,20 @@ _SALE_ERRORS = (SaleNotFound, InvalidSaleChange)
         request=None,
         responses={**ok(200, "FlashSaleResponse", FlashSaleSerializer), **errors(STAFF, SaleNotFound, SaleNotActive)},
     ),
+    waitlist=extend_schema(
+        summary="Take a place in the sale's waitlist (201; 200 with the place already held)",
+        description=(
+            "Units that come back to a sale with holds (expired or released holds, restocks) are offered by "
+            "the sale clock in waitlist order: the next waiting buyer gets a hold of one unit in their name "
+            "(within maxPerBuyer), told over the sale's WebSocket as an `offer`, to confirm within holdSeconds."
+        ),
+        request=None,
+        responses={
+            **ok(201, "WaitlistPlaceResponse", WaitlistPlaceSerializer),
+            **ok(200, "WaitlistPlaceResponse", WaitlistPlaceSerializer),
+            **errors(TOKEN, SaleNotFound, SaleNotActive),
+        },
+    ),
     resume=extend_schema(
         summary="Resume a paused sale (staff)",
         request=None,
@@ -269,7 +284,7 @@ class FlashSaleViewSet(
     lookup_value_regex = r"[0-9]+"
 
     def get_permissions(self):
-        if self.action in {"list", "retrieve"}:
+        if self.action in {"list", "retrieve", "waitlist"}:
             return [IsAuthenticated()]
         return [IsAdminUser()]
 
@@ -322,6 +337,13 @@ class FlashSaleViewSet(
     def pause(self, request, pk=None):
         sale = services.pause_sale(sale_id=int(pk))
         return success(FlashSaleSerializer(sale).data, "Flash sale paused")
+
+    @action(detail=True, methods=["post"], url_path="waitlist")
+    def waitlist(self, request, pk=None):
+        place = waitlist.join(user=request.user, sale_id=int(pk))
+        if place.created:
+            return success(WaitlistPlaceSerializer(place).data, "You joined the waitlist", status=201)
+        return success(WaitlistPlaceSerializer(place).data, "You are on the waitlist")
 
     @action(detail=True, methods=["post"], url_path="resume")
     def resume(self, request, pk=None):

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from live.events import send_after_commit
-from sales import gate
+from sales import gate, waitlist
 from sales.exceptions import HoldConfirmed, HoldExpired, HoldReleased, PurchaseNotFound
 from sales.models import FlashSale, Purchase, PurchaseStatus
 
@@ -89,12 +89,16 @@ def release(*, user: User, purchase_id: int) -> Purchase:
 
 def expire_holds() -> list[Returned]:
     """Return the units of every hold whose `expires_at` has passed on the database's clock, in one
-    statement; the sales' new stock is pushed and their gates reopened after it commits. Holds that a
+    statement; offer units to waiting buyers (sales.waitlist.serve); then push the sales' new stock
+    and reopen their gates. Holds that a
     confirm or release has locked are left for the next call (they are decided by then)."""
     with transaction.atomic():
         returned = _expire_on_postgresql() if connection.vendor == "postgresql" else _expire_in_python()
-        for sale in returned:
-            _announce(sale)
+    # Waiting buyers are offered the units first: the gate still refuses the herd a sale it
+    # remembers sold out until the sale's announcement below forgets it.
+    waitlist.serve()
+    for sale in returned:
+        _announce(sale)
     return returned
 
 

@@ -179,3 +179,35 @@ class Purchase(models.Model):
 
     def __str__(self):
         return f"{self.quantity} x {self.sale_id} for {self.user_id}"
+
+
+class WaitlistState(models.TextChoices):
+    WAITING = "waiting", "Waiting"
+    # Given a hold in their name (`purchase`) by the sale clock.
+    OFFERED = "offered", "Offered"
+    # Passed over: the offer would have taken them above the sale's maxPerBuyer.
+    SKIPPED = "skipped", "Skipped"
+
+
+class WaitlistEntry(models.Model):
+    """A buyer's place in a sale's waitlist; places are served in id order (the order they were taken)."""
+
+    sale = models.ForeignKey(FlashSale, on_delete=models.CASCADE, related_name="waitlist")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="waitlist_places")
+    state = models.CharField(max_length=7, choices=WaitlistState.choices, default=WaitlistState.WAITING)
+    created_at = models.DateTimeField(default=timezone.now)
+    served_at = models.DateTimeField(null=True, blank=True)
+    purchase = models.OneToOneField(Purchase, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+
+    class Meta:
+        ordering = ["sale", "id"]
+        constraints = [
+            # One place per buyer and sale: taking it again answers the place already held.
+            models.UniqueConstraint(fields=["sale", "user"], name="waitlist_one_place_per_buyer"),
+        ]
+        indexes = [
+            models.Index(fields=["sale", "id"], name="waitlist_waiting_idx", condition=Q(state="waiting")),
+        ]
+
+    def __str__(self):
+        return f"{self.user_id} waiting for {self.sale_id}"

@@ -140,6 +140,15 @@ def purchase(*, user: User, sale_id: int, quantity: int) -> PurchaseResult:
     return result
 
 
+def purchase_for_waiter(*, user: User, sale_id: int) -> PurchaseResult:
+    """One unit of the sale for a buyer at the head of its waitlist, decided by the same rule (live,
+    unpaused, in stock, within maxPerBuyer) without asking the gate: the sale clock offers returned
+    units to the waitlist before it reopens the gate to everyone else (sales.waitlist)."""
+    result = _take(user=user, sale_id=sale_id, quantity=1, generation=None)
+    send_after_commit("purchase_made", result=result, user_name=user.name, stock_version=result.stock_version)
+    return result
+
+
 def refusal(
     *,
     sale_id: int,

@@ -3,7 +3,7 @@ from rest_framework import serializers
 
 from flashsale.ids import MAX_ID
 from sales.exceptions import InvalidSaleChange
-from sales.models import MAX_HOLD_SECONDS, FlashSale, PurchaseStatus
+from sales.models import MAX_HOLD_SECONDS, FlashSale, PurchaseStatus, WaitlistState
 from sales.purchase import InvalidOrder, parse_order
 from sales.services import check_window
 
@@ -145,6 +145,22 @@ class PurchaseSerializer(serializers.Serializer):
     releasedAt = serializers.DateTimeField(
         source="released_at", allow_null=True, help_text="When the hold was released or expired."
     )
+
+
+class WaitlistPlaceSerializer(serializers.Serializer):
+    """A buyer's place in a sale's waitlist, rendered from sales.waitlist.Place."""
+
+    saleId = serializers.IntegerField(source="entry.sale_id")
+    state = serializers.ChoiceField(
+        source="entry.state",
+        choices=WaitlistState.choices,
+        help_text="waiting; offered: the clock gave you a hold (purchaseId) to confirm; skipped: you hold your limit.",
+    )
+    position = serializers.IntegerField(
+        allow_null=True, help_text="Places still waiting up to yours (1: next); null once served."
+    )
+    joinedAt = serializers.DateTimeField(source="entry.created_at")
+    purchaseId = serializers.IntegerField(source="entry.purchase_id", allow_null=True)
 
 
 class PurchaseResultSerializer(serializers.Serializer):

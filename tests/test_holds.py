@@ -8,7 +8,7 @@ import pytest
 from django.db.models import F, Sum
 from django.utils import timezone
 
-from sales.models import FlashSale, Purchase
+from sales.models import FlashSale, Purchase, WaitlistEntry
 from tests.factories import PurchaseFactory, SaleFactory, TokenFactory
 from tests.invariants import assert_invariant
 
@@ -427,7 +427,7 @@ def test_release_and_expiry_racing_return_the_units_once():
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_a_herd_of_holds_a_third_confirmed_a_third_released_a_third_expired(settings):
+def test_a_herd_of_holds_a_third_confirmed_a_third_released_a_third_expired_and_the_waitlist_served(settings):
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
@@ -458,6 +458,9 @@ def test_a_herd_of_holds_a_third_confirmed_a_third_released_a_third_expired(sett
         ids = list(pool.map(purchase, tokens))
     assert FlashSale.objects.get(pk=sale.pk).current_stock == 0
     confirming, releasing, expiring = ids[0::3], ids[1::3], ids[2::3]
+    waiters = [TokenFactory().key for _ in range(5)]
+    for token in waiters:
+        assert client(token).post(waitlist_path(sale)).status_code == 201
     # The last third's buyers walk away: their holds ran out a second ago.
     Purchase.objects.filter(pk__in=expiring).update(expires_at=timezone.now() - timedelta(seconds=1))
 
@@ -491,11 +494,19 @@ def test_a_herd_of_holds_a_third_confirmed_a_third_released_a_third_expired(sett
         "confirmed": len(confirming),
         "released": len(releasing),
         "expired": len(expiring),
+        "held": len(waiters),
     }
     assert set(Purchase.objects.filter(status="confirmed").values_list("pk", flat=True)) == set(confirming)
+    # The waitlist was served in order: each place's hold is newer than the one before it.
+    places = list(WaitlistEntry.objects.order_by("id").values_list("state", "purchase_id", "user__auth_token__key"))
+    assert [state for state, _, _ in places] == ["offered"] * len(waiters)
+    assert [key for _, _, key in places] == waiters
+    offers = [purchase_id for _, purchase_id, _ in places]
+    assert offers == sorted(offers)
     stored, sold = assert_invariant(sale.pk)
-    # Every unit is either confirmed or back in stock.
-    assert (sold, stored.current_stock) == (len(confirming), buyers - len(confirming))
+    # Every unit is confirmed, held by a waiter, or back in stock.
+    assert sold == len(confirming) + len(waiters)
+    assert stored.current_stock == buyers - len(confirming) - len(waiters)
     from sales.audit import run_audit
 
     assert run_audit().violations == []
@@ -538,3 +549,67 @@ def test_the_purchases_list_needs_a_token_and_refuses_a_bad_page(api, buyer_api)
     assert api.get("/api/v1/purchases").json()["error"]["code"] == "not_authenticated"
     bad = buyer_api.get("/api/v1/purchases", {"page": 0})
     assert (bad.status_code, bad.json()["error"]["code"]) == (400, "validation_error")
+
+
+# --- step 5: the waitlist -------------------------------------------------------------------
+
+
+def waitlist_path(sale) -> str:
+    return f"/api/v1/flashsales/{sale.pk}/waitlist"
+
+
+def test_a_buyer_takes_a_place_in_the_waitlist_once(buyer_api, buyer):
+    sale = SaleFactory(original_stock=1, current_stock=0, hold_seconds=60)
+    WaitlistEntry.objects.create(sale=sale, user=TokenFactory().user)
+
+    first = buyer_api.post(waitlist_path(sale))
+    again = buyer_api.post(waitlist_path(sale))
+
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert first.json()["data"] == again.json()["data"]
+    assert (first.json()["data"]["state"], first.json()["data"]["position"]) == ("waiting", 2)
+    assert WaitlistEntry.objects.filter(sale=sale, user=buyer).count() == 1
+
+
+def test_the_waitlist_of_an_ended_sale_takes_no_one(buyer_api):
+    now = timezone.now()
+    sale = SaleFactory(start_time=now - timedelta(hours=2), end_time=now - timedelta(hours=1), hold_seconds=60)
+
+    response = buyer_api.post(waitlist_path(sale))
+    missing = buyer_api.post("/api/v1/flashsales/999999/waitlist")
+
+    assert (response.status_code, response.json()["error"]["code"]) == (409, "sale_not_active")
+    assert (missing.status_code, missing.json()["error"]["code"]) == (404, "sale_not_found")
+    assert not WaitlistEntry.objects.exists()
+
+
+def test_returned_units_are_offered_as_holds_in_waitlist_order_within_the_buyers_limit(
+    buyer, django_capture_on_commit_callbacks
+):
+    from sales import holds
+
+    sale = SaleFactory(original_stock=4, max_per_buyer=1, hold_seconds=60)
+    held(buyer, sale, quantity=1)
+    held(buyer, sale, quantity=2, seconds=-1)  # runs out: two units come back
+    at_limit, first, second, third = (TokenFactory().user for _ in range(4))
+    held(at_limit, sale, quantity=1, seconds=600)
+    assert FlashSale.objects.get(pk=sale.pk).current_stock == 0
+    for user in (at_limit, first, second, third):
+        WaitlistEntry.objects.create(sale=sale, user=user)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        holds.expire_holds()
+
+    places = {entry.user_id: entry for entry in WaitlistEntry.objects.select_related("purchase")}
+    assert places[at_limit.pk].state == "skipped"
+    assert (places[first.pk].state, places[second.pk].state, places[third.pk].state) == (
+        "offered",
+        "offered",
+        "waiting",
+    )
+    for user in (first, second):
+        offer = places[user.pk].purchase
+        assert (offer.user_id, offer.status, offer.quantity) == (user.pk, "held", 1)
+        assert offer.expires_at == offer.created_at + timedelta(seconds=60)
+    assert FlashSale.objects.get(pk=sale.pk).current_stock == 0
+    assert_invariant(sale.pk, cap=1)
