@@ -529,8 +529,8 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
 
 @admin.register(Purchase)
 class PurchaseAdmin(ReadOnly, StaffRunsSales, admin.ModelAdmin):
-    list_display = ("id", "created_at", "sale_link", "buyer_email", "buyer_name", "quantity")
-    list_filter = ("sale",)
+    list_display = ("id", "created_at", "sale_link", "buyer_email", "buyer_name", "quantity", "status", "expires_at")
+    list_filter = ("status", "sale")
     search_fields = ("user__email",)
     search_help_text = "Search by buyer email."
     list_select_related = ("user", "sale")
