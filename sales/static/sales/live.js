@@ -346,6 +346,8 @@
     api("POST", "/api/v1/flashsales/purchase", { saleId: sale.saleId, quantity: quantity })
       .then(function (payload) {
         say("You bought " + payload.data.quantity + ". " + payload.data.remainingStock + " left.", "success");
+        // A held purchase is shown with its countdown by holds.js.
+        document.dispatchEvent(new CustomEvent("flashsale:purchased", { detail: payload.data }));
       }, function (error) {
         if (error.code === "not_authenticated" || error.code === "authentication_failed") { forgetLogin(); }
         say(describeError(error), "error");
