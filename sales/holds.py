@@ -12,7 +12,7 @@ from datetime import datetime
 from functools import partial
 
 from django.db import connection, transaction
-from django.db.models import DateTimeField, F, Func, Sum
+from django.db.models import F, Sum
 from django.utils import timezone
 
 from accounts.models import User
@@ -42,12 +42,16 @@ def confirm(*, user: User, purchase_id: int) -> Purchase:
     and nothing changes, whether or not the sale clock has returned the units yet. A released hold is
     HoldReleased; a purchase that is not the caller's is PurchaseNotFound, as if it did not exist.
     """
-    clock = _database_clock()
-    confirmed = (
-        _visible_to(user)
-        .filter(pk=purchase_id, status=PurchaseStatus.HELD, expires_at__gt=clock)
-        .update(status=PurchaseStatus.CONFIRMED, confirmed_at=clock)
-    )
+    with transaction.atomic():
+        # The held row's lock first (the purchase's only: never the sale's hot row), then the clock:
+        # the deadline is judged at a moment after any wait for the lock, and the same moment is the
+        # confirm's time, so a confirmed purchase's confirmed_at is always before its expires_at.
+        # The sale clock's expiry skips a row locked here (SKIP LOCKED) until this commits.
+        held = _visible_to(user).select_for_update().filter(pk=purchase_id, status=PurchaseStatus.HELD)
+        confirmed = 0
+        if list(held.values_list("pk", flat=True)):
+            now = _database_now()
+            confirmed = held.filter(expires_at__gt=now).update(status=PurchaseStatus.CONFIRMED, confirmed_at=now)
     order = _purchase(user=user, purchase_id=purchase_id)
     if confirmed:
         # On the leaderboard from now on.
@@ -185,6 +189,7 @@ def _announce(returned: Returned) -> None:
         current_stock=returned.current_stock,
         stock_version=returned.stock_version,
     )
+    send_after_commit("holds_returned", sale_id=returned.sale_id)
 
 
 def _visible_to(user: User):
@@ -203,10 +208,11 @@ def _details(order: Purchase) -> dict:
     return {"purchaseId": order.pk, "status": order.status, "expiresAt": order.expires_at}
 
 
-def _database_clock() -> Func | datetime:
-    """The time as the database reads it when the statement runs, after any lock wait (see
-    sales.services._database_clock): a confirm that waited behind the clock's expiry re-checks the
-    deadline against the moment it got the row."""
+def _database_now() -> datetime:
+    """The database's clock now (PostgreSQL's clock_timestamp(), not the transaction's start); on
+    SQLite, whose transactions begin IMMEDIATE, the time read inside one is already after the lock."""
     if connection.vendor == "postgresql":
-        return Func(function="clock_timestamp", output_field=DateTimeField())
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT clock_timestamp()")
+            return cursor.fetchone()[0]
     return timezone.now()
