@@ -20,7 +20,13 @@ if TYPE_CHECKING:
     from sales.purchase import PurchaseResult
 
 Event = Literal[
-    "purchase_made", "sale_changed", "stock_changed", "sale_deleted", "purchase_confirmed", "waitlist_offered"
+    "purchase_made",
+    "sale_changed",
+    "stock_changed",
+    "sale_deleted",
+    "purchase_confirmed",
+    "waitlist_offered",
+    "holds_returned",
 ]
 EVENTS: tuple[Event, ...] = get_args(Event)
 
@@ -83,6 +89,8 @@ def purchase_made(*, result: "PurchaseResult", user_name: str, stock_version: in
         payload["purchase"] = realtime.purchase_message(
             sale_id=sale_id, user_name=user_name, quantity=result.quantity, timestamp=result.timestamp
         )
+    else:
+        payload["held"] = realtime.held_message(sale_id=sale_id)
     sold_out = result.remaining_stock == 0
     if sold_out:
         payload["status"] = realtime.status_message(sale_id=sale_id, status=SaleStatus.COMPLETED)
@@ -94,7 +102,15 @@ def purchase_made(*, result: "PurchaseResult", user_name: str, stock_version: in
 def purchase_confirmed(*, sale_id: int, user_name: str, quantity: int, timestamp: datetime) -> None:
     """A held purchase was confirmed: it joins the leaderboard (at the time it was made)."""
     message = realtime.purchase_message(sale_id=sale_id, user_name=user_name, quantity=quantity, timestamp=timestamp)
-    realtime.broadcast(realtime.sale_group(sale_id), realtime.SALE_EVENT, {"purchase": message})
+    payload = {"purchase": message, "held": realtime.held_message(sale_id=sale_id)}
+    realtime.broadcast(realtime.sale_group(sale_id), realtime.SALE_EVENT, payload)
+
+
+def holds_returned(*, sale_id: int) -> None:
+    """Held units went back to the sale (released or expired): the held part of the stock bar shrinks."""
+    realtime.broadcast(
+        realtime.sale_group(sale_id), realtime.SALE_EVENT, {"held": realtime.held_message(sale_id=sale_id)}
+    )
 
 
 def waitlist_offered(*, sale_id: int, purchase_id: int, user_name: str, expires_at: datetime | None) -> None:

@@ -2,11 +2,11 @@
 
 from datetime import datetime
 
-from django.db.models import QuerySet
+from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
 from accounts.models import User
-from sales.models import FlashSale, Purchase
+from sales.models import FlashSale, Purchase, PurchaseStatus
 
 
 def featured_sale(moment: datetime | None = None) -> FlashSale | None:
@@ -23,3 +23,9 @@ def featured_sale(moment: datetime | None = None) -> FlashSale | None:
 def purchases_of(user: User) -> QuerySet[Purchase]:
     """`user`'s purchases, whatever their status, newest first (served by the (user, created_at, id) index)."""
     return Purchase.objects.filter(user=user).order_by("-created_at", "-id")
+
+
+def held_units(sale_id: int) -> int:
+    """Units of the sale held right now: out of the stock, not yet confirmed (served by the held-expiry index)."""
+    held = Purchase.objects.filter(sale_id=sale_id, status=PurchaseStatus.HELD).aggregate(units=Sum("quantity"))
+    return held["units"] or 0

@@ -67,3 +67,24 @@ def test_a_hold_left_to_run_out_expires_and_its_units_come_back(server, browser,
         expect(page.locator("#stock")).to_have_text("5", timeout=WAIT_MS)
     assert Purchase.objects.get(sale=sale).status == "expired"
     assert FlashSale.objects.get(pk=sale.pk).current_stock == 5
+
+
+def test_held_units_are_a_part_of_the_stock_bar_of_their_own(server, browser, request):
+    sale = SaleFactory(name="Held bar", original_stock=4, hold_seconds=600)
+    buyer = UserFactory()
+
+    with page_in(browser, request) as page:
+        page.goto(f"{server}/sales/{sale.pk}/")
+        held_part = page.locator("#bar-held")
+        expect(held_part).to_have_attribute("data-held", "0", timeout=WAIT_MS)
+        sign_in(page, buyer.email)
+        page.click("#buy-button")
+
+        # A socket push: the held part grows by the unit, the remaining part shrinks.
+        expect(held_part).to_have_attribute("data-held", "1", timeout=WAIT_MS)
+        expect(page.locator("#stock")).to_have_text("3", timeout=WAIT_MS)
+        assert held_part.evaluate("node => node.style.width") == "25%"  # 1 of 4 units
+        page.click("#hold-confirm")
+
+        expect(held_part).to_have_attribute("data-held", "0", timeout=WAIT_MS)
+    assert Purchase.objects.get(sale=sale).status == "confirmed"

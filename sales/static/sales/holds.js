@@ -1,6 +1,7 @@
-// flashsale live page, holds: the signed-in buyer's hold of this sale, its countdown and its Confirm
-// and Release buttons. Separate from live.js, which tells it of a purchase with a
-// "flashsale:purchased" event; the hold itself is read from GET /api/v1/purchases.
+// flashsale live page, holds: the units held in the sale as a part of the stock bar of its own, and
+// the signed-in buyer's hold of this sale, its countdown and its Confirm and Release buttons.
+// Separate from live.js, which tells it of a purchase ("flashsale:purchased") and of every socket
+// message ("flashsale:message"); the buyer's hold itself is read from GET /api/v1/purchases.
 "use strict";
 
 (function () {
@@ -15,6 +16,32 @@
     message: document.getElementById("hold-message")
   };
   var hold = null;  // {purchaseId, quantity, expiresAt (ms)}
+  var barHeld = document.getElementById("bar-held");
+  // The sale's stock as last told: the held part sits after the remaining part of the bar.
+  var stock = { original: 0, current: 0, held: 0, version: 0 };
+
+  function renderHeld() {
+    if (!barHeld) { return; }
+    var share = stock.original > 0 ? stock.held / stock.original : 0;
+    barHeld.style.width = (Math.max(0, Math.min(1, share)) * 100).toFixed(1) + "%";
+    barHeld.dataset.held = String(stock.held);
+    barHeld.title = stock.held + " held, waiting for the buyers to confirm";
+  }
+
+  function onMessage(message) {
+    if (!message || (message.saleId !== undefined && message.saleId !== Number(app.dataset.saleId))) { return; }
+    if (message.type === "snapshot") {
+      stock = { original: message.originalStock, current: message.currentStock, held: message.heldStock || 0,
+                version: message.stockVersion };
+      renderHeld();
+    } else if (message.type === "held") {
+      stock.held = message.heldStock;
+      renderHeld();
+    } else if (message.type === "offer") {
+      // The clock gave a waiting buyer a hold: if it is this buyer's, show it.
+      load();
+    }
+  }
 
   function call(method, path) {
     var token = localStorage.getItem(TOKEN_KEY);
@@ -81,6 +108,9 @@
 
   el.confirm.addEventListener("click", function () { act("confirm", "Confirmed: the units are yours."); });
   el.release.addEventListener("click", function () { act("release", "Released: the units went back to the sale."); });
+  document.addEventListener("flashsale:message", function (event) { onMessage(event.detail); });
+  var rendered = document.getElementById("sale-snapshot");
+  if (rendered) { onMessage(JSON.parse(rendered.textContent)); }
   document.addEventListener("flashsale:purchased", function (event) {
     if (event.detail && event.detail.status === "held") { show(event.detail); }
   });

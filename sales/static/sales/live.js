@@ -258,6 +258,8 @@
   }
 
   function onMessage(message) {
+    // Other scripts of the page (holds.js) hear every message too.
+    document.dispatchEvent(new CustomEvent("flashsale:message", { detail: message }));
     if (message.type === "snapshot") { onSnapshot(message); }
     else if (message.type === "stock") { onStock(message); }
     else if (message.type === "status") { onStatus(message); }
