@@ -193,3 +193,18 @@ def test_parallel_purchases_by_one_buyer_never_pass_the_sales_own_limit(settings
     assert (statuses[201], statuses[409]) == (3, 37), statuses
     sale_now, sold = assert_invariant(sale.pk, cap=3)
     assert (sold, sale_now.current_stock) == (3, 97)
+
+
+def test_the_rule_itself_holds_every_purchase_to_max_purchase_quantity(buyer, settings):
+    # Callers other than the API (scripts, a second way to buy) skip the body's parser.
+    from sales import purchase
+    from sales.exceptions import OverPurchaseLimit
+
+    settings.MAX_PURCHASE_QUANTITY = 3
+    sale = SaleFactory(original_stock=50, max_per_purchase=10)  # stored before the setting was lowered
+
+    with pytest.raises(OverPurchaseLimit):
+        purchase.purchase(user=buyer, sale_id=sale.pk, quantity=4)
+
+    assert stored(sale) == (50, 1, 0)
+    assert purchase.purchase(user=buyer, sale_id=sale.pk, quantity=3).remaining_stock == 47

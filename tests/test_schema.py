@@ -318,3 +318,15 @@ def test_confirm_and_release_document_their_purchase_and_every_refusal(schema):
         assert "Idempotency-Key" in {parameter["name"] for parameter in operation["parameters"]}
     assert error_codes(confirm, 409) >= {"hold_expired", "hold_released"}
     assert error_codes(release, 409) >= {"hold_expired", "hold_confirmed"}
+
+
+def test_the_schema_documents_pause_resume_the_sale_limits_and_sale_paused(schema):
+    purchase = schema["paths"]["/api/v1/flashsales/purchase"]["post"]
+    assert "sale_paused" in error_codes(purchase, 409)
+    for action in ("pause", "resume"):
+        operation = schema["paths"][f"/api/v1/flashsales/{{id}}/{action}"]["post"]
+        assert "requestBody" not in operation
+        assert error_codes(operation, 403) == {"permission_denied"}
+    sale = resolve(schema, resolve(schema, success_body(schema, operation, 200)["properties"]["data"]))
+    assert {"version", "stockVersion", "paused", "maxPerBuyer", "maxPerPurchase"} <= set(sale["properties"])
+    assert sale["properties"]["maxPerPurchase"]["maximum"] == 5  # MAX_PURCHASE_QUANTITY, the ceiling
