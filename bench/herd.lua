@@ -5,6 +5,11 @@
 -- mode "get": plain GET of the URL's path (the trivial endpoint).
 -- mode "purchase": POST /api/v1/flashsales/purchase {"saleId": sale_id, "quantity": 1}, each
 -- request with the next token of tokens_file (one per line), so the herd spreads over many users.
+-- mode "hold" (args: tokens_file sale_id staff_token): the same purchases of a sale with holds; each
+-- 201 queues the confirm of that purchase (POST /api/v1/purchases/<id>/confirm) as this thread's next
+-- request, with the staff token, as a shop's payment back end confirms after the payment. (A thread's
+-- answers arrive in the order of its connections, not of its requests, so a buyer's own token could
+-- not be paired with its purchase here.)
 -- Every response is counted by status and error code; done() prints one JSON line for herd.py.
 
 local threads = {}
@@ -18,11 +23,16 @@ end
 
 local requests = {}
 local next_request = 1
+local confirms = {}
+local hold_mode = false
+local staff_token = nil
 counts = {}
 
 function init(args)
   local mode = args[1] or "get"
-  if mode == "purchase" then
+  hold_mode = mode == "hold"
+  staff_token = args[4]
+  if mode == "purchase" or mode == "hold" then
     local tokens_file, sale_id = args[2], args[3]
     local body = '{"saleId": ' .. sale_id .. ', "quantity": 1}'
     for token in io.lines(tokens_file) do
@@ -39,6 +49,9 @@ function init(args)
 end
 
 function request()
+  if #confirms > 0 then
+    return table.remove(confirms, 1)
+  end
   local r = requests[next_request]
   next_request = next_request + 1
   if next_request > #requests then next_request = 1 end
@@ -46,6 +59,19 @@ function request()
 end
 
 function response(status, headers, body)
+  if hold_mode and body then
+    local purchase_id = string.match(body, '"purchaseId"%s*:%s*(%d+)')
+    local kind = string.match(body, '"status"%s*:%s*"(%a+)"')
+    if status == 201 and purchase_id then
+      confirms[#confirms + 1] = wrk.format("POST", "/api/v1/purchases/" .. purchase_id .. "/confirm", {
+        ["Authorization"] = "Token " .. staff_token,
+        ["Content-Type"] = "application/json",
+      }, "")
+      counts["purchase:" .. (kind or "?")] = (counts["purchase:" .. (kind or "?")] or 0) + 1
+    elseif status == 200 and kind == "confirmed" then
+      counts["confirmed"] = (counts["confirmed"] or 0) + 1
+    end
+  end
   local key = tostring(status)
   if status == 409 and body then
     local code = string.match(body, '"code"%s*:%s*"([%w_]+)"')

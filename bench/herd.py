@@ -344,11 +344,16 @@ def seed(args, tokens_file: Path) -> dict:
     )
     tokens = Token.objects.bulk_create(Token(user=user, key=Token.generate_key()) for user in users)
     tokens_file.write_text("\n".join(token.key for token in tokens) + "\n")
+    # The shop's payment back end confirms the hold phase's purchases with a staff token.
+    staff = User.objects.create(email="payments@bench.example", name="Payments", password=password, is_staff=True)
+    staff_token = Token.objects.create(user=staff, key=Token.generate_key()).key
     now = datetime.now(UTC)
     live = {"start_time": now - timedelta(minutes=1), "end_time": now + timedelta(hours=1)}
 
-    def sale(name, stock, **window):
-        return FlashSale.objects.create(name=name, original_stock=stock, current_stock=stock, **(window or live))
+    def sale(name, stock, hold_seconds=0, **window):
+        return FlashSale.objects.create(
+            name=name, original_stock=stock, current_stock=stock, hold_seconds=hold_seconds, **(window or live)
+        )
 
     from django.conf import settings
 
@@ -358,6 +363,9 @@ def seed(args, tokens_file: Path) -> dict:
         "cap": cap,
         "user_ids": (users[0].pk, users[-1].pk),
         "herd": sale("herd", herd_stock).pk,
+        # Holds longer than the run, so every unconfirmed one is still held when the invariant is checked.
+        "hold": sale("hold", herd_stock, hold_seconds=3600).pk,
+        "staff_token": staff_token,
         "floor_herd": sale("floor herd", herd_stock).pk,
         "sellout": sale("sell-out", args.sellout_stock).pk,
         "pending": sale("pending", 1000, start_time=now + timedelta(hours=1), end_time=now + timedelta(hours=2)).pk,
@@ -494,7 +502,7 @@ def measure_phase(args, phases: dict, name: str, base_url: str, pids: list[int],
     window_end = datetime.now(UTC)
     result["server_cpu_s"] = cpu_seconds(pids) - cpu_before
     result["drain_s"] = drain(base_url)
-    if script_args[0] == "purchase":
+    if script_args[0] in {"purchase", "hold"}:
         # Commits inside the load window, from the database: wrk only counts answers it
         # received before it stopped, not purchases still queued in the server.
         from sales.models import Purchase
@@ -504,6 +512,12 @@ def measure_phase(args, phases: dict, name: str, base_url: str, pids: list[int],
         ).count()
         result["committed_in_window"] = committed
         result["committed_per_s"] = committed / (window_end - window_start).total_seconds()
+        if script_args[0] == "hold":
+            confirmed = Purchase.objects.filter(
+                sale_id=int(script_args[2]), confirmed_at__gte=window_start, confirmed_at__lt=window_end
+            ).count()
+            result["confirmed_in_window"] = confirmed
+            result["confirmed_per_s"] = confirmed / (window_end - window_start).total_seconds()
     phases[name] = result
     print(f"  {name}: {result['rps']:.0f} req/s, p99 {result['p99_ms']:.1f} ms, {result['counts']}", flush=True)
     return result
@@ -574,6 +588,8 @@ def main() -> int:
 
         measure("trivial", base_url + "/api/v1/health", "get")
         measure("herd", purchase_url, "purchase", str(tokens_file), str(seeded["herd"]))
+        # Holds: every buyer purchases, then the payment back end confirms (POST .../confirm).
+        measure("hold", purchase_url, "hold", str(tokens_file), str(seeded["hold"]), seeded["staff_token"])
         # The real herd: a 1000-unit sale bought by every connection at once, for a bounded time.
         sellout_herd = wrk(
             args, purchase_url, "purchase", str(tokens_file), str(seeded["sellout"]), duration=args.duration
@@ -604,7 +620,7 @@ def main() -> int:
         cursor.execute("SELECT 8000000000::bigint - SUM(stock) FROM bench_stock_bucket")
         bucket_units_taken = cursor.fetchone()[0]
 
-    checks = {name: sale_report(seeded[name], cap) for name in ("herd", "sellout", "pending", "floor_herd")}
+    checks = {name: sale_report(seeded[name], cap) for name in ("herd", "hold", "sellout", "pending", "floor_herd")}
     checks["pgbench"] = sale_report(seeded["pgbench"], None)
     bucket_rows = sale_report(seeded["pgbench_buckets"], None)
     checks["pgbench_buckets"] = {
@@ -695,6 +711,13 @@ def main() -> int:
             if not sh["left_after_herd"]
             else f"{sold_in_herd} sold in {args.duration}s, {sh['left_after_herd']} left (then bought directly)"
         )
+    )
+    hold = phases["hold"]
+    print(
+        f"{'hold: purchase, then confirm':32} {hold['rps']:8.0f} {hold['committed_per_s']:8.0f} "
+        f"{hold['p50_ms']:8.1f} {hold['p99_ms']:8.1f} {ratio(hold['rps'], trivial['rps']):10.2f} "
+        f"{ratio(hold['p99_ms'], trivial['p99_ms']):7.2f}  confirms/s {hold['confirmed_per_s']:.0f} "
+        f"beside commits/s {hold['committed_per_s']:.0f} (plain herd {herd['committed_per_s']:.0f})"
     )
     print(
         f"{'pgbench one hot row':32} {pg_one['tps']:8.0f} tx/s   herd ok/s vs it: "

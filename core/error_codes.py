@@ -47,6 +47,11 @@ class ErrorCode(StrEnum):
     USER_LIMIT_REACHED = "user_limit_reached", 409, "You have reached the maximum number of units for this sale."
     VERSION_CONFLICT = "version_conflict", 409, "This sale changed since you read it. Reload it and try again."
     SALE_PAUSED = "sale_paused", 409, "This flash sale is paused. Try again when it resumes."
+    # holds
+    PURCHASE_NOT_FOUND = "purchase_not_found", 404, "You have no purchase with this id."
+    HOLD_EXPIRED = "hold_expired", 409, "This hold expired: its units went back to the sale."
+    HOLD_RELEASED = "hold_released", 409, "This hold was released: its units went back to the sale."
+    HOLD_CONFIRMED = "hold_confirmed", 409, "This purchase is confirmed: it can no longer be released."
 
     # idempotency
     IDEMPOTENCY_KEY_IN_USE = (

@@ -47,8 +47,10 @@ def idempotent(*, scope: str):
                 return handler(view, request, *args, **kwargs)
             key = services.validate_key(raw_key)
             services.check_key_quota(user=request.user, key=key)
+            # A request that names its target in the path (a purchase's /confirm) is that path and body.
+            payload = {"body": request.data, "path": kwargs} if kwargs else request.data
             outcome = services.claim(
-                user=request.user, key=key, request_fingerprint=services.fingerprint(scope, request.data)
+                user=request.user, key=key, request_fingerprint=services.fingerprint(scope, payload)
             )
             if isinstance(outcome, services.Replay):
                 return Response(json.loads(outcome.body), status=outcome.status_code, headers={REPLAYED_HEADER: "true"})

@@ -182,7 +182,8 @@ class SaleConsumer(_LiveSaleConsumer):
             await self._close_with(CLOSE_NOT_FOUND)
             return
         await self.accept()
-        await hub().go_live(self.watcher, realtime.snapshot_message(sale))
+        # Read in a thread: a sale with holds counts its held units in the database.
+        await hub().go_live(self.watcher, await database_sync_to_async(realtime.snapshot_message)(sale))
 
 
 class ActiveSaleConsumer(_LiveSaleConsumer):
@@ -194,7 +195,7 @@ class ActiveSaleConsumer(_LiveSaleConsumer):
         sale = await _read_featured()
         await hub().watch(self.watcher, sale.pk if sale else None)
         await self.accept()
-        await hub().go_live(self.watcher, realtime.snapshot_message(sale))
+        await hub().go_live(self.watcher, await database_sync_to_async(realtime.snapshot_message)(sale))
 
 
 class MalformedPathConsumer(AsyncWebsocketConsumer):

@@ -27,9 +27,17 @@ from sales.models import SaleStatus
 
 
 def purchase_made(
-    *, sale_id: int, remaining_stock: int, quantity: int, timestamp: datetime, user_name: str, stock_version: int
+    *,
+    sale_id: int,
+    remaining_stock: int,
+    quantity: int,
+    timestamp: datetime,
+    user_name: str,
+    stock_version: int,
+    held: bool = False,
 ) -> None:
-    """A purchase of `quantity` was committed, leaving the sale's stock at `remaining_stock` as of `stock_version`."""
+    """A purchase of `quantity` was committed, leaving the sale's stock at `remaining_stock` as of
+    `stock_version`; `held` when it is a hold, on the leaderboard only once confirmed."""
     transaction.on_commit(
         lambda: push_purchase_made(
             sale_id=sale_id,
@@ -38,6 +46,7 @@ def purchase_made(
             timestamp=timestamp,
             user_name=user_name,
             stock_version=stock_version,
+            held=held,
         ),
         robust=True,
     )
@@ -61,6 +70,29 @@ def sale_deleted(*, sale_id: int) -> None:
     transaction.on_commit(lambda: push_sale_deleted(sale_id=sale_id), robust=True)
 
 
+def purchase_confirmed(*, sale_id: int, user_name: str, quantity: int, timestamp: datetime) -> None:
+    """A held purchase was confirmed: it joins the leaderboard (at the time it was made)."""
+    transaction.on_commit(
+        lambda: push_purchase_confirmed(sale_id=sale_id, user_name=user_name, quantity=quantity, timestamp=timestamp),
+        robust=True,
+    )
+
+
+def holds_returned(*, sale_id: int) -> None:
+    """Held units went back to the sale (released or expired)."""
+    transaction.on_commit(lambda: push_holds_returned(sale_id=sale_id), robust=True)
+
+
+def waitlist_offered(*, sale_id: int, purchase_id: int, user_name: str, expires_at: datetime | None) -> None:
+    """The sale clock gave the next waiting buyer a hold in their name."""
+    transaction.on_commit(
+        lambda: push_waitlist_offered(
+            sale_id=sale_id, purchase_id=purchase_id, user_name=user_name, expires_at=expires_at
+        ),
+        robust=True,
+    )
+
+
 def sale_window_passed(*, sale_id: int, status: str) -> None:
     """The clock reached a sale's start or end, leaving it in `status` (`manage.py runsaleclock`)."""
     transaction.on_commit(lambda: push_sale_window_passed(sale_id=sale_id, status=status), robust=True)
@@ -70,14 +102,25 @@ def sale_window_passed(*, sale_id: int, status: str) -> None:
 
 
 def push_purchase_made(
-    *, sale_id: int, remaining_stock: int, quantity: int, timestamp: datetime, user_name: str, stock_version: int
+    *,
+    sale_id: int,
+    remaining_stock: int,
+    quantity: int,
+    timestamp: datetime,
+    user_name: str,
+    stock_version: int,
+    held: bool = False,
 ) -> None:
     payload = {
         "stock": realtime.stock_message(sale_id=sale_id, current_stock=remaining_stock, stock_version=stock_version),
-        "purchase": realtime.purchase_message(
-            sale_id=sale_id, user_name=user_name, quantity=quantity, timestamp=timestamp
-        ),
     }
+    # A held purchase takes stock but is on the leaderboard only once it is confirmed.
+    if held:
+        payload["held"] = realtime.held_message(sale_id=sale_id)
+    else:
+        payload["purchase"] = realtime.purchase_message(
+            sale_id=sale_id, user_name=user_name, quantity=quantity, timestamp=timestamp
+        )
     sold_out = remaining_stock == 0
     if sold_out:
         payload["status"] = realtime.status_message(sale_id=sale_id, status=SaleStatus.COMPLETED)
@@ -116,6 +159,31 @@ def push_sale_deleted(*, sale_id: int) -> None:
     """Home pages move to another sale. A page open on that sale alone hears nothing now; its next
     reconnect is refused with 4404."""
     realtime.announce_featured()
+
+
+def push_purchase_confirmed(*, sale_id: int, user_name: str, quantity: int, timestamp: datetime) -> None:
+    message = realtime.purchase_message(sale_id=sale_id, user_name=user_name, quantity=quantity, timestamp=timestamp)
+    payload = {"purchase": message, "held": realtime.held_message(sale_id=sale_id)}
+    realtime.broadcast(realtime.sale_group(sale_id), realtime.SALE_EVENT, payload)
+
+
+def push_holds_returned(*, sale_id: int) -> None:
+    """The held part of the stock bar shrinks."""
+    realtime.broadcast(
+        realtime.sale_group(sale_id), realtime.SALE_EVENT, {"held": realtime.held_message(sale_id=sale_id)}
+    )
+
+
+def push_waitlist_offered(*, sale_id: int, purchase_id: int, user_name: str, expires_at: datetime | None) -> None:
+    """The buyer's page offers to confirm it."""
+    offer = {
+        "type": "offer",
+        "saleId": sale_id,
+        "purchaseId": purchase_id,
+        "userName": user_name,
+        "expiresAt": realtime.iso(expires_at) if expires_at else None,
+    }
+    realtime.broadcast(realtime.sale_group(sale_id), realtime.SALE_EVENT, {"offer": offer})
 
 
 def push_sale_window_passed(*, sale_id: int, status: str) -> None:

@@ -355,6 +355,10 @@ class Hub:
             feed.pending_purchases.append(message["purchase"])
         if "stock" in message or "purchase" in message:
             await self._schedule_flush(feed)
+        for kind in ("held", "offer"):
+            # Holds: the units held in the sale, and a waitlist offer; passed on as they come.
+            if kind in message:
+                await self._to_all(feed, [(kind, None, _text(message[kind]))])
         if "status" in message:
             # A status must never overtake the stock it results from (sold out after the last 0).
             async with feed.lock:

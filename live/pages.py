@@ -44,7 +44,7 @@ def live_sale(request, sale_id: int | None = None):
     else:
         sale = selectors.featured_sale(now)
     status = sale.status_at(now) if sale else None
-    purchases = selectors.recent_purchases(sale=sale, limit=RECENT_PURCHASES) if sale else []
+    purchases = selectors.recent_purchases(sale=sale, limit=RECENT_PURCHASES, confirmed_only=True) if sale else []
     others = [other for other in selectors.coming_sales(now, limit=OTHER_SALES + 1) if other != sale][:OTHER_SALES]
     return render(
         request,

@@ -70,7 +70,14 @@ def snapshot_message(sale: FlashSale | None, moment: datetime | None = None) -> 
         "paused": sale.paused,
         "maxPerBuyer": sale.buyer_limit,
         "maxPerPurchase": sale.purchase_limit,
+        # Sales without holds never hold a unit: no query for them.
+        "heldStock": selectors.held_units(sale.pk) if sale.hold_seconds else 0,
     }
+
+
+def held_message(*, sale_id: int) -> dict:
+    """The units held in the sale now: a part of the stock bar of its own on the live page."""
+    return {"type": "held", "saleId": sale_id, "heldStock": selectors.held_units(sale_id)}
 
 
 def stock_message(*, sale_id: int, current_stock: int, stock_version: int) -> dict:

@@ -211,12 +211,12 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
                 "description": "Leave start or end empty above and say when it starts and how long it runs.",
             },
         ),
-        ("Limits", {"fields": ("max_per_buyer", "max_per_purchase")}),
+        ("Limits", {"fields": ("max_per_buyer", "max_per_purchase", "hold_seconds")}),
     )
     change_fieldsets = (
         (None, {"fields": ("name", "start_time", "end_time", "expected_version", "start_now")}),
         ("Stock", {"fields": ("original_stock", "stock_summary", "purchases_link")}),
-        ("Limits", {"fields": ("max_per_buyer", "max_per_purchase")}),
+        ("Limits", {"fields": ("max_per_buyer", "max_per_purchase", "hold_seconds")}),
         ("State", {"fields": ("status_badge", "paused", "version", "created_at")}),
     )
 
@@ -717,8 +717,8 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
 
 @admin.register(Purchase)
 class PurchaseAdmin(ReadOnly, StaffRunsSales, admin.ModelAdmin):
-    list_display = ("id", "bought_at", "sale_link", "buyer_email", "buyer_name", "quantity")
-    list_filter = ("sale",)
+    list_display = ("id", "bought_at", "sale_link", "buyer_email", "buyer_name", "quantity", "status", "expires_at")
+    list_filter = ("status", "sale")
     search_fields = ("user__email",)
     search_help_text = "Search by buyer email."
     list_select_related = ("user", "sale")

@@ -17,6 +17,10 @@ COLUMNS = (
     ("user_name", "user__name"),
     ("quantity", "quantity"),
     ("created_at", "created_at"),
+    ("status", "status"),
+    ("expires_at", "expires_at"),
+    ("confirmed_at", "confirmed_at"),
+    ("released_at", "released_at"),
 )
 CHUNK_SIZE = 2000
 

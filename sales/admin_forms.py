@@ -19,7 +19,7 @@ from django.utils.functional import cached_property
 
 from sales import services
 from sales.exceptions import InvalidSaleChange, VersionConflict
-from sales.models import FlashSale
+from sales.models import MAX_HOLD_SECONDS, FlashSale
 
 STALE_EDIT_MESSAGE = (
     "This sale changed while you were editing, reload the page and make your change again. Nothing was saved."
@@ -34,6 +34,7 @@ _FORM_FIELD_FOR = {
     "startNow": "start_time",
     "maxPerBuyer": "max_per_buyer",
     "maxPerPurchase": "max_per_purchase",
+    "holdSeconds": "hold_seconds",
 }
 # Long enough for any sale staff plan, short enough that start + duration stays a valid date.
 MAX_SHORTCUT_MINUTES = 366 * 24 * 60
@@ -69,13 +70,26 @@ class FlashSaleAddForm(forms.ModelForm):
     max_per_purchase = forms.IntegerField(
         label="Most units per purchase", required=False, min_value=1, error_messages={"min_value": "At least 1."}
     )
+    hold_seconds = forms.IntegerField(
+        label="Hold (seconds)", initial=0, required=False, min_value=0, max_value=MAX_HOLD_SECONDS
+    )
 
     class Meta:
         model = FlashSale
-        fields = ("name", "start_time", "end_time", "original_stock", "max_per_buyer", "max_per_purchase")
+        fields = (
+            "name",
+            "start_time",
+            "end_time",
+            "original_stock",
+            "max_per_buyer",
+            "max_per_purchase",
+            "hold_seconds",
+        )
         help_texts = {
             "start_time": "UTC.",
             "end_time": "UTC. Must be after the start.",
+            "hold_seconds": "0: a purchase is final at once. Above 0: purchases are held this long, to be "
+            "confirmed (paid) or released; unconfirmed holds come back to the stock.",
         }
 
     def __init__(self, *args, **kwargs):
@@ -105,6 +119,10 @@ class FlashSaleAddForm(forms.ModelForm):
             cleaned["end_time"] = cleaned["start_time"] + timedelta(minutes=runs_for)
         elif cleaned.get("end_time") is None and "end_time" not in self.errors and runs_for is None:
             self.add_error("end_time", "Give an end, or how many minutes the sale runs below.")
+
+    def clean_hold_seconds(self):
+        # Left empty (or absent from an older form): no hold, as before holds existed.
+        return self.cleaned_data.get("hold_seconds") or 0
 
     def clean(self):
         super().clean()

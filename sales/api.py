@@ -11,11 +11,15 @@ from core.responses import success
 from core.schema import BODY, STAFF, TOKEN, errors, ok, page_of
 from idempotency.decorators import idempotent
 from idempotency.exceptions import IdempotencyKeyInUse, IdempotencyKeyLimitReached, IdempotencyKeyReused
-from sales import history, purchase, selectors, services
+from sales import history, holds, purchase, selectors, services, waitlist
 from sales.exceptions import (
+    HoldConfirmed,
+    HoldExpired,
+    HoldReleased,
     InsufficientStock,
     InvalidSaleChange,
     NoActiveSale,
+    PurchaseNotFound,
     SaleNotActive,
     SaleNotFound,
     SalePaused,
@@ -30,6 +34,8 @@ from sales.serializers import (
     FlashSaleUpdateSerializer,
     PurchaseRequestSerializer,
     PurchaseResultSerializer,
+    PurchaseSerializer,
+    WaitlistPlaceSerializer,
 )
 
 
@@ -103,6 +109,94 @@ class PurchaseView(APIView):
         )
 
 
+_IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="1 to 255 printable ASCII characters, unique per attempt (e.g. a UUID).",
+    pattern=r"^[!-~]([ -~]{0,253}[!-~])?$",
+)
+_PURCHASE_ID = OpenApiParameter("purchase_id", int, OpenApiParameter.PATH, description="The purchase's purchaseId.")
+_HOLD_ERRORS = (
+    TOKEN,
+    ErrorCode.NOT_FOUND,
+    PurchaseNotFound,
+    IdempotencyKeyInUse,
+    IdempotencyKeyReused,
+    IdempotencyKeyLimitReached,
+)
+
+
+class PurchaseListView(APIView):
+    @extend_schema(
+        tags=["purchases"],
+        summary="The caller's purchases with their status, newest first",
+        parameters=[PageQuerySerializer],
+        responses={
+            **ok(200, "PurchaseListResponse", page_of("PurchasePage", "purchases", PurchaseSerializer), paginated=True),
+            **errors(TOKEN, ErrorCode.VALIDATION_ERROR),
+        },
+    )
+    def get(self, request):
+        query = PageQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        page, limit = query.validated_data["page"], query.validated_data["limit"]
+        count, purchases = paginate(selectors.purchases_of(request.user), page=page, limit=limit)
+        return success(
+            {"purchases": PurchaseSerializer(purchases, many=True).data},
+            "Your purchases",
+            count=count,
+            page=page,
+            limit=limit,
+        )
+
+
+class PurchaseConfirmView(APIView):
+    @extend_schema(
+        tags=["purchases"],
+        summary="Confirm a held purchase (its buyer, or staff for a shop's payment back end)",
+        description=(
+            "Makes a held purchase final while its hold has not expired; a confirmed purchase answers the "
+            "same again. After `expiresAt`: 409 `hold_expired` and nothing changes. `Idempotency-Key` works "
+            "as for a purchase."
+        ),
+        request=None,
+        parameters=[_PURCHASE_ID, _IDEMPOTENCY_KEY],
+        responses={
+            **ok(200, "PurchaseConfirmResponse", PurchaseSerializer),
+            **errors(*_HOLD_ERRORS, HoldExpired, HoldReleased, ErrorCode.RATE_LIMITED),
+        },
+    )
+    @rate_limit(group="purchase", key="user", rate_setting="RATELIMIT_PURCHASE")
+    @idempotent(scope="confirm")
+    def post(self, request, purchase_id):
+        order = holds.confirm(user=request.user, purchase_id=int(purchase_id))
+        return success(PurchaseSerializer(order).data, "Purchase confirmed", created_id=order.pk)
+
+
+class PurchaseReleaseView(APIView):
+    @extend_schema(
+        tags=["purchases"],
+        summary="Release a held purchase: its units go back to the sale at once (its buyer, or staff)",
+        description=(
+            "A released purchase answers the same again and returns nothing twice. A confirmed purchase is "
+            "final (409 `hold_confirmed`); an expired hold's units are already back (409 `hold_expired`)."
+        ),
+        request=None,
+        parameters=[_PURCHASE_ID, _IDEMPOTENCY_KEY],
+        responses={
+            **ok(200, "PurchaseReleaseResponse", PurchaseSerializer),
+            **errors(*_HOLD_ERRORS, HoldExpired, HoldConfirmed, ErrorCode.RATE_LIMITED),
+        },
+    )
+    @rate_limit(group="purchase", key="user", rate_setting="RATELIMIT_PURCHASE")
+    @idempotent(scope="release")
+    def post(self, request, purchase_id):
+        order = holds.release(user=request.user, purchase_id=int(purchase_id))
+        return success(PurchaseSerializer(order).data, "Purchase released", created_id=order.pk)
+
+
 _SALE_ERRORS = (SaleNotFound, InvalidSaleChange)
 _EDIT_DESCRIPTION = (
     "Send the `version` the edit was made from. A field the edit cannot change (`currentStock`, `status`, "
@@ -167,6 +261,20 @@ _EDIT_DESCRIPTION = (
         request=None,
         responses={**ok(200, "FlashSaleResponse", FlashSaleSerializer), **errors(STAFF, SaleNotFound, SaleNotActive)},
     ),
+    waitlist=extend_schema(
+        summary="Take a place in the sale's waitlist (201; 200 with the place already held)",
+        description=(
+            "Units that come back to a sale with holds (expired or released holds, restocks) are offered by "
+            "the sale clock in waitlist order: the next waiting buyer gets a hold of one unit in their name "
+            "(within maxPerBuyer), told over the sale's WebSocket as an `offer`, to confirm within holdSeconds."
+        ),
+        request=None,
+        responses={
+            **ok(201, "WaitlistPlaceResponse", WaitlistPlaceSerializer),
+            **ok(200, "WaitlistPlaceResponse", WaitlistPlaceSerializer),
+            **errors(TOKEN, SaleNotFound, SaleNotActive),
+        },
+    ),
     resume=extend_schema(
         summary="Resume a paused sale (staff)",
         request=None,
@@ -188,7 +296,7 @@ class FlashSaleViewSet(
     lookup_value_regex = r"[0-9]+"
 
     def get_permissions(self):
-        if self.action in {"list", "retrieve"}:
+        if self.action in {"list", "retrieve", "waitlist"}:
             return [IsAuthenticated()]
         return [IsAdminUser()]
 
@@ -259,6 +367,13 @@ class FlashSaleViewSet(
     def pause(self, request, pk=None):
         sale = services.pause_sale(sale_id=int(pk))
         return success(FlashSaleSerializer(sale).data, "Flash sale paused")
+
+    @action(detail=True, methods=["post"], url_path="waitlist")
+    def waitlist(self, request, pk=None):
+        place = waitlist.join(user=request.user, sale_id=int(pk))
+        if place.created:
+            return success(WaitlistPlaceSerializer(place).data, "You joined the waitlist", status=201)
+        return success(WaitlistPlaceSerializer(place).data, "You are on the waitlist")
 
     @action(detail=True, methods=["post"], url_path="resume")
     def resume(self, request, pk=None):

@@ -12,7 +12,7 @@ from django.db.models import Count, F, IntegerField, OuterRef, Q, Subquery, Sum,
 from django.db.models.functions import Coalesce
 
 from idempotency import selectors as idempotency_selectors
-from sales.models import FlashSale, Purchase
+from sales.models import TAKING_STATUSES, FlashSale, Purchase, PurchaseStatus
 
 
 @dataclass
@@ -38,13 +38,15 @@ def run_audit(*, max_units_per_user: int | None = None) -> AuditReport:
     report.violations += per_user_cap_violations(cap)
     report.violations += window_violations()
     report.violations += idempotency_violations()
+    report.violations += hold_violations()
     return report
 
 
 def stock_violations() -> list[str]:
-    """original − current == Σ quantities for every sale; 0 <= current <= original."""
+    """original − current == Σ quantities of held and confirmed purchases for every sale;
+    0 <= current <= original."""
     sold = (
-        Purchase.objects.filter(sale_id=OuterRef("pk"))
+        Purchase.objects.filter(sale_id=OuterRef("pk"), status__in=TAKING_STATUSES)
         .values("sale_id")
         .annotate(units=Sum("quantity"))
         .values("units")
@@ -84,7 +86,8 @@ def per_user_cap_violations(cap: int) -> list[str]:
     """No buyer holds more of a sale than its own limit (maxPerBuyer), or `cap` for a sale without one.
     A limit lowered after buyers bought reports those buyers too: they hold more than it allows now."""
     over = (
-        Purchase.objects.values("sale_id", "user_id")
+        Purchase.objects.filter(status__in=TAKING_STATUSES)
+        .values("sale_id", "user_id")
         .annotate(
             units=Sum("quantity"),
             purchases=Count("pk"),
@@ -98,6 +101,27 @@ def per_user_cap_violations(cap: int) -> list[str]:
         f"purchases, above the cap of {row['limit']}"
         for row in over
     ]
+
+
+def hold_violations() -> list[str]:
+    """No purchase was confirmed after its hold expired (its units may have gone back meanwhile), and
+    every purchase that is or was a hold has its expiresAt."""
+    late = (
+        Purchase.objects.filter(status=PurchaseStatus.CONFIRMED, confirmed_at__gt=F("expires_at"))
+        .values_list("pk", "sale_id", "confirmed_at", "expires_at")
+        .order_by("sale_id", "pk")
+    )
+    # Both times are set on these rows: the filter compares them.
+    found = [
+        f"purchase {pk} of sale {sale_id} was confirmed at {confirmed_at:%Y-%m-%dT%H:%M:%S.%f%z}, after its hold "
+        f"expired at {expires_at:%Y-%m-%dT%H:%M:%S.%f%z}"
+        for pk, sale_id, confirmed_at, expires_at in late
+    ]
+    unbounded = Purchase.objects.filter(
+        status__in=[PurchaseStatus.HELD, PurchaseStatus.RELEASED, PurchaseStatus.EXPIRED], expires_at__isnull=True
+    ).values_list("pk", "sale_id", "status")
+    found += [f"purchase {pk} of sale {sale_id} is {status} but has no expiresAt" for pk, sale_id, status in unbounded]
+    return found
 
 
 def idempotency_violations() -> list[str]:

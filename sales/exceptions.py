@@ -34,6 +34,22 @@ class UserLimitReached(SalesError):
     code = ErrorCode.USER_LIMIT_REACHED
 
 
+class PurchaseNotFound(SalesError):
+    code = ErrorCode.PURCHASE_NOT_FOUND
+
+
+class HoldExpired(SalesError):
+    code = ErrorCode.HOLD_EXPIRED
+
+
+class HoldReleased(SalesError):
+    code = ErrorCode.HOLD_RELEASED
+
+
+class HoldConfirmed(SalesError):
+    code = ErrorCode.HOLD_CONFIRMED
+
+
 class VersionConflict(SalesError):
     code = ErrorCode.VERSION_CONFLICT
 

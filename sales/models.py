@@ -6,6 +6,9 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
+# The longest hold a sale may give (a day): longer is not a hold but a reservation.
+MAX_HOLD_SECONDS = 86_400
+
 
 class SaleStatus(models.TextChoices):
     PENDING = "pending", "Pending"
@@ -53,6 +56,9 @@ class FlashSale(models.Model):
     max_per_purchase = models.PositiveIntegerField(null=True, blank=True)
     # While paused, purchases are refused (sale_paused); the status stays derived from clock and stock.
     paused = models.BooleanField(default=False, db_default=False)
+    # 0: a purchase is final at once. Above 0: a purchase holds its units this long; the buyer (or the
+    # shop's payment back end) confirms it or releases it, and the sale clock returns it when it expires.
+    hold_seconds = models.PositiveIntegerField(default=0, db_default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = FlashSaleQuerySet.as_manager()
@@ -115,8 +121,26 @@ class FlashSale(models.Model):
         return self.original_stock - self.current_stock
 
 
+class PurchaseStatus(models.TextChoices):
+    """`held` and `confirmed` keep their units out of the stock; `released` and `expired` gave them back."""
+
+    CONFIRMED = "confirmed", "Confirmed"
+    HELD = "held", "Held"
+    RELEASED = "released", "Released"
+    EXPIRED = "expired", "Expired"
+
+
+# The statuses whose units are out of the sale's stock: original - current == their quantities.
+TAKING_STATUSES = (PurchaseStatus.HELD, PurchaseStatus.CONFIRMED)
+
+
 class Purchase(models.Model):
-    """One successful purchase. Rows are only inserted, in the transaction that took the stock."""
+    """One successful purchase, inserted in the transaction that took the stock.
+
+    A purchase of a sale with holds starts `held` until `expires_at`; after that only its status and
+    the time it left `held` change, each by one conditional UPDATE that only a held row matches
+    (sales.holds), so a hold is confirmed, released or expired exactly once.
+    """
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="purchases")
     sale = models.ForeignKey(FlashSale, on_delete=models.PROTECT, related_name="purchases")
@@ -124,17 +148,66 @@ class Purchase(models.Model):
     # Taken by the ORM at insert, after the stock row lock is held, so purchases of one sale get
     # timestamps in the order they took stock (microsecond precision on every backend).
     created_at = models.DateTimeField(default=timezone.now)
+    status = models.CharField(
+        max_length=9, choices=PurchaseStatus.choices, default=PurchaseStatus.CONFIRMED, db_default="confirmed"
+    )
+    # Set for a hold only: the database's clock at the purchase plus the sale's hold_seconds.
+    expires_at = models.DateTimeField(null=True, blank=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    # When a hold was released by its buyer or expired (returned by the sale clock).
+    released_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["created_at", "id"]
         constraints = [
             models.CheckConstraint(condition=Q(quantity__gte=1), name="purchase_quantity_positive"),
+            models.CheckConstraint(
+                condition=Q(status__in=["confirmed", "held", "released", "expired"]), name="purchase_status_known"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="held") | Q(expires_at__isnull=False), name="purchase_hold_expires"
+            ),
         ]
         indexes = [
             models.Index(fields=["created_at", "id"], name="purchase_chrono_idx"),
             models.Index(fields=["sale", "created_at", "id"], name="purchase_sale_chrono_idx"),
             models.Index(fields=["sale", "user"], name="purchase_sale_user_idx"),
+            # The sale clock's search for expired holds reads only the (few) held rows.
+            models.Index(fields=["expires_at"], name="purchase_held_expiry_idx", condition=Q(status="held")),
+            models.Index(fields=["user", "created_at", "id"], name="purchase_user_chrono_idx"),
         ]
 
     def __str__(self):
         return f"{self.quantity} x {self.sale_id} for {self.user_id}"
+
+
+class WaitlistState(models.TextChoices):
+    WAITING = "waiting", "Waiting"
+    # Given a hold in their name (`purchase`) by the sale clock.
+    OFFERED = "offered", "Offered"
+    # Passed over: the offer would have taken them above the sale's maxPerBuyer.
+    SKIPPED = "skipped", "Skipped"
+
+
+class WaitlistEntry(models.Model):
+    """A buyer's place in a sale's waitlist; places are served in id order (the order they were taken)."""
+
+    sale = models.ForeignKey(FlashSale, on_delete=models.CASCADE, related_name="waitlist")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="waitlist_places")
+    state = models.CharField(max_length=7, choices=WaitlistState.choices, default=WaitlistState.WAITING)
+    created_at = models.DateTimeField(default=timezone.now)
+    served_at = models.DateTimeField(null=True, blank=True)
+    purchase = models.OneToOneField(Purchase, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+
+    class Meta:
+        ordering = ["sale", "id"]
+        constraints = [
+            # One place per buyer and sale: taking it again answers the place already held.
+            models.UniqueConstraint(fields=["sale", "user"], name="waitlist_one_place_per_buyer"),
+        ]
+        indexes = [
+            models.Index(fields=["sale", "id"], name="waitlist_waiting_idx", condition=Q(state="waiting")),
+        ]
+
+    def __str__(self):
+        return f"{self.user_id} waiting for {self.sale_id}"

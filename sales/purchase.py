@@ -5,8 +5,8 @@ Here, and only here: the parser of a purchase body (`parse_order`), the rule's e
 database's refusals and for the ones the sale gate replays from the cache). The rule itself has one
 implementation per database, chosen once at start-up (`choose_backend`, from SalesConfig.ready):
 
-- PostgreSQL: one call of the function in sales/sql/flashsale_purchase_v2.sql, which decides, writes
-  and commits in one round trip (why each step is safe: sales/migrations/0002 and 0004);
+- PostgreSQL: one call of the function in sales/sql/flashsale_purchase_v3.sql, which decides, writes
+  and commits in one round trip (why each step is safe: sales/migrations/0002, 0004 and 0005);
 - SQLite (the local default): the same decisions with the ORM, in a transaction that SQLite
   serialises (it begins IMMEDIATE, see settings).
 """
@@ -14,7 +14,7 @@ implementation per database, chosen once at start-up (`choose_backend`, from Sal
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -41,12 +41,13 @@ from sales.exceptions import (
     SoldOut,
     UserLimitReached,
 )
-from sales.models import FlashSale, Purchase
+from sales.models import TAKING_STATUSES, FlashSale, Purchase, PurchaseStatus
 
 
 @dataclass(frozen=True)
 class PurchaseResult:
-    """A committed purchase, the stock it left and that stock's `stock_version`."""
+    """A committed purchase, the stock it left and that stock's `stock_version`; `held` until
+    `expires_at` for a sale with holds, else `confirmed` (and no `expires_at`)."""
 
     purchase_id: int
     sale_id: int
@@ -54,6 +55,8 @@ class PurchaseResult:
     remaining_stock: int
     timestamp: datetime
     stock_version: int
+    status: str = PurchaseStatus.CONFIRMED
+    expires_at: datetime | None = None
 
 
 # --- the body --------------------------------------------------------------------------------
@@ -131,6 +134,11 @@ def purchase(*, user: User, sale_id: int, quantity: int) -> PurchaseResult:
         # token was still cached; any other integrity error is a real fault.
         accounts_services.raise_if_deleted(user)
         raise
+    _announce(result, user_name=user.name)
+    return result
+
+
+def _announce(result: PurchaseResult, *, user_name: str) -> None:
     # A failing push (Redis down) is logged, never turned into an error answer that invites a
     # second purchase: the purchase is committed by then.
     events.purchase_made(
@@ -138,9 +146,18 @@ def purchase(*, user: User, sale_id: int, quantity: int) -> PurchaseResult:
         remaining_stock=result.remaining_stock,
         quantity=result.quantity,
         timestamp=result.timestamp,
-        user_name=user.name,
+        user_name=user_name,
         stock_version=result.stock_version,
+        held=result.status == PurchaseStatus.HELD,
     )
+
+
+def purchase_for_waiter(*, user: User, sale_id: int) -> PurchaseResult:
+    """One unit of the sale for a buyer at the head of its waitlist, decided by the same rule (live,
+    unpaused, in stock, within maxPerBuyer) without asking the gate: the sale clock offers returned
+    units to the waitlist before it reopens the gate to everyone else (sales.waitlist)."""
+    result = _take(user=user, sale_id=sale_id, quantity=1, generation=None)
+    _announce(result, user_name=user.name)
     return result
 
 
@@ -230,10 +247,10 @@ def _over_buyer_limit(*, limit: int, held: int, quantity: int) -> UserLimitReach
 
 # --- the implementations -------------------------------------------------------------------
 
-# The whole rule in one round trip: sales/sql/flashsale_purchase_v2.sql.
+# The whole rule in one round trip: sales/sql/flashsale_purchase_v3.sql.
 PURCHASE_STATEMENT = (
     "SELECT outcome, purchase_id, created_at, current_stock, stock_version, start_time, end_time, held,"
-    " db_now, paused, buyer_limit, purchase_limit FROM flashsale_purchase(%s, %s, %s, %s, %s)"
+    " db_now, paused, buyer_limit, purchase_limit, status, expires_at FROM flashsale_purchase(%s, %s, %s, %s, %s)"
 )
 
 
@@ -244,11 +261,11 @@ def _take_on_postgresql(*, user: User, sale_id: int, quantity: int, generation: 
     limits = [settings.MAX_UNITS_PER_USER, settings.MAX_PURCHASE_QUANTITY]
     with connection.cursor() as cursor:
         cursor.execute(PURCHASE_STATEMENT, [user.pk, sale_id, quantity, *limits])
-        (outcome, purchase_id, at, stock, stock_version, start, end, held, db_now, paused, buyer_limit, limit) = (
-            cursor.fetchone()
-        )
+        row = cursor.fetchone()
+    (outcome, purchase_id, at, stock, stock_version, start, end, held, db_now, paused, buyer_limit, limit) = row[:12]
     if outcome == "bought":
-        return PurchaseResult(purchase_id, sale_id, quantity, stock, at, stock_version)
+        status, expires_at = row[12:]
+        return PurchaseResult(purchase_id, sale_id, quantity, stock, at, stock_version, status, expires_at)
     if outcome == "over_limit":
         raise _over_buyer_limit(limit=buyer_limit, held=held, quantity=quantity)
     if outcome == "not_found":
@@ -294,20 +311,25 @@ def _take_in_python(*, user: User, sale_id: int, quantity: int, generation: int 
                 current_stock=sale.current_stock,
                 purchase_limit=sale.purchase_limit,
             )
-        stock, stock_version, max_per_buyer, held = _stock_and_holding(sale_id, user)
+        stock, stock_version, max_per_buyer, hold_seconds, held = _stock_and_holding(sale_id, user)
         limit = max_per_buyer if max_per_buyer is not None else settings.MAX_UNITS_PER_USER
         if held + quantity > limit:
             # Raising rolls the decrement back.
             raise _over_buyer_limit(limit=limit, held=held, quantity=quantity)
-        order = Purchase.objects.create(user=user, sale_id=sale_id, quantity=quantity, created_at=moment)
-    return PurchaseResult(order.pk, sale_id, quantity, stock, moment, stock_version)
+        status, expires_at = PurchaseStatus.CONFIRMED, None
+        if hold_seconds:
+            status, expires_at = PurchaseStatus.HELD, moment + timedelta(seconds=hold_seconds)
+        order = Purchase.objects.create(
+            user=user, sale_id=sale_id, quantity=quantity, created_at=moment, status=status, expires_at=expires_at
+        )
+    return PurchaseResult(order.pk, sale_id, quantity, stock, moment, stock_version, status, expires_at)
 
 
-def _stock_and_holding(sale_id: int, user: User) -> tuple[int, int, int | None, int]:
-    """The sale's stock and stock version as this transaction left them, its own buyer limit, and
-    the units `user` holds."""
+def _stock_and_holding(sale_id: int, user: User) -> tuple[int, int, int | None, int, int]:
+    """The sale's stock and stock version as this transaction left them, its own buyer limit, its
+    hold, and the units `user` holds (held or confirmed)."""
     held = (
-        Purchase.objects.filter(sale_id=OuterRef("pk"), user=user)
+        Purchase.objects.filter(sale_id=OuterRef("pk"), user=user, status__in=TAKING_STATUSES)
         .values("sale_id")
         .annotate(units=Sum("quantity"))
         .values("units")
@@ -315,7 +337,7 @@ def _stock_and_holding(sale_id: int, user: User) -> tuple[int, int, int | None, 
     return (
         FlashSale.objects.filter(pk=sale_id)
         .annotate(held=Coalesce(Subquery(held, output_field=IntegerField()), Value(0)))
-        .values_list("current_stock", "stock_version", "max_per_buyer", "held")
+        .values_list("current_stock", "stock_version", "max_per_buyer", "hold_seconds", "held")
         .get()
     )
 

@@ -4,11 +4,12 @@ sales/services.py, for this app and the apps above it (live, leaderboard)."""
 from collections.abc import Iterable
 from datetime import datetime
 
-from django.db.models import Max, Q, QuerySet
+from django.db.models import Max, Q, QuerySet, Sum
 from django.utils import timezone
 
+from accounts.models import User
 from sales.exceptions import NoActiveSale, SaleNotFound
-from sales.models import FlashSale, Purchase
+from sales.models import FlashSale, Purchase, PurchaseStatus
 
 
 def get_sale(sale_id: int) -> FlashSale:
@@ -63,23 +64,31 @@ def last_purchase_id_before(*, sale_id: int, moment: datetime) -> int:
 
 
 def newest_purchases_after(*, sale_id: int, after_id: int, limit: int) -> list[Purchase]:
-    """The sale's newest `limit` purchases with an id above `after_id`, newest first, with their buyer."""
-    return list(
-        Purchase.objects.filter(sale_id=sale_id, id__gt=after_id).select_related("user").order_by("-id")[:limit]
-    )
+    """The sale's newest `limit` confirmed purchases with an id above `after_id`, newest first, with
+    their buyer (a hold is announced once it is confirmed)."""
+    confirmed = Purchase.objects.filter(sale_id=sale_id, id__gt=after_id, status=PurchaseStatus.CONFIRMED)
+    return list(confirmed.select_related("user").order_by("-id")[:limit])
 
 
-def recent_purchases(*, sale: FlashSale, limit: int) -> list[Purchase]:
-    """The sale's `limit` latest purchases, newest first, with their buyer (the live page's list)."""
-    return list(Purchase.objects.filter(sale=sale).select_related("user").order_by("-created_at", "-id")[:limit])
+def recent_purchases(*, sale: FlashSale, limit: int, confirmed_only: bool = False) -> list[Purchase]:
+    """The sale's `limit` latest purchases, newest first, with their buyer: all of them for staff,
+    the confirmed ones for the live page (a hold is shown once it is confirmed)."""
+    purchases = Purchase.objects.filter(sale=sale)
+    if confirmed_only:
+        purchases = purchases.filter(status=PurchaseStatus.CONFIRMED)
+    return list(purchases.select_related("user").order_by("-created_at", "-id")[:limit])
 
 
 # --- purchases in the order they were made (the leaderboard) -----------------------------------
 
 
 def chronological_purchases(*, sale_id: int | None = None) -> QuerySet[Purchase]:
-    """Successful purchases, oldest first, ties broken by id."""
-    purchases = Purchase.objects.select_related("user").only("id", "sale_id", "quantity", "created_at", "user__name")
+    """Confirmed purchases (a hold appears once it is confirmed), oldest first, ties broken by id."""
+    purchases = (
+        Purchase.objects.filter(status=PurchaseStatus.CONFIRMED)
+        .select_related("user")
+        .only("id", "sale_id", "quantity", "created_at", "user__name")
+    )
     if sale_id is not None:
         purchases = purchases.filter(sale_id=sale_id)
     return purchases.order_by("created_at", "id")
@@ -100,8 +109,10 @@ def purchase_anchor(purchase_id: int) -> Purchase | None:
 
 
 def count_purchases(*, sale_id: int | None = None) -> int:
-    """How many purchases there are (of one sale), counted now."""
-    purchases = Purchase.objects.all() if sale_id is None else Purchase.objects.filter(sale_id=sale_id)
+    """How many confirmed purchases there are (of one sale), counted now."""
+    purchases = Purchase.objects.filter(status=PurchaseStatus.CONFIRMED)
+    if sale_id is not None:
+        purchases = purchases.filter(sale_id=sale_id)
     return purchases.count()
 
 
@@ -112,3 +123,14 @@ def coming_sales(moment: datetime | None = None, *, limit: int = 10) -> list[Fla
     live = list(FlashSale.objects.active(moment).order_by("end_time", "id")[:limit])
     upcoming = list(FlashSale.objects.pending(moment).order_by("start_time", "id")[: limit - len(live)])
     return live + upcoming
+
+
+def purchases_of(user: User) -> QuerySet[Purchase]:
+    """`user`'s purchases, whatever their status, newest first (served by the (user, created_at, id) index)."""
+    return Purchase.objects.filter(user=user).order_by("-created_at", "-id")
+
+
+def held_units(sale_id: int) -> int:
+    """Units of the sale held right now: out of the stock, not yet confirmed (served by the held-expiry index)."""
+    held = Purchase.objects.filter(sale_id=sale_id, status=PurchaseStatus.HELD).aggregate(units=Sum("quantity"))
+    return held["units"] or 0

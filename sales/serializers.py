@@ -5,7 +5,7 @@ from rest_framework import serializers
 
 from core.ids import MAX_ID
 from sales.exceptions import InvalidSaleChange
-from sales.models import FlashSale
+from sales.models import MAX_HOLD_SECONDS, FlashSale, PurchaseStatus, WaitlistState
 from sales.purchase import InvalidOrder, parse_order
 from sales.services import MAX_STOCK, check_window
 
@@ -71,6 +71,13 @@ class FlashSaleSerializer(serializers.ModelSerializer):
     paused = serializers.BooleanField(read_only=True)
     maxPerBuyer = _limit_field("max_per_buyer", 10_000_000, required=False)
     maxPerPurchase = _limit_field("max_per_purchase", 10_000_000, required=False)  # see get_fields
+    holdSeconds = StrictIntegerField(
+        source="hold_seconds",
+        min_value=0,
+        max_value=MAX_HOLD_SECONDS,
+        default=0,
+        help_text="0: a purchase is final at once. Above 0: a purchase is held this long, to be confirmed or released.",
+    )
 
     class Meta:
         model = FlashSale
@@ -87,6 +94,7 @@ class FlashSaleSerializer(serializers.ModelSerializer):
             "paused",
             "maxPerBuyer",
             "maxPerPurchase",
+            "holdSeconds",
         ]
 
     def get_fields(self):
@@ -120,6 +128,7 @@ class FlashSaleUpdateSerializer(serializers.Serializer):
     startTime = serializers.DateTimeField(source="start_time", required=False)
     endTime = serializers.DateTimeField(source="end_time", required=False)
     originalStock = StrictIntegerField(source="original_stock", min_value=1, max_value=MAX_STOCK, required=False)
+    holdSeconds = StrictIntegerField(source="hold_seconds", min_value=0, max_value=MAX_HOLD_SECONDS, required=False)
     startNow = StrictBooleanField(
         source="start_now",
         required=False,
@@ -162,6 +171,40 @@ class AddUnitsSerializer(serializers.Serializer):
     units = StrictIntegerField(min_value=1, max_value=MAX_STOCK)
 
 
+class PurchaseSerializer(serializers.Serializer):
+    """A purchase as its buyer sees it: confirm, release and the buyer's list of purchases answer with it."""
+
+    purchaseId = serializers.IntegerField(source="pk")
+    saleId = serializers.IntegerField(source="sale_id")
+    quantity = serializers.IntegerField(min_value=1)
+    status = serializers.ChoiceField(
+        choices=PurchaseStatus.choices,
+        help_text="held: reserved until expiresAt. confirmed: final. released, expired: the units went back.",
+    )
+    timestamp = serializers.DateTimeField(source="created_at")
+    expiresAt = serializers.DateTimeField(source="expires_at", allow_null=True)
+    confirmedAt = serializers.DateTimeField(source="confirmed_at", allow_null=True)
+    releasedAt = serializers.DateTimeField(
+        source="released_at", allow_null=True, help_text="When the hold was released or expired."
+    )
+
+
+class WaitlistPlaceSerializer(serializers.Serializer):
+    """A buyer's place in a sale's waitlist, rendered from sales.waitlist.Place."""
+
+    saleId = serializers.IntegerField(source="entry.sale_id")
+    state = serializers.ChoiceField(
+        source="entry.state",
+        choices=WaitlistState.choices,
+        help_text="waiting; offered: the clock gave you a hold (purchaseId) to confirm; skipped: you hold your limit.",
+    )
+    position = serializers.IntegerField(
+        allow_null=True, help_text="Places still waiting up to yours (1: next); null once served."
+    )
+    joinedAt = serializers.DateTimeField(source="entry.created_at")
+    purchaseId = serializers.IntegerField(source="entry.purchase_id", allow_null=True)
+
+
 class PurchaseResultSerializer(serializers.Serializer):
     """`data` of a successful purchase, rendered from sales.purchase.PurchaseResult (the same
     serializer documents it in the OpenAPI schema, so the two cannot drift)."""
@@ -171,3 +214,10 @@ class PurchaseResultSerializer(serializers.Serializer):
     quantity = serializers.IntegerField(min_value=1)
     remainingStock = serializers.IntegerField(source="remaining_stock", min_value=0)
     timestamp = serializers.DateTimeField()
+    status = serializers.ChoiceField(
+        choices=[PurchaseStatus.CONFIRMED, PurchaseStatus.HELD],
+        help_text="confirmed: final. held: the units are reserved until expiresAt; confirm or release the purchase.",
+    )
+    expiresAt = serializers.DateTimeField(
+        source="expires_at", allow_null=True, help_text="When a held purchase's units go back to the sale; else null."
+    )

@@ -19,7 +19,15 @@ from sales.exceptions import (
 from sales.models import FlashSale
 from sales.selectors import get_sale
 
-EDITABLE_FIELDS = ("name", "start_time", "end_time", "original_stock", "max_per_buyer", "max_per_purchase")
+EDITABLE_FIELDS = (
+    "name",
+    "start_time",
+    "end_time",
+    "original_stock",
+    "max_per_buyer",
+    "max_per_purchase",
+    "hold_seconds",
+)
 # The most units a sale may ever hold (create, edit and restock): far below the 32-bit
 # original_stock/current_stock columns, so no total can overflow them.
 MAX_STOCK = 10_000_000
@@ -36,8 +44,10 @@ def create_sale(
     original_stock: int = 200,
     max_per_buyer: int | None = None,
     max_per_purchase: int | None = None,
+    hold_seconds: int = 0,
 ) -> FlashSale:
-    """A new sale; a limit left None follows its setting (MAX_UNITS_PER_USER, MAX_PURCHASE_QUANTITY)."""
+    """A new sale; a limit left None follows its setting (MAX_UNITS_PER_USER, MAX_PURCHASE_QUANTITY).
+    With `hold_seconds` > 0 its purchases are held that long, to be confirmed or released."""
     check_window(start_time, end_time)
     _check_stock(original_stock)
     sale = FlashSale.objects.create(
@@ -48,6 +58,7 @@ def create_sale(
         current_stock=original_stock,
         max_per_buyer=max_per_buyer,
         max_per_purchase=max_per_purchase,
+        hold_seconds=hold_seconds,
     )
     events.sale_changed(sale_id=sale.pk)
     return sale
@@ -149,7 +160,7 @@ def check_sale_update(
         )
     updates: dict[str, Any] = {
         field: changes[field]
-        for field in ("name", "start_time", "end_time", "max_per_buyer", "max_per_purchase")
+        for field in ("name", "start_time", "end_time", "max_per_buyer", "max_per_purchase", "hold_seconds")
         if field in changes
     }
     if start_now:

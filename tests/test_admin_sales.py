@@ -648,6 +648,10 @@ def test_csv_export_streams_the_filtered_list_newest_first(browser):
         "user_name": "Ada",
         "quantity": "2",
         "created_at": first.created_at.isoformat(),
+        "status": "confirmed",
+        "expires_at": "",
+        "confirmed_at": "",
+        "released_at": "",
     }
 
 
@@ -698,3 +702,21 @@ def test_csv_export_needs_a_staff_login(client, buyer):
 
     assert response.status_code == 302
     assert response["Location"].startswith(reverse("admin:login"))
+
+
+def test_the_purchases_list_filters_by_status_and_exports_it(browser):
+    sale = SaleFactory(hold_seconds=60)
+    confirmed = PurchaseFactory(sale=sale)
+    held = PurchaseFactory(sale=sale, status="held", expires_at=timezone.now() + timedelta(minutes=1))
+    PurchaseFactory(sale=sale, status="expired", expires_at=timezone.now(), released_at=timezone.now())
+
+    page = browser.get(PURCHASES, {"status__exact": "held"})
+    rows = read_csv(browser.get(PURCHASES_CSV, {"status__exact": "held"}))
+    everything = read_csv(browser.get(PURCHASES_CSV))
+
+    assert page.status_code == 200
+    assert [row.pk for row in page.context["cl"].result_list] == [held.pk]
+    assert [(int(row["purchase_id"]), row["status"]) for row in rows] == [(held.pk, "held")]
+    assert rows[0]["expires_at"] == held.expires_at.isoformat()
+    assert sorted(row["status"] for row in everything) == ["confirmed", "expired", "held"]
+    assert confirmed.pk in {int(row["purchase_id"]) for row in everything}

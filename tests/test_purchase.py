@@ -41,6 +41,9 @@ def test_purchase_takes_stock_and_records_the_purchase(buyer_api, buyer):
         "quantity": 3,
         "remainingStock": 7,
         "timestamp": order.created_at.isoformat().replace("+00:00", "Z"),
+        # A sale without holds (holdSeconds 0): the purchase is final at once.
+        "status": "confirmed",
+        "expiresAt": None,
     }
     assert (order.user, order.sale_id, order.quantity) == (buyer, sale.pk, 3)
     sale.refresh_from_db()

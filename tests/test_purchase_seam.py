@@ -95,11 +95,11 @@ def test_the_installed_purchase_function_is_the_newest_sql_file():
         )
         installed = cursor.fetchall()
 
-    # Exactly one version: the migration that installs v2 drops v1.
+    # Exactly one version: each migration that installs a version drops the one before.
     assert [arguments for _, arguments in installed] == [
         "p_user_id bigint, p_sale_id bigint, p_quantity integer, p_buyer_limit integer, p_purchase_limit integer"
     ]
-    assert installed[0][0] == body("flashsale_purchase_v2")
+    assert installed[0][0] == body("flashsale_purchase_v3")
 
 
 @pytest.mark.postgres

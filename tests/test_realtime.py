@@ -76,6 +76,7 @@ async def test_connecting_sends_a_snapshot_of_the_sale_as_stored():
         "paused": False,
         "maxPerBuyer": stored.buyer_limit,
         "maxPerPurchase": stored.purchase_limit,
+        "heldStock": 0,
     }
     assert snapshot["startTime"].endswith("Z")
     await close(socket)

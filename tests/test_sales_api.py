@@ -37,6 +37,7 @@ def test_active_sale_is_returned_with_derived_status(buyer_api):
         "paused": False,
         "maxPerBuyer": 5,  # MAX_UNITS_PER_USER: the sale has no limit of its own
         "maxPerPurchase": 5,  # MAX_PURCHASE_QUANTITY
+        "holdSeconds": 0,  # purchases are final at once
     }
 
 

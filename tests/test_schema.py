@@ -29,6 +29,10 @@ OPERATIONS = {
     ("post", "/api/v1/flashsales/{id}/end"): "token",
     ("post", "/api/v1/flashsales/{id}/pause"): "token",
     ("post", "/api/v1/flashsales/{id}/resume"): "token",
+    ("post", "/api/v1/flashsales/{id}/waitlist"): "token",
+    ("get", "/api/v1/purchases"): "token",
+    ("post", "/api/v1/purchases/{purchase_id}/confirm"): "token",
+    ("post", "/api/v1/purchases/{purchase_id}/release"): "token",
     ("get", "/api/v1/health"): "public",
     ("get", "/api/v1/health/ready"): "public",
 }
@@ -129,7 +133,15 @@ def test_purchase_documents_its_body_envelope_and_every_refusal(schema):
     assert set(envelope["required"]) == {"success", "message", "data"}
     assert resolve(schema, envelope["properties"]["success"])["enum"] == [True]
     data = resolve(schema, envelope["properties"]["data"])
-    assert set(data["properties"]) == {"purchaseId", "saleId", "quantity", "remainingStock", "timestamp"}
+    assert set(data["properties"]) == {
+        "purchaseId",
+        "saleId",
+        "quantity",
+        "remainingStock",
+        "timestamp",
+        "status",
+        "expiresAt",
+    }
 
     assert error_codes(purchase, 400) == {"validation_error"}
     assert error_codes(purchase, 404) == {"sale_not_found"}
@@ -161,12 +173,14 @@ def test_the_leaderboard_entry_documents_names_and_never_emails(schema):
 def test_staff_operations_document_403_and_sale_ids_as_integers(schema):
     for method, path in OPERATIONS:
         operation = schema["paths"][path][method]
-        if method != "get" and path.startswith("/api/v1/flashsales") and path != "/api/v1/flashsales/purchase":
+        buyers = {"/api/v1/flashsales/purchase", "/api/v1/flashsales/{id}/waitlist"}
+        if method != "get" and path.startswith("/api/v1/flashsales") and path not in buyers:
             assert error_codes(operation, 403) == {"permission_denied"}, (method, path)
         for parameter in operation.get("parameters", []):
             if parameter["in"] == "path":
                 assert parameter["schema"]["type"] == "integer"
-                assert error_codes(operation, 404) >= {"not_found", "sale_not_found"}
+                missing = "purchase_not_found" if path.startswith("/api/v1/purchases/") else "sale_not_found"
+                assert error_codes(operation, 404) >= {"not_found", missing}
 
 
 def test_edits_document_the_version_they_require_and_the_conflict(schema):
@@ -282,6 +296,28 @@ def test_a_production_server_serves_swagger_ui_and_all_its_assets_itself(tmp_pat
         assert response.status_code == 200, asset
         assert len(response.content) > 100, asset
     assert schema.status_code == 200 and b"openapi: 3." in schema.content
+
+
+def test_confirm_and_release_document_their_purchase_and_every_refusal(schema):
+    confirm = schema["paths"]["/api/v1/purchases/{purchase_id}/confirm"]["post"]
+    release = schema["paths"]["/api/v1/purchases/{purchase_id}/release"]["post"]
+
+    for operation in (confirm, release):
+        data = resolve(schema, success_body(schema, operation, 200)["properties"]["data"])
+        assert set(data["properties"]) == {
+            "purchaseId",
+            "saleId",
+            "quantity",
+            "status",
+            "timestamp",
+            "expiresAt",
+            "confirmedAt",
+            "releasedAt",
+        }
+        assert error_codes(operation, 404) == {"not_found", "purchase_not_found"}
+        assert "Idempotency-Key" in {parameter["name"] for parameter in operation["parameters"]}
+    assert error_codes(confirm, 409) >= {"hold_expired", "hold_released"}
+    assert error_codes(release, 409) >= {"hold_expired", "hold_confirmed"}
 
 
 def test_the_schema_documents_pause_resume_the_sale_limits_and_sale_paused(schema):

@@ -13,7 +13,7 @@ from django.utils import timezone
 from idempotency.services import purge_expired
 from live import events, realtime
 from live.clock_lease import ClockLease
-from sales import selectors
+from sales import holds, selectors
 
 logger = logging.getLogger("flashsale.saleclock")
 
@@ -29,7 +29,8 @@ MAX_BACKOFF_SECONDS = 5.0
 
 class Command(BaseCommand):
     help = (
-        "Announce sale starts and ends over the channel layer (status messages on ws/sales/...), and "
+        "Announce sale starts and ends over the channel layer (status messages on ws/sales/...), return "
+        "expired holds to their sales, and "
         "delete expired idempotency keys every IDEMPOTENCY_PURGE_SECONDS. Run one on every app host: one "
         "of them (the holder of a PostgreSQL advisory lock) does both, the others take over when it dies. "
         "It needs REDIS_URL to reach the Daphne processes."
@@ -121,6 +122,8 @@ class Command(BaseCommand):
         if not connection.in_atomic_block:
             # A long-running process: drop a connection the database or pool has closed meanwhile.
             close_old_connections()
+        # Holds past their expiresAt come back to their sales: one statement, pushed after it commits.
+        holds.expire_holds()
         now = timezone.now()
         passed = selectors.sales_whose_window_passed(since=since, until=now)
         for sale in passed:

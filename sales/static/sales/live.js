@@ -361,6 +361,8 @@
   }
 
   function onMessage(message) {
+    // Other scripts of the page (holds.js) hear every message too.
+    document.dispatchEvent(new CustomEvent("flashsale:message", { detail: message }));
     if (message.type === "snapshot") { onSnapshot(message); }
     else if (message.type === "stock") { onStock(message); }
     else if (message.type === "status") { onStatus(message); }
@@ -457,6 +459,8 @@
         say("");
         bought = payload.data.quantity;
         renderStock();
+        // A held purchase is shown with its countdown by holds.js.
+        document.dispatchEvent(new CustomEvent("flashsale:purchased", { detail: payload.data }));
       }, function (error) {
         if (error.code === "not_authenticated" || error.code === "authentication_failed") { forgetLogin(); }
         if (error.code === "user_limit_reached" && error.details && typeof error.details.held === "number" && sale && sale.saleId === saleId) {
