@@ -33,7 +33,7 @@ class Command(BaseCommand):
         "expired holds to their sales, and "
         "delete expired idempotency keys every IDEMPOTENCY_PURGE_SECONDS. Run one on every app host: one "
         "of them (the holder of a PostgreSQL advisory lock) does both, the others take over when it dies. "
-        "It needs REDIS_URL to reach the Daphne processes."
+        "Its announcements need REDIS_URL to reach the Daphne processes."
     )
 
     def add_arguments(self, parser):
