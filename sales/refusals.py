@@ -30,7 +30,7 @@ from django.http import HttpRequest, HttpResponse, UnreadablePostError
 from django_redis.cache import RedisCache
 
 from core.error_codes import ErrorCode
-from core.errors import body_not_received
+from core.errors import body_not_received, error_code_of
 from core.ids import MAX_ID
 from sales.purchase import purchase_paths
 
@@ -220,7 +220,7 @@ def _read_from_django_cache(backend: Any, *, sale_id: int, buyer_ids: list[int])
 class RefusalTallyMiddleware:
     """Tallies every refused purchase by an identified buyer, whichever layer answered it.
 
-    It reads the answer the client gets (its status and error code) rather than hooking each layer
+    It reads the code the answer was built with (core.errors records it on the response) rather than hooking each layer
     that can refuse: the gate's fast path answers the herd after a sell-out before Django's views,
     DRF answers the rest, and both keep their own shape of the same error body. A replayed answer
     (Idempotency-Key) is the same attempt again, not counted twice.
@@ -252,14 +252,14 @@ def _tally(request: HttpRequest, body: bytes, response: HttpResponse) -> None:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return  # not a buyer: no token, or a wrong one
+    # The code the answer was built with (core.errors records it), never read back from its body.
+    code = error_code_of(response)
+    if code is None or code.value not in TALLIED_CODES:
+        return
     try:
         sale_id = json.loads(body)["saleId"]
-        error = json.loads(response.content)["error"]
-        code, details = error["code"], error["details"]
-    except (ValueError, TypeError, KeyError, AttributeError):
-        return  # not a plain purchase body, or not the API's error shape
-    if type(sale_id) is not int or not 1 <= sale_id <= MAX_ID or code not in TALLIED_CODES:
+    except (ValueError, TypeError, KeyError):
+        return  # not a plain purchase body
+    if type(sale_id) is not int or not 1 <= sale_id <= MAX_ID:
         return
-    if code == ErrorCode.USER_LIMIT_REACHED and details.get("held") is None:
-        return  # refused before any sale was read (more units than anyone may hold)
-    record(sale_id=sale_id, user_id=user.pk, code=code)
+    record(sale_id=sale_id, user_id=user.pk, code=code.value)
