@@ -7,12 +7,11 @@ are the host's, whichever process answers. The directory must be emptied before 
 gunicorn's child_exit hook (deploy/gunicorn.conf.py) and Daphne's exit (flashsale.asgi) drop a dead
 process's live gauges.
 
-On the purchase path a metric costs one counter increment, an mmap write; nothing here takes a lock
+On a request's path a metric costs one counter increment, an mmap write; nothing here takes a lock
 held across I/O or asks the database.
 """
 
 import atexit
-import functools
 import hmac
 import os
 import time
@@ -20,7 +19,6 @@ import time
 from django.conf import settings
 from django.db import connection
 from django.http import HttpResponse
-from django.urls import resolve, reverse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -33,7 +31,7 @@ from prometheus_client import (
 )
 
 from core.error_codes import ErrorCode
-from core.errors import error_code_of, json_error
+from core.errors import json_error
 
 # A route label per URL pattern, never per path: unknown paths (scanners, typos) share one label
 # so they cannot grow the number of series without bound.
@@ -42,25 +40,11 @@ UNMATCHED_ROUTE = "unmatched"
 # grew the metrics directory and a scrape without bound (issue 25, finding 3).
 STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
 OTHER_METHOD = "other"
-# A purchase answered by something that recorded no registered code (none does today).
-UNKNOWN_OUTCOME = "unknown"
-
-PURCHASES = Counter(
-    "flashsale_purchases",
-    "Purchase requests answered, by outcome: 'purchased' for a new purchase (201), 'replayed' for an "
-    "Idempotency-Key replay, else the error code of the answer",
-    ["code"],
-)
 REQUEST_LATENCY = Histogram(
     "flashsale_request_duration_seconds",
     "Time from the first middleware to the response, per URL route and method",
     ["route", "method"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-)
-SALE_GATE_HITS = Counter(
-    "flashsale_sale_gate_hits",
-    "Purchases refused from the cached sale gate without asking the database, by refusal code",
-    ["code"],
 )
 DB_POOL_REQUESTS_QUEUED = Counter(
     "flashsale_db_pool_waits", "Requests for a pooled database connection that had to wait for one"
@@ -110,36 +94,13 @@ def sample_db_pool() -> None:
     DB_POOL_WAITING.set(stats.get("requests_waiting", 0))
 
 
-@functools.cache
-def _purchase_paths() -> frozenset[str]:
-    # By the URL's name: the purchase route answers with or without its trailing slash.
-    path = reverse("purchase").rstrip("/")
-    return frozenset({path, path + "/"})
-
-
-@functools.cache
-def purchase_route() -> str:
-    """The purchase's route label, the same whether the fast path or the view answered."""
-    return resolve(reverse("purchase")).route
-
-
 def method_label(method: str | None) -> str:
     return method if method in STANDARD_METHODS else OTHER_METHOD
 
 
-def _purchase_outcome(response) -> str:
-    """From what answered (the success, the replay header, the code the error was built with),
-    never from the rendered body; every value is from a fixed set."""
-    if response.has_header("Idempotent-Replayed"):
-        return "replayed"
-    if response.status_code == 201:
-        return "purchased"
-    code = error_code_of(response)
-    return code.value if code is not None else UNKNOWN_OUTCOME
-
-
 class MetricsMiddleware:
-    """Outermost middleware: latency per route for every request, outcomes of purchases."""
+    """Outermost middleware: latency per route for every request. A layer that answers before URL
+    resolution names its route in `request.route_label` (the apps count their own outcomes)."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -149,16 +110,11 @@ class MetricsMiddleware:
         response = self.get_response(request)
         elapsed = time.perf_counter() - started
         match = getattr(request, "resolver_match", None)
-        is_purchase = request.path_info in _purchase_paths()
         if match is not None:
             route = match.route
-        elif is_purchase:
-            route = purchase_route()  # answered by the gate's fast path before URL resolution
         else:
-            route = UNMATCHED_ROUTE
+            route = getattr(request, "route_label", UNMATCHED_ROUTE)
         REQUEST_LATENCY.labels(route=route, method=method_label(request.method)).observe(elapsed)
-        if is_purchase and request.method == "POST":
-            PURCHASES.labels(code=_purchase_outcome(response)).inc()
         if time.monotonic() >= _next_pool_sample:
             sample_db_pool()
         return response

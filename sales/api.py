@@ -11,7 +11,7 @@ from core.responses import success
 from core.schema import BODY, STAFF, TOKEN, errors, ok, page_of
 from idempotency.decorators import idempotent
 from idempotency.exceptions import IdempotencyKeyInUse, IdempotencyKeyLimitReached, IdempotencyKeyReused
-from sales import history, holds, purchase, selectors, services, waitlist
+from sales import history, holds, metrics, purchase, selectors, services, waitlist
 from sales.exceptions import (
     HoldConfirmed,
     HoldExpired,
@@ -107,6 +107,12 @@ class PurchaseView(APIView):
         return success(
             PurchaseResultSerializer(result).data, "Purchase successful", status=201, created_id=result.purchase_id
         )
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        # Every answer of the full path passes here, refusals included (DRF's handler built them).
+        response = super().finalize_response(request, response, *args, **kwargs)
+        metrics.count_purchase(response)
+        return response
 
 
 _IDEMPOTENCY_KEY = OpenApiParameter(

@@ -28,7 +28,7 @@ from accounts.authentication import (
 from core import prefetch
 from core.errors import json_error_for
 from core.ratelimit import RateLimited, check_rate, planned_counter
-from sales import gate, purchase
+from sales import gate, metrics, purchase
 
 MAX_PLAIN_BODY = 1024
 
@@ -71,8 +71,15 @@ class GatedPurchaseRefusalMiddleware:
         try:
             check_rate(request, group="purchase", key="user", rate_setting="RATELIMIT_PURCHASE")
         except RateLimited as limited:
-            return json_error_for(limited)
-        return json_error_for(refusal)
+            return self._answered(request, json_error_for(limited))
+        return self._answered(request, json_error_for(refusal))
+
+    @staticmethod
+    def _answered(request, response: HttpResponse) -> HttpResponse:
+        # Before URL resolution: the route is named for core.metrics, the outcome counted here.
+        request.route_label = metrics.purchase_route()
+        metrics.count_purchase(response)
+        return response
 
 
 def _plain_purchase(request) -> tuple[str, int, int] | None:

@@ -27,10 +27,9 @@ from rest_framework.settings import api_settings
 
 from accounts import services as accounts_services
 from accounts.models import User
-from core import metrics
 from core.ids import MAX_ID
 from live import events
-from sales import gate
+from sales import gate, metrics
 from sales.exceptions import (
     InsufficientStock,
     OverPurchaseLimit,

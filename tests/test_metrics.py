@@ -17,9 +17,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from core.metrics import purchase_route
 from harness.faults import redis_server
 from harness.servers import PROJECT_DIR, daphne_server, free_port, server_env, wait_until_healthy
+from sales.metrics import purchase_route
 from sales.models import FlashSale, Purchase
 from tests.factories import SaleFactory, TokenFactory, UserFactory
 
