@@ -76,15 +76,7 @@ class FlashSaleAddForm(forms.ModelForm):
 
     class Meta:
         model = FlashSale
-        fields = (
-            "name",
-            "start_time",
-            "end_time",
-            "original_stock",
-            "max_per_buyer",
-            "max_per_purchase",
-            "hold_seconds",
-        )
+        fields = services.EDITABLE_FIELDS
         help_texts = {
             "start_time": "UTC.",
             "end_time": "UTC. Must be after the start.",
