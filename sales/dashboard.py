@@ -15,7 +15,7 @@ from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
 from sales import refusals
-from sales.models import FlashSale, Purchase, SaleStatus
+from sales.models import TAKING_STATUSES, FlashSale, Purchase, SaleStatus
 
 MINUTE = timedelta(minutes=1)
 # The sell-out estimate follows the rate of the last few minutes, not the whole sale's: a drop's
@@ -32,9 +32,12 @@ def _minute_floor(moment: datetime) -> datetime:
 
 def units_per_minute(*, sale_id: int, start: datetime, end: datetime) -> list[tuple[datetime, int]]:
     """Units of `sale_id` sold in each minute that begins in [`start`'s minute, `end`), minutes
-    without a sale included as 0, in order. Minutes are those of the current time zone (UTC here)."""
+    without a sale included as 0, in order. Minutes are those of the current time zone (UTC here).
+    Sold: confirmed, or held now; a hold that expired or was released sold nothing."""
     sold = dict(
-        Purchase.objects.filter(sale_id=sale_id, created_at__gte=_minute_floor(start), created_at__lt=end)
+        Purchase.objects.filter(
+            sale_id=sale_id, status__in=TAKING_STATUSES, created_at__gte=_minute_floor(start), created_at__lt=end
+        )
         .annotate(minute=TruncMinute("created_at"))
         .values("minute")
         .annotate(units=Sum("quantity"))
@@ -109,12 +112,17 @@ def sale_figures(sale: FlashSale, moment: datetime | None = None) -> SaleFigures
     per_minute = (
         units_per_minute(sale_id=sale.pk, start=sale.start_time, end=min(moment, sale.end_time)) if started else []
     )
-    buyer_ids = list(Purchase.objects.filter(sale_id=sale.pk).order_by().values_list("user_id", flat=True).distinct())
+    buyer_ids = list(
+        Purchase.objects.filter(sale_id=sale.pk, status__in=TAKING_STATUSES)
+        .order_by()
+        .values_list("user_id", flat=True)
+        .distinct()
+    )
     tally = refusals.read(sale_id=sale.pk, buyer_ids=buyer_ids)
     sold_out_at = None
     if sale.current_stock == 0:
         # The purchase that took the last unit (after a restock, the last one that emptied it).
-        last = Purchase.objects.filter(sale_id=sale.pk).order_by("-created_at")
+        last = Purchase.objects.filter(sale_id=sale.pk, status__in=TAKING_STATUSES).order_by("-created_at")
         sold_out_at = last.values_list("created_at", flat=True).first()
     return SaleFigures(
         sale=sale,

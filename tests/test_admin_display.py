@@ -125,7 +125,7 @@ def test_a_sale_without_purchases_says_none_yet_in_its_newest_purchases(superuse
 
     html = superuser_browser.get(change_url(sale)).content.decode()
 
-    assert '<tr class="none-yet"><td colspan="4">None yet.</td></tr>' in html
+    assert '<tr class="none-yet"><td colspan="5">None yet.</td></tr>' in html
     assert '<span class="live-purchase-count">0 purchases</span>' in html
     assert not Purchase.objects.filter(sale=sale).exists()
 

@@ -37,6 +37,7 @@ def test_a_buyer_buys_sees_the_holds_countdown_and_confirms_it(server, browser, 
         expect(page.locator("#hold")).to_be_visible(timeout=WAIT_MS)
         expect(page.locator("#hold-countdown")).to_have_text(COUNTING, timeout=WAIT_MS)
         expect(page.locator("#stock")).to_have_text("4", timeout=WAIT_MS)
+        expect(page.locator("#message")).to_have_text("Held for you: 1. 4 left.")
         assert Purchase.objects.get(sale=sale).status == "held"
         page.click("#hold-confirm")
 

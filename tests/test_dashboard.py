@@ -46,6 +46,21 @@ def test_units_per_minute_sums_the_units_of_each_minute_and_fills_quiet_minutes_
     )
 
 
+def test_units_per_minute_counts_held_and_confirmed_units_not_holds_that_came_back():
+    start = minute_ago(3)
+    sale = SaleFactory(start_time=start, end_time=start + timedelta(hours=1), hold_seconds=60)
+    at = start + timedelta(seconds=5)
+    for quantity, status in [(1, "confirmed"), (2, "held"), (4, "expired"), (8, "released")]:
+        PurchaseFactory(
+            sale=sale, quantity=quantity, status=status, created_at=at, expires_at=at + timedelta(minutes=1)
+        )
+
+    counts = dashboard.units_per_minute(sale_id=sale.pk, start=start, end=start + timedelta(seconds=59))
+
+    assert counts == [(start, 3)]
+    assert Purchase.objects.filter(sale=sale).count() == 4
+
+
 def test_units_per_minute_is_one_query(django_assert_num_queries):
     start = minute_ago(3)
     sale = SaleFactory(start_time=start)

@@ -127,7 +127,7 @@
       buyer.appendChild(document.createTextNode(purchase.buyerEmail + " "));
       name.textContent = "(" + purchase.buyerName + ")";
       buyer.appendChild(name);
-      [["purchase", link], ["bought_at", purchase.boughtAt], ["buyer", buyer], ["quantity", String(purchase.quantity)]]
+      [["purchase", link], ["bought_at", purchase.boughtAt], ["buyer", buyer], ["quantity", String(purchase.quantity)], ["status", purchase.status]]
         .forEach(function (column) {
           var td = document.createElement("td");
           td.className = "field-" + column[0];

@@ -40,6 +40,8 @@
   var held = null;
   // The units of the buyer's last purchase while its "You bought" message is shown, kept current.
   var bought = null;
+  // Whether that purchase is a hold waiting for its confirm (a sale with holdSeconds).
+  var boughtHeld = false;
 
   function maxQuantity() { return (sale && sale.maxPerPurchase) || defaultMaxQuantity; }
   function maxUnits() { return (sale && sale.maxPerBuyer) || defaultMaxUnits; }
@@ -458,6 +460,7 @@
         if (payload.data.remainingStock < sale.currentStock) { sale.currentStock = payload.data.remainingStock; }
         say("");
         bought = payload.data.quantity;
+        boughtHeld = payload.data.status === "held";
         renderStock();
         // A held purchase is shown with its countdown by holds.js.
         document.dispatchEvent(new CustomEvent("flashsale:purchased", { detail: payload.data }));
@@ -474,7 +477,8 @@
   // "You bought 3. 10 left.", kept true as the stock moves: never "10 left" beside a sold-out sale.
   function renderBought() {
     var units = bought;
-    var text = "You bought " + units + ". " + (sale.currentStock > 0 ? sale.currentStock + " left." : "The sale is now sold out.");
+    var text = (boughtHeld ? "Held for you: " : "You bought ") + units + ". " +
+      (sale.currentStock > 0 ? sale.currentStock + " left." : "The sale is now sold out.");
     if (atCap()) { text += " That is the most one buyer may hold of this sale."; }
     say(text, "success");
     bought = units;
