@@ -11,7 +11,7 @@ from core.responses import success
 from core.schema import BODY, STAFF, TOKEN, errors, ok, page_of
 from idempotency.decorators import idempotent
 from idempotency.exceptions import IdempotencyKeyInUse, IdempotencyKeyLimitReached, IdempotencyKeyReused
-from sales import history, holds, purchase, selectors, services, waitlist
+from sales import history, holds, purchase, queue, selectors, services, waitlist
 from sales.exceptions import (
     HoldConfirmed,
     HoldExpired,
@@ -19,7 +19,10 @@ from sales.exceptions import (
     InsufficientStock,
     InvalidSaleChange,
     NoActiveSale,
+    NotInQueue,
+    NoWaitingRoom,
     PurchaseNotFound,
+    QueueNotOpen,
     SaleNotActive,
     SaleNotFound,
     SalePaused,
@@ -35,6 +38,7 @@ from sales.serializers import (
     PurchaseRequestSerializer,
     PurchaseResultSerializer,
     PurchaseSerializer,
+    QueuePlaceSerializer,
     WaitlistPlaceSerializer,
 )
 
@@ -296,7 +300,7 @@ class FlashSaleViewSet(
     lookup_value_regex = r"[0-9]+"
 
     def get_permissions(self):
-        if self.action in {"list", "retrieve", "waitlist"}:
+        if self.action in {"list", "retrieve", "waitlist", "join_queue", "queue_place"}:
             return [IsAuthenticated()]
         return [IsAdminUser()]
 
@@ -374,6 +378,41 @@ class FlashSaleViewSet(
         if place.created:
             return success(WaitlistPlaceSerializer(place).data, "You joined the waitlist", status=201)
         return success(WaitlistPlaceSerializer(place).data, "You are on the waitlist")
+
+    @extend_schema(
+        summary="Take a place in the sale's waiting room (201; 200 with the place already held)",
+        description=(
+            "A sale with `waitingRoom` takes places from `queueOpensAt`. Places taken before `startTime` "
+            "form a pre-queue (`position` null) whose order the sale clock draws at random at the start; "
+            "later places are numbered in the order they were recorded. Joins count against the purchase "
+            "rate limit per user and the global one per address."
+        ),
+        request=None,
+        responses={
+            **ok(201, "QueuePlaceResponse", QueuePlaceSerializer),
+            **ok(200, "QueuePlaceResponse", QueuePlaceSerializer),
+            **errors(TOKEN, SaleNotFound, NoWaitingRoom, QueueNotOpen, SoldOut, SaleNotActive, ErrorCode.RATE_LIMITED),
+        },
+    )
+    @action(detail=True, methods=["post"], url_path="queue")
+    @rate_limit(group="queue", key="user", rate_setting="RATELIMIT_PURCHASE")
+    def join_queue(self, request, pk=None):
+        place = queue.join(user=request.user, sale_id=int(pk))
+        if place.created:
+            return success(QueuePlaceSerializer(place).data, "You joined the line", status=201)
+        return success(QueuePlaceSerializer(place).data, "You are in the line")
+
+    @join_queue.mapping.get
+    @extend_schema(
+        summary="The caller's place in the sale's waiting room",
+        request=None,
+        responses={
+            **ok(200, "QueuePlaceResponse", QueuePlaceSerializer),
+            **errors(TOKEN, SaleNotFound, NoWaitingRoom, NotInQueue),
+        },
+    )
+    def queue_place(self, request, pk=None):
+        return success(QueuePlaceSerializer(queue.place_of(user=request.user, sale_id=int(pk))).data, "Your place")
 
     @action(detail=True, methods=["post"], url_path="resume")
     def resume(self, request, pk=None):

@@ -50,6 +50,18 @@ class HoldConfirmed(SalesError):
     code = ErrorCode.HOLD_CONFIRMED
 
 
+class NoWaitingRoom(SalesError):
+    code = ErrorCode.NO_WAITING_ROOM
+
+
+class QueueNotOpen(SalesError):
+    code = ErrorCode.QUEUE_NOT_OPEN
+
+
+class NotInQueue(SalesError):
+    code = ErrorCode.NOT_IN_QUEUE
+
+
 class VersionConflict(SalesError):
     code = ErrorCode.VERSION_CONFLICT
 
