@@ -56,6 +56,8 @@ class ErrorCode(StrEnum):
     NO_WAITING_ROOM = "no_waiting_room", 409, "This flash sale has no waiting room: buy directly."
     QUEUE_NOT_OPEN = "queue_not_open", 409, "The waiting room of this flash sale is not open yet."
     NOT_IN_QUEUE = "not_in_queue", 404, "You have no place in this flash sale's waiting room."
+    NOT_ADMITTED = "not_admitted", 409, "It is not your turn yet: wait in this flash sale's waiting room."
+    ADMISSION_EXPIRED = "admission_expired", 409, "Your turn to buy ran out."
 
     # idempotency
     IDEMPOTENCY_KEY_IN_USE = (

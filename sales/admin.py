@@ -212,13 +212,19 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
             },
         ),
         ("Limits", {"fields": ("max_per_buyer", "max_per_purchase", "hold_seconds")}),
-        ("Waiting room", {"fields": ("waiting_room", "admit_per_second", "admission_seconds", "queue_opens_at")}),
+        (
+            "Waiting room",
+            {"fields": ("waiting_room", "admit_per_second", "admission_seconds", "queue_opens_at", "admission_paused")},
+        ),
     )
     change_fieldsets = (
         (None, {"fields": ("name", "start_time", "end_time", "expected_version", "start_now")}),
         ("Stock", {"fields": ("original_stock", "stock_summary", "purchases_link")}),
         ("Limits", {"fields": ("max_per_buyer", "max_per_purchase", "hold_seconds")}),
-        ("Waiting room", {"fields": ("waiting_room", "admit_per_second", "admission_seconds", "queue_opens_at")}),
+        (
+            "Waiting room",
+            {"fields": ("waiting_room", "admit_per_second", "admission_seconds", "queue_opens_at", "admission_paused")},
+        ),
         ("State", {"fields": ("status_badge", "paused", "version", "created_at")}),
     )
 

@@ -39,6 +39,7 @@ _FORM_FIELD_FOR = {
     "admitPerSecond": "admit_per_second",
     "admissionSeconds": "admission_seconds",
     "queueOpensAt": "queue_opens_at",
+    "admissionPaused": "admission_paused",
 }
 # Long enough for any sale staff plan, short enough that start + duration stays a valid date.
 MAX_SHORTCUT_MINUTES = 366 * 24 * 60
@@ -108,6 +109,7 @@ class FlashSaleAddForm(forms.ModelForm):
             "admit_per_second",
             "admission_seconds",
             "queue_opens_at",
+            "admission_paused",
         )
         help_texts = {
             "waiting_room": "Buyers take places in a line and buy when the sale clock admits them.",

@@ -13,12 +13,14 @@ from idempotency.decorators import idempotent
 from idempotency.exceptions import IdempotencyKeyInUse, IdempotencyKeyLimitReached, IdempotencyKeyReused
 from sales import history, holds, purchase, queue, selectors, services, waitlist
 from sales.exceptions import (
+    AdmissionExpired,
     HoldConfirmed,
     HoldExpired,
     HoldReleased,
     InsufficientStock,
     InvalidSaleChange,
     NoActiveSale,
+    NotAdmitted,
     NotInQueue,
     NoWaitingRoom,
     PurchaseNotFound,
@@ -93,6 +95,8 @@ class PurchaseView(APIView):
                 SoldOut,
                 InsufficientStock,
                 UserLimitReached,
+                NotAdmitted,
+                AdmissionExpired,
                 IdempotencyKeyInUse,
                 IdempotencyKeyReused,
                 IdempotencyKeyLimitReached,

@@ -62,6 +62,14 @@ class NotInQueue(SalesError):
     code = ErrorCode.NOT_IN_QUEUE
 
 
+class NotAdmitted(SalesError):
+    code = ErrorCode.NOT_ADMITTED
+
+
+class AdmissionExpired(SalesError):
+    code = ErrorCode.ADMISSION_EXPIRED
+
+
 class VersionConflict(SalesError):
     code = ErrorCode.VERSION_CONFLICT
 

@@ -23,6 +23,7 @@ TRACKED_FIELDS = {
     "admit_per_second": "admit per second",
     "admission_seconds": "admission seconds",
     "queue_opens_at": "queue opens",
+    "admission_paused": "admission paused",
 }
 THROUGH_API = "Through the API: "
 

@@ -70,6 +70,11 @@ class FlashSale(models.Model):
     queue_opens_at = models.DateTimeField(null=True, blank=True)
     # When the sale clock drew the pre-queue's order (None: not yet); later places are numbered after it.
     queue_drawn_at = models.DateTimeField(null=True, blank=True)
+    # Places up to this position are admitted (sales.queue.admit, the sale clock's step); the step
+    # last advanced it at admitted_at. Staff may hold admission (admission_paused) while the sale runs.
+    admitted_through = models.PositiveIntegerField(default=0, db_default=0)
+    admitted_at = models.DateTimeField(null=True, blank=True)
+    admission_paused = models.BooleanField(default=False, db_default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = FlashSaleQuerySet.as_manager()
@@ -247,6 +252,8 @@ class QueuePlace(models.Model):
     pre_queue = models.BooleanField(default=False)
     position = models.PositiveIntegerField(null=True, blank=True)
     numbered_at = models.DateTimeField(null=True, blank=True)
+    # Set by the admission step that reached this place: the buyer may buy until then.
+    admitted_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["sale", "position", "id"]

@@ -11,15 +11,25 @@ became visible to the clock, which is the order they committed in.
 import math
 import random
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, Max, OuterRef, Q
 from django.utils import timezone
 
 from accounts.models import User
-from sales.exceptions import NotInQueue, NoWaitingRoom, QueueNotOpen, SaleNotActive, SaleNotFound, SoldOut
-from sales.models import FlashSale, QueuePlace
+from sales.exceptions import (
+    AdmissionExpired,
+    NotAdmitted,
+    NotInQueue,
+    NoWaitingRoom,
+    QueueNotOpen,
+    SaleNotActive,
+    SaleNotFound,
+    SalesError,
+    SoldOut,
+)
+from sales.models import TAKING_STATUSES, FlashSale, Purchase, QueuePlace
 
 
 class QueueStatus:
@@ -78,19 +88,55 @@ def place_of(*, user: User, sale_id: int) -> PlaceView:
 
 
 def view(*, sale: FlashSale, place: QueuePlace, created: bool = False) -> PlaceView:
-    closed = sale.current_stock == 0 or sale.end_time <= timezone.now()
+    now = timezone.now()
     position = place.position
-    ahead = None if position is None else position - 1
-    wait = None if ahead is None else math.ceil(ahead / sale.admit_per_second)
+    ahead, wait = _wait(position=position, admitted_through=sale.admitted_through, rate=sale.admit_per_second)
+    if sale.current_stock == 0 or sale.end_time <= now:
+        status = QueueStatus.CLOSED
+    elif position is None or position > sale.admitted_through:
+        status = QueueStatus.WAITING
+    elif place.admitted_until is not None and place.admitted_until > now:
+        status = QueueStatus.ADMITTED
+    else:
+        status = QueueStatus.EXPIRED
     return PlaceView(
         sale_id=sale.pk,
-        status=QueueStatus.CLOSED if closed else QueueStatus.WAITING,
+        status=status,
         position=position,
         ahead_of_you=ahead,
         estimated_wait_seconds=wait,
-        admitted_until=None,
+        admitted_until=place.admitted_until,
         created=created,
     )
+
+
+def _wait(*, position: int | None, admitted_through: int, rate: int) -> tuple[int | None, int | None]:
+    if position is None:
+        return None, None
+    ahead = max(0, position - admitted_through - 1)
+    return ahead, math.ceil(ahead / rate)
+
+
+def admission_refusal(
+    *,
+    sale_id: int,
+    position: int | None,
+    admitted_through: int,
+    rate: int,
+    until: datetime | None,
+    moment: datetime,
+) -> SalesError | None:
+    """Why a buyer with this place may not buy at `moment`, or None when their admission runs. The
+    purchase rule asks it under the sale's row lock (SQLite, sales.purchase) or decides the same in
+    SQL and names the refusal with it (PostgreSQL, flashsale_purchase_v4)."""
+    if position is None or position > admitted_through or until is None:
+        ahead, wait = _wait(position=position, admitted_through=admitted_through, rate=rate)
+        return NotAdmitted(
+            details={"saleId": sale_id, "position": position, "aheadOfYou": ahead, "estimatedWaitSeconds": wait}
+        )
+    if until <= moment:
+        return AdmissionExpired(details={"saleId": sale_id, "admittedUntil": until})
+    return None
 
 
 def _sale(sale_id: int) -> FlashSale:
@@ -116,6 +162,53 @@ def number_places() -> int:
     for sale_id in sales.filter(Q(queue_drawn_at__isnull=True) | Exists(unnumbered)).values_list("pk", flat=True):
         numbered += _number_sale(sale_id, moment=now)
     return numbered
+
+
+def admit() -> int:
+    """Advance every live, unpaused, in-stock waiting-room sale's admission (the sale clock's step):
+    `admit_per_second` places for each second since the last step, never more than the stock can
+    still serve. Returns how many places were admitted."""
+    now = timezone.now()
+    sale_ids = (
+        FlashSale.objects.live(now)
+        .filter(waiting_room=True, paused=False, admission_paused=False, current_stock__gt=0)
+        .exclude(queue_drawn_at=None)
+        .values_list("pk", flat=True)
+    )
+    return sum(_admit_sale(sale_id, moment=now) for sale_id in list(sale_ids))
+
+
+def admitted_not_bought(sale_id: int, *, moment: datetime) -> int:
+    """Places whose admission runs at `moment` and whose buyer holds no unit of the sale yet: each
+    may still take a unit, so they count against the stock the next admission may serve."""
+    bought = Purchase.objects.filter(sale_id=sale_id, user=OuterRef("user"), status__in=TAKING_STATUSES)
+    return QueuePlace.objects.filter(sale_id=sale_id, admitted_until__gt=moment).exclude(Exists(bought)).count()
+
+
+def _admit_sale(sale_id: int, *, moment: datetime) -> int:
+    sale = FlashSale.objects.get(pk=sale_id)
+    since = sale.admitted_at or sale.queue_drawn_at or moment
+    allowance = int((moment - since).total_seconds() * sale.admit_per_second)
+    if allowance < 1:
+        return 0
+    room = sale.current_stock - admitted_not_bought(sale_id, moment=moment)
+    numbered = QueuePlace.objects.filter(sale_id=sale_id).aggregate(last=Max("position"))["last"] or 0
+    admitted = max(0, min(allowance, room, numbered - sale.admitted_through))
+    # At full rate the step keeps the fraction of a place it did not admit; held back by the stock
+    # or by an empty line, the outflow does not save up a burst for later.
+    advanced_to = since + timedelta(seconds=admitted / sale.admit_per_second) if admitted == allowance else moment
+    through = sale.admitted_through + admitted
+    with transaction.atomic():
+        # Conditional on the step it read: a second clock (a failover's overlap) changes nothing.
+        moved = FlashSale.objects.filter(pk=sale_id, admitted_through=sale.admitted_through).update(
+            admitted_through=through, admitted_at=advanced_to
+        )
+        if not moved:
+            return 0
+        QueuePlace.objects.filter(sale_id=sale_id, position__gt=sale.admitted_through, position__lte=through).update(
+            admitted_until=moment + timedelta(seconds=sale.admission_seconds)
+        )
+    return admitted
 
 
 # The operating system's randomness: a draw nobody can predict from earlier draws.

@@ -105,6 +105,15 @@ class FlashSaleSerializer(serializers.ModelSerializer):
         required=False,
         help_text="When the waiting room takes places; answers give the time in force (null: startTime - 15 min).",
     )
+    admissionPaused = StrictBooleanField(
+        source="admission_paused",
+        required=False,
+        default=False,
+        help_text="Staff hold the waiting room's admission: no one more is let through until it is false again.",
+    )
+    admittedThrough = serializers.IntegerField(
+        source="admitted_through", read_only=True, help_text="Places up to this position have been admitted."
+    )
 
     class Meta:
         model = FlashSale
@@ -126,6 +135,8 @@ class FlashSaleSerializer(serializers.ModelSerializer):
             "admitPerSecond",
             "admissionSeconds",
             "queueOpensAt",
+            "admissionPaused",
+            "admittedThrough",
         ]
 
     def get_fields(self):
@@ -169,6 +180,7 @@ class FlashSaleUpdateSerializer(serializers.Serializer):
         source="admission_seconds", min_value=30, max_value=MAX_HOLD_SECONDS, required=False
     )
     queueOpensAt = serializers.DateTimeField(source="queue_opens_at", allow_null=True, required=False)
+    admissionPaused = StrictBooleanField(source="admission_paused", required=False)
     startNow = StrictBooleanField(
         source="start_now",
         required=False,

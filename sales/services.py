@@ -31,6 +31,7 @@ EDITABLE_FIELDS = (
     "admit_per_second",
     "admission_seconds",
     "queue_opens_at",
+    "admission_paused",
 )
 # The most units a sale may ever hold (create, edit and restock): far below the 32-bit
 # original_stock/current_stock columns, so no total can overflow them.
@@ -53,6 +54,7 @@ def create_sale(
     admit_per_second: int = 20,
     admission_seconds: int = 120,
     queue_opens_at: datetime | None = None,
+    admission_paused: bool = False,
 ) -> FlashSale:
     """A new sale; a limit left None follows its setting (MAX_UNITS_PER_USER, MAX_PURCHASE_QUANTITY).
     With `hold_seconds` > 0 its purchases are held that long, to be confirmed or released."""
@@ -71,6 +73,7 @@ def create_sale(
         admit_per_second=admit_per_second,
         admission_seconds=admission_seconds,
         queue_opens_at=queue_opens_at,
+        admission_paused=admission_paused,
     )
     events.sale_changed(sale_id=sale.pk)
     return sale
@@ -179,7 +182,7 @@ def check_sale_update(
     updates.update(
         {
             field: changes[field]
-            for field in ("waiting_room", "admit_per_second", "admission_seconds", "queue_opens_at")
+            for field in ("waiting_room", "admit_per_second", "admission_seconds", "queue_opens_at", "admission_paused")
             if field in changes
         }
     )

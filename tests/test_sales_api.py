@@ -42,6 +42,8 @@ def test_active_sale_is_returned_with_derived_status(buyer_api):
         "admitPerSecond": 20,
         "admissionSeconds": 120,
         "queueOpensAt": iso(sale.start_time - timedelta(minutes=15)),
+        "admissionPaused": False,
+        "admittedThrough": 0,
     }
 
 

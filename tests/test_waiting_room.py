@@ -9,10 +9,11 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from sales import queue
-from sales.models import FlashSale, QueuePlace
+from sales.models import FlashSale, Purchase, QueuePlace
 from tests.factories import SaleFactory, TokenFactory
 
 pytestmark = pytest.mark.django_db
@@ -267,3 +268,171 @@ def test_parallel_joins_take_unique_places_numbered_in_commit_order(settings):
     assert len({place.user_id for place in places}) == len(tokens)
     # Numbered in the order the inserts were recorded (ids taken inside each join's transaction).
     assert [place.pk for place in places] == sorted(place.pk for place in places)
+
+
+# --- admission by the sale clock ----------------------------------------------------------------
+
+PURCHASE = "/api/v1/flashsales/purchase"
+
+
+def line(sale, size: int, *, drawn_seconds_ago: float) -> list:
+    """`size` numbered places of a started waiting-room sale whose draw was that long ago."""
+    users = [TokenFactory().user for _ in range(size)]
+    for position, user in enumerate(users, start=1):
+        QueuePlace.objects.create(sale=sale, user=user, position=position)
+    FlashSale.objects.filter(pk=sale.pk).update(queue_drawn_at=timezone.now() - timedelta(seconds=drawn_seconds_ago))
+    return users
+
+
+def admitted_positions(sale) -> list[int]:
+    return list(
+        QueuePlace.objects.filter(sale=sale, admitted_until__isnull=False)
+        .order_by("position")
+        .values_list("position", flat=True)
+    )
+
+
+def test_admission_advances_at_the_rate_in_order_and_each_admission_is_a_lease():
+    sale = SaleFactory(waiting_room=True, admit_per_second=3, admission_seconds=60, original_stock=100)
+    line(sale, 20, drawn_seconds_ago=2.5)
+
+    admitted = queue.admit()
+
+    # 2.5 s at 3 a second: 7 places, the first seven, each for admissionSeconds from now.
+    assert admitted == 7
+    sale.refresh_from_db()
+    assert sale.admitted_through == 7
+    assert admitted_positions(sale) == list(range(1, 8))
+    until = QueuePlace.objects.get(sale=sale, position=1).admitted_until
+    assert timedelta(seconds=59) < until - timezone.now() <= timedelta(seconds=60)
+
+
+def test_admission_never_admits_more_buyers_than_the_stock_can_serve():
+    sale = SaleFactory(waiting_room=True, admit_per_second=100, original_stock=3)
+    users = line(sale, 10, drawn_seconds_ago=5)
+
+    assert queue.admit() == 3
+    # One admitted buyer bought: the unit is gone, and so is their claim on the stock.
+    Purchase.objects.create(sale=sale, user=users[0], quantity=1)
+    FlashSale.objects.filter(pk=sale.pk).update(current_stock=2, admitted_at=timezone.now() - timedelta(seconds=5))
+    assert queue.admit() == 0
+
+    sale.refresh_from_db()
+    assert sale.admitted_through == 3
+    assert admitted_positions(sale) == [1, 2, 3]
+
+
+def test_an_expired_admission_gives_its_share_to_the_next_in_line():
+    sale = SaleFactory(waiting_room=True, admit_per_second=100, original_stock=2)
+    line(sale, 5, drawn_seconds_ago=5)
+    assert queue.admit() == 2
+    QueuePlace.objects.filter(sale=sale, position=1).update(admitted_until=timezone.now() - timedelta(seconds=1))
+    FlashSale.objects.filter(pk=sale.pk).update(admitted_at=timezone.now() - timedelta(seconds=1))
+
+    assert queue.admit() == 1
+
+    assert admitted_positions(sale) == [1, 2, 3]
+
+
+def test_staff_paused_admission_admits_no_one():
+    sale = SaleFactory(waiting_room=True, admission_paused=True)
+    line(sale, 5, drawn_seconds_ago=5)
+
+    assert queue.admit() == 0
+
+    assert FlashSale.objects.get(pk=sale.pk).admitted_through == 0
+    assert admitted_positions(sale) == []
+
+
+def test_staff_pause_admission_through_the_api(staff_api):
+    sale = SaleFactory(waiting_room=True)
+
+    response = staff_api.patch(f"{SALES}{sale.pk}", {"version": 1, "admissionPaused": True}, format="json")
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["data"]["admissionPaused"] is True
+    assert FlashSale.objects.get(pk=sale.pk).admission_paused is True
+
+
+def buy(token: str, sale, **headers):
+    return client(token).post(PURCHASE, {"saleId": sale.pk, "quantity": 1}, format="json", headers=headers)
+
+
+def test_a_buyer_not_admitted_cannot_buy_by_any_path_and_nothing_changes():
+    sale = SaleFactory(waiting_room=True, admit_per_second=2, original_stock=10)
+    users = line(sale, 6, drawn_seconds_ago=1)
+    queue.admit()  # the first two
+    outsider = TokenFactory()
+    fourth = Token.objects.get(user=users[3])
+
+    plain = buy(fourth.key, sale)
+    keyed = buy(fourth.key, sale, **{"Idempotency-Key": "wait-1"})
+    stranger = buy(outsider.key, sale)
+
+    for answer in (plain, keyed):
+        assert (answer.status_code, answer.json()["error"]["code"]) == (409, "not_admitted")
+        assert answer.json()["error"]["details"] == {
+            "saleId": sale.pk,
+            "position": 4,
+            "aheadOfYou": 1,
+            "estimatedWaitSeconds": 1,
+        }
+    assert (stranger.status_code, stranger.json()["error"]["code"]) == (409, "not_admitted")
+    assert stranger.json()["error"]["details"]["position"] is None
+    assert not Purchase.objects.exists()
+    assert FlashSale.objects.get(pk=sale.pk).current_stock == 10
+
+
+def test_an_admitted_buyer_buys_and_after_the_lease_is_refused_admission_expired():
+    sale = SaleFactory(waiting_room=True, admit_per_second=2, original_stock=10)
+    users = line(sale, 4, drawn_seconds_ago=1)
+    queue.admit()
+    first, second = Token.objects.get(user=users[0]), Token.objects.get(user=users[1])
+    QueuePlace.objects.filter(sale=sale, user=users[1]).update(admitted_until=timezone.now() - timedelta(seconds=1))
+
+    bought = buy(first.key, sale)
+    late = buy(second.key, sale)
+    place = client(second.key).get(queue_path(sale.pk))
+
+    assert bought.status_code == 201, bought.json()
+    assert (late.status_code, late.json()["error"]["code"]) == (409, "admission_expired")
+    assert place.json()["data"]["status"] == "expired"
+    assert list(Purchase.objects.values_list("user_id", flat=True)) == [users[0].pk]
+    assert FlashSale.objects.get(pk=sale.pk).current_stock == 9
+
+
+def test_a_sale_without_a_waiting_room_sells_as_before():
+    sale = SaleFactory(original_stock=2)
+
+    answer = buy(TokenFactory().key, sale)
+
+    assert answer.status_code == 201
+    assert FlashSale.objects.get(pk=sale.pk).current_stock == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_herd_of_line_members_buys_only_what_was_admitted_never_past_the_stock(settings):
+    settings.RATELIMIT_ENABLE = False
+    sale = SaleFactory(waiting_room=True, admit_per_second=1000, original_stock=5)
+    users = line(sale, 30, drawn_seconds_ago=5)
+    assert queue.admit() == 5
+    tokens = [Token.objects.get(user=user).key for user in users]
+
+    def attempt(token):
+        try:
+            answer = buy(token, sale)
+            return answer.status_code, answer.json().get("error", {}).get("code")
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        results = list(pool.map(attempt, tokens))
+
+    # Refused by whichever rule the database met first: not admitted, or sold out once the five bought.
+    statuses = Counter(results)
+    assert statuses[(201, None)] == 5
+    assert set(statuses) <= {(201, None), (409, "not_admitted"), (409, "sold_out")}, statuses
+    buyers = set(Purchase.objects.values_list("user_id", flat=True))
+    assert buyers == {user.pk for user in users[:5]}
+    assert FlashSale.objects.get(pk=sale.pk).current_stock == 0

@@ -126,6 +126,7 @@ class Command(BaseCommand):
         holds.expire_holds()
         # Waiting rooms: the pre-queue's draw at the start, then every new place's position.
         queue.number_places()
+        queue.admit()
         now = timezone.now()
         passed = selectors.sales_whose_window_passed(since=since, until=now)
         for sale in passed:
