@@ -185,6 +185,24 @@ def admitted_not_bought(sale_id: int, *, moment: datetime) -> int:
     return QueuePlace.objects.filter(sale_id=sale_id, admitted_until__gt=moment).exclude(Exists(bought)).count()
 
 
+@dataclass(frozen=True)
+class LineSummary:
+    """What staff watch of a waiting room: its places, how far admission reached, and the admitted
+    buyers who may still buy."""
+
+    queue_length: int
+    admitted_through: int
+    admitted_not_bought: int
+
+
+def line_summary(sale: FlashSale) -> LineSummary:
+    return LineSummary(
+        queue_length=QueuePlace.objects.filter(sale=sale).count(),
+        admitted_through=sale.admitted_through,
+        admitted_not_bought=admitted_not_bought(sale.pk, moment=timezone.now()),
+    )
+
+
 def _admit_sale(sale_id: int, *, moment: datetime) -> int:
     sale = FlashSale.objects.get(pk=sale_id)
     since = sale.admitted_at or sale.queue_drawn_at or moment
