@@ -52,6 +52,12 @@ class ErrorCode(StrEnum):
     HOLD_EXPIRED = "hold_expired", 409, "This hold expired: its units went back to the sale."
     HOLD_RELEASED = "hold_released", 409, "This hold was released: its units went back to the sale."
     HOLD_CONFIRMED = "hold_confirmed", 409, "This purchase is confirmed: it can no longer be released."
+    # the waiting room
+    NO_WAITING_ROOM = "no_waiting_room", 409, "This flash sale has no waiting room: buy directly."
+    QUEUE_NOT_OPEN = "queue_not_open", 409, "The waiting room of this flash sale is not open yet."
+    NOT_IN_QUEUE = "not_in_queue", 404, "You have no place in this flash sale's waiting room."
+    NOT_ADMITTED = "not_admitted", 409, "It is not your turn yet: wait in this flash sale's waiting room."
+    ADMISSION_EXPIRED = "admission_expired", 409, "Your turn to buy ran out."
 
     # idempotency
     IDEMPOTENCY_KEY_IN_USE = (

@@ -24,7 +24,7 @@ from django.utils.html import format_html
 from django.utils.translation import ngettext
 
 from live import pages
-from sales import history, selectors, services
+from sales import history, queue, selectors, services
 from sales.admin_csv import purchases_csv_response
 from sales.admin_forms import STALE_EDIT_MESSAGE, AddUnitsForm, FlashSaleAddForm, FlashSaleChangeForm
 from sales.exceptions import SalesError, VersionConflict
@@ -201,7 +201,15 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
     list_per_page = 50
     actions = ["end_now", "clone_selected", "pause_now", "resume_now"]
     inlines = [PurchaseInline]
-    readonly_fields = ("status_badge", "stock_summary", "purchases_link", "version", "paused", "created_at")
+    readonly_fields = (
+        "status_badge",
+        "stock_summary",
+        "purchases_link",
+        "version",
+        "paused",
+        "created_at",
+        "waiting_room_summary",
+    )
     add_fieldsets = (
         (None, {"fields": ("name", "start_time", "end_time", "original_stock")}),
         (
@@ -212,11 +220,28 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
             },
         ),
         ("Limits", {"fields": ("max_per_buyer", "max_per_purchase", "hold_seconds")}),
+        (
+            "Waiting room",
+            {"fields": ("waiting_room", "admit_per_second", "admission_seconds", "queue_opens_at", "admission_paused")},
+        ),
     )
     change_fieldsets = (
         (None, {"fields": ("name", "start_time", "end_time", "expected_version", "start_now")}),
         ("Stock", {"fields": ("original_stock", "stock_summary", "purchases_link")}),
         ("Limits", {"fields": ("max_per_buyer", "max_per_purchase", "hold_seconds")}),
+        (
+            "Waiting room",
+            {
+                "fields": (
+                    "waiting_room_summary",
+                    "waiting_room",
+                    "admit_per_second",
+                    "admission_seconds",
+                    "queue_opens_at",
+                    "admission_paused",
+                )
+            },
+        ),
         ("State", {"fields": ("status_badge", "paused", "version", "created_at")}),
     )
 
@@ -335,6 +360,17 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
         )
 
     @admin.display(description="purchases")
+    @admin.display(description="Line")
+    def waiting_room_summary(self, sale):
+        # Read when the page is drawn; tick "Admission paused" and save to hold the line.
+        line = queue.line_summary(sale)
+        return format_html(
+            '<span class="waiting-room-summary">{} in line · admitted through {} · {} admitted, not yet bought</span>',
+            line.queue_length,
+            line.admitted_through,
+            line.admitted_not_bought,
+        )
+
     def purchases_link(self, sale):
         query = f"?sale__id__exact={sale.pk}"
         return format_html(

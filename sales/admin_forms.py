@@ -35,6 +35,11 @@ _FORM_FIELD_FOR = {
     "maxPerBuyer": "max_per_buyer",
     "maxPerPurchase": "max_per_purchase",
     "holdSeconds": "hold_seconds",
+    "waitingRoom": "waiting_room",
+    "admitPerSecond": "admit_per_second",
+    "admissionSeconds": "admission_seconds",
+    "queueOpensAt": "queue_opens_at",
+    "admissionPaused": "admission_paused",
 }
 # Long enough for any sale staff plan, short enough that start + duration stays a valid date.
 MAX_SHORTCUT_MINUTES = 366 * 24 * 60
@@ -73,11 +78,29 @@ class FlashSaleAddForm(forms.ModelForm):
     hold_seconds = forms.IntegerField(
         label="Hold (seconds)", initial=0, required=False, min_value=0, max_value=MAX_HOLD_SECONDS
     )
+    admit_per_second = forms.IntegerField(
+        label="Admit per second",
+        initial=20,
+        required=False,
+        min_value=1,
+        max_value=100_000,
+        help_text="Buyers the waiting room lets through a second; it may change while the sale runs.",
+    )
+    admission_seconds = forms.IntegerField(
+        label="Admission (seconds)",
+        initial=120,
+        required=False,
+        min_value=30,
+        max_value=MAX_HOLD_SECONDS,
+        help_text="How long an admitted buyer may buy.",
+    )
 
     class Meta:
         model = FlashSale
         fields = services.EDITABLE_FIELDS
         help_texts = {
+            "waiting_room": "Buyers take places in a line and buy when the sale clock admits them.",
+            "queue_opens_at": "UTC. Empty: 15 minutes before the start.",
             "start_time": "UTC.",
             "end_time": "UTC. Must be after the start.",
             "hold_seconds": "0: a purchase is final at once. Above 0: purchases are held this long, to be "
@@ -115,6 +138,15 @@ class FlashSaleAddForm(forms.ModelForm):
     def clean_hold_seconds(self):
         # Left empty (or absent from an older form): no hold, as before holds existed.
         return self.cleaned_data.get("hold_seconds") or 0
+
+    def clean_admit_per_second(self):
+        # Left empty (or absent from an older form): the model's default.
+        value = self.cleaned_data.get("admit_per_second")
+        return FlashSale._meta.get_field("admit_per_second").default if value is None else value
+
+    def clean_admission_seconds(self):
+        value = self.cleaned_data.get("admission_seconds")
+        return FlashSale._meta.get_field("admission_seconds").default if value is None else value
 
     def clean(self):
         super().clean()

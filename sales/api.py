@@ -11,15 +11,20 @@ from core.responses import success
 from core.schema import BODY, STAFF, TOKEN, errors, ok, page_of
 from idempotency.decorators import idempotent
 from idempotency.exceptions import IdempotencyKeyInUse, IdempotencyKeyLimitReached, IdempotencyKeyReused
-from sales import history, holds, metrics, purchase, selectors, services, waitlist
+from sales import history, holds, metrics, purchase, queue, selectors, services, waitlist
 from sales.exceptions import (
+    AdmissionExpired,
     HoldConfirmed,
     HoldExpired,
     HoldReleased,
     InsufficientStock,
     InvalidSaleChange,
     NoActiveSale,
+    NotAdmitted,
+    NotInQueue,
+    NoWaitingRoom,
     PurchaseNotFound,
+    QueueNotOpen,
     SaleNotActive,
     SaleNotFound,
     SalePaused,
@@ -35,6 +40,7 @@ from sales.serializers import (
     PurchaseRequestSerializer,
     PurchaseResultSerializer,
     PurchaseSerializer,
+    QueuePlaceSerializer,
     WaitlistPlaceSerializer,
 )
 
@@ -89,6 +95,8 @@ class PurchaseView(APIView):
                 SoldOut,
                 InsufficientStock,
                 UserLimitReached,
+                NotAdmitted,
+                AdmissionExpired,
                 IdempotencyKeyInUse,
                 IdempotencyKeyReused,
                 IdempotencyKeyLimitReached,
@@ -302,7 +310,7 @@ class FlashSaleViewSet(
     lookup_value_regex = r"[0-9]+"
 
     def get_permissions(self):
-        if self.action in {"list", "retrieve", "waitlist"}:
+        if self.action in {"list", "retrieve", "waitlist", "join_queue", "queue_place"}:
             return [IsAuthenticated()]
         return [IsAdminUser()]
 
@@ -380,6 +388,41 @@ class FlashSaleViewSet(
         if place.created:
             return success(WaitlistPlaceSerializer(place).data, "You joined the waitlist", status=201)
         return success(WaitlistPlaceSerializer(place).data, "You are on the waitlist")
+
+    @extend_schema(
+        summary="Take a place in the sale's waiting room (201; 200 with the place already held)",
+        description=(
+            "A sale with `waitingRoom` takes places from `queueOpensAt`. Places taken before `startTime` "
+            "form a pre-queue (`position` null) whose order the sale clock draws at random at the start; "
+            "later places are numbered in the order they were recorded. Joins count against the purchase "
+            "rate limit per user and the global one per address."
+        ),
+        request=None,
+        responses={
+            **ok(201, "QueuePlaceResponse", QueuePlaceSerializer),
+            **ok(200, "QueuePlaceResponse", QueuePlaceSerializer),
+            **errors(TOKEN, SaleNotFound, NoWaitingRoom, QueueNotOpen, SoldOut, SaleNotActive, ErrorCode.RATE_LIMITED),
+        },
+    )
+    @action(detail=True, methods=["post"], url_path="queue")
+    @rate_limit(group="queue", key="user", rate_setting="RATELIMIT_PURCHASE")
+    def join_queue(self, request, pk=None):
+        place = queue.join(user=request.user, sale_id=int(pk))
+        if place.created:
+            return success(QueuePlaceSerializer(place).data, "You joined the line", status=201)
+        return success(QueuePlaceSerializer(place).data, "You are in the line")
+
+    @join_queue.mapping.get
+    @extend_schema(
+        summary="The caller's place in the sale's waiting room",
+        request=None,
+        responses={
+            **ok(200, "QueuePlaceResponse", QueuePlaceSerializer),
+            **errors(TOKEN, SaleNotFound, NoWaitingRoom, NotInQueue),
+        },
+    )
+    def queue_place(self, request, pk=None):
+        return success(QueuePlaceSerializer(queue.place_of(user=request.user, sale_id=int(pk))).data, "Your place")
 
     @action(detail=True, methods=["post"], url_path="resume")
     def resume(self, request, pk=None):

@@ -8,11 +8,11 @@ run it when no purchase herd is in flight for an exact cross-check between queri
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db.models import Count, F, IntegerField, OuterRef, Q, Subquery, Sum, Value
+from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
 from idempotency import selectors as idempotency_selectors
-from sales.models import TAKING_STATUSES, FlashSale, Purchase, PurchaseStatus
+from sales.models import TAKING_STATUSES, FlashSale, Purchase, PurchaseStatus, QueuePlace, WaitlistEntry
 
 
 @dataclass
@@ -39,6 +39,7 @@ def run_audit(*, max_units_per_user: int | None = None) -> AuditReport:
     report.violations += window_violations()
     report.violations += idempotency_violations()
     report.violations += hold_violations()
+    report.violations += admission_violations()
     return report
 
 
@@ -122,6 +123,28 @@ def hold_violations() -> list[str]:
     ).values_list("pk", "sale_id", "status")
     found += [f"purchase {pk} of sale {sale_id} is {status} but has no expiresAt" for pk, sale_id, status in unbounded]
     return found
+
+
+def admission_violations() -> list[str]:
+    """Every purchase of a waiting-room sale was made by a buyer whose place was admitted and whose
+    admission still ran (created_at before the place's admitted_until), or is a waitlist offer (the
+    line's continuation). A sale that got its waiting room after it sold reports its earlier buyers."""
+    admitted = QueuePlace.objects.filter(
+        sale_id=OuterRef("sale_id"), user_id=OuterRef("user_id"), admitted_until__gt=OuterRef("created_at")
+    )
+    offered = WaitlistEntry.objects.filter(purchase_id=OuterRef("pk"))
+    unadmitted = (
+        Purchase.objects.filter(sale__waiting_room=True)
+        .exclude(Exists(admitted))
+        .exclude(Exists(offered))
+        .values_list("pk", "sale_id", "user_id", "created_at")
+        .order_by("sale_id", "pk")
+    )
+    return [
+        f"purchase {pk} of sale {sale_id} by user {user_id} at {created_at:%Y-%m-%dT%H:%M:%S.%f%z} was made "
+        f"without a valid admission from the sale's waiting room"
+        for pk, sale_id, user_id, created_at in unadmitted
+    ]
 
 
 def idempotency_violations() -> list[str]:

@@ -50,6 +50,26 @@ class HoldConfirmed(SalesError):
     code = ErrorCode.HOLD_CONFIRMED
 
 
+class NoWaitingRoom(SalesError):
+    code = ErrorCode.NO_WAITING_ROOM
+
+
+class QueueNotOpen(SalesError):
+    code = ErrorCode.QUEUE_NOT_OPEN
+
+
+class NotInQueue(SalesError):
+    code = ErrorCode.NOT_IN_QUEUE
+
+
+class NotAdmitted(SalesError):
+    code = ErrorCode.NOT_ADMITTED
+
+
+class AdmissionExpired(SalesError):
+    code = ErrorCode.ADMISSION_EXPIRED
+
+
 class VersionConflict(SalesError):
     code = ErrorCode.VERSION_CONFLICT
 

@@ -19,6 +19,11 @@ TRACKED_FIELDS = {
     "start_time": "start",
     "end_time": "end",
     "original_stock": "original stock",
+    "waiting_room": "waiting room",
+    "admit_per_second": "admit per second",
+    "admission_seconds": "admission seconds",
+    "queue_opens_at": "queue opens",
+    "admission_paused": "admission paused",
 }
 THROUGH_API = "Through the API: "
 
@@ -27,6 +32,8 @@ def show(value: Any) -> str:
     """A value as the history prints it: times in UTC to the second, text quoted, numbers as they are."""
     if isinstance(value, datetime):
         return f"{value.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+    if value is None:
+        return "–"
     if isinstance(value, str):
         return f"“{value}”"
     return str(value)

@@ -1,4 +1,4 @@
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Self
 
 from django.conf import settings
@@ -8,6 +8,8 @@ from django.utils import timezone
 
 # The longest hold a sale may give (a day): longer is not a hold but a reservation.
 MAX_HOLD_SECONDS = 86_400
+# A waiting room opens this long before its sale starts unless the sale names its own queueOpensAt.
+QUEUE_OPENS_BEFORE = timedelta(minutes=15)
 
 
 class SaleStatus(models.TextChoices):
@@ -59,6 +61,20 @@ class FlashSale(models.Model):
     # 0: a purchase is final at once. Above 0: a purchase holds its units this long; the buyer (or the
     # shop's payment back end) confirms it or releases it, and the sale clock returns it when it expires.
     hold_seconds = models.PositiveIntegerField(default=0, db_default=0)
+    # The waiting room (sales.queue): buyers take places from queue_opens_at (None: start_time minus
+    # QUEUE_OPENS_BEFORE) and the sale clock admits them in order, admit_per_second a second, each
+    # admission lasting admission_seconds.
+    waiting_room = models.BooleanField(default=False, db_default=False)
+    admit_per_second = models.PositiveIntegerField(default=20, db_default=20)
+    admission_seconds = models.PositiveIntegerField(default=120, db_default=120)
+    queue_opens_at = models.DateTimeField(null=True, blank=True)
+    # When the sale clock drew the pre-queue's order (None: not yet); later places are numbered after it.
+    queue_drawn_at = models.DateTimeField(null=True, blank=True)
+    # Places up to this position are admitted (sales.queue.admit, the sale clock's step); the step
+    # last advanced it at admitted_at. Staff may hold admission (admission_paused) while the sale runs.
+    admitted_through = models.PositiveIntegerField(default=0, db_default=0)
+    admitted_at = models.DateTimeField(null=True, blank=True)
+    admission_paused = models.BooleanField(default=False, db_default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = FlashSaleQuerySet.as_manager()
@@ -78,6 +94,8 @@ class FlashSale(models.Model):
                 condition=Q(max_per_purchase__isnull=True) | Q(max_per_purchase__gte=1),
                 name="sale_purchase_limit_positive",
             ),
+            models.CheckConstraint(condition=Q(admit_per_second__gte=1), name="sale_admit_rate_positive"),
+            models.CheckConstraint(condition=Q(admission_seconds__gte=30), name="sale_admission_at_least_30s"),
         ]
 
     def __str__(self):
@@ -115,6 +133,13 @@ class FlashSale(models.Model):
         if self.max_per_purchase is None:
             return settings.MAX_PURCHASE_QUANTITY
         return min(self.max_per_purchase, settings.MAX_PURCHASE_QUANTITY)
+
+    @property
+    def queue_opening(self) -> datetime:
+        """When the waiting room starts taking places."""
+        if self.queue_opens_at is not None:
+            return self.queue_opens_at
+        return self.start_time - QUEUE_OPENS_BEFORE
 
     @property
     def units_sold(self) -> int:
@@ -211,3 +236,35 @@ class WaitlistEntry(models.Model):
 
     def __str__(self):
         return f"{self.user_id} waiting for {self.sale_id}"
+
+
+class QueuePlace(models.Model):
+    """A buyer's place in a sale's waiting room: one INSERT per join, never a row every join updates.
+
+    `position` is given by the sale clock (sales.queue.number_places): the places taken before the
+    start in a uniform shuffle drawn at the start, later ones in the order their inserts became
+    visible to it (their commit order). `pre_queue` records which of the two a place was.
+    """
+
+    sale = models.ForeignKey(FlashSale, on_delete=models.CASCADE, related_name="queue_places")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="queue_places")
+    joined_at = models.DateTimeField(default=timezone.now)
+    pre_queue = models.BooleanField(default=False)
+    position = models.PositiveIntegerField(null=True, blank=True)
+    numbered_at = models.DateTimeField(null=True, blank=True)
+    # Set by the admission step that reached this place: the buyer may buy until then.
+    admitted_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["sale", "position", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["sale", "user"], name="queue_one_place_per_buyer"),
+            models.UniqueConstraint(fields=["sale", "position"], name="queue_positions_unique"),
+        ]
+        indexes = [
+            # The clock's search for places still to number reads only those.
+            models.Index(fields=["sale", "id"], name="queue_unnumbered_idx", condition=Q(position__isnull=True)),
+        ]
+
+    def __str__(self):
+        return f"{self.user_id} in line for {self.sale_id}"

@@ -5,7 +5,7 @@ Here, and only here: the parser of a purchase body (`parse_order`), the rule's e
 database's refusals and for the ones the sale gate replays from the cache). The rule itself has one
 implementation per database, chosen once at start-up (`choose_backend`, from SalesConfig.ready):
 
-- PostgreSQL: one call of the function in sales/sql/flashsale_purchase_v3.sql, which decides, writes
+- PostgreSQL: one call of the function in sales/sql/flashsale_purchase_v4.sql, which decides, writes
   and commits in one round trip (why each step is safe: sales/migrations/0002, 0004 and 0005);
 - SQLite (the local default): the same decisions with the ORM, in a transaction that SQLite
   serialises (it begins IMMEDIATE, see settings).
@@ -29,7 +29,7 @@ from accounts import services as accounts_services
 from accounts.models import User
 from core.ids import MAX_ID
 from live import events
-from sales import gate, metrics
+from sales import gate, metrics, queue
 from sales.exceptions import (
     InsufficientStock,
     OverPurchaseLimit,
@@ -40,7 +40,7 @@ from sales.exceptions import (
     SoldOut,
     UserLimitReached,
 )
-from sales.models import TAKING_STATUSES, FlashSale, Purchase, PurchaseStatus
+from sales.models import TAKING_STATUSES, FlashSale, Purchase, PurchaseStatus, QueuePlace
 
 
 @dataclass(frozen=True)
@@ -246,7 +246,7 @@ def _over_buyer_limit(*, limit: int, held: int, quantity: int) -> UserLimitReach
 
 # --- the implementations -------------------------------------------------------------------
 
-# The whole rule in one round trip: sales/sql/flashsale_purchase_v3.sql.
+# The whole rule in one round trip: sales/sql/flashsale_purchase_v4.sql.
 PURCHASE_STATEMENT = (
     "SELECT outcome, purchase_id, created_at, current_stock, stock_version, start_time, end_time, held,"
     " db_now, paused, buyer_limit, purchase_limit, status, expires_at FROM flashsale_purchase(%s, %s, %s, %s, %s)"
@@ -269,6 +269,13 @@ def _take_on_postgresql(*, user: User, sale_id: int, quantity: int, generation: 
         raise _over_buyer_limit(limit=buyer_limit, held=held, quantity=quantity)
     if outcome == "not_found":
         raise SaleNotFound(details={"saleId": sale_id})
+    if outcome == "not_admitted":
+        # The function's refusal of a waiting-room buyer: see the column reuse in its source.
+        refused = queue.admission_refusal(
+            sale_id=sale_id, position=held, admitted_through=stock, rate=buyer_limit, until=row[13], moment=db_now
+        )
+        assert refused is not None, "the function refused an admission that runs"
+        raise refused
     raise _explain(
         sale_id=sale_id,
         quantity=quantity,
@@ -310,7 +317,12 @@ def _take_in_python(*, user: User, sale_id: int, quantity: int, generation: int 
                 current_stock=sale.current_stock,
                 purchase_limit=sale.purchase_limit,
             )
-        stock, stock_version, max_per_buyer, hold_seconds, held = _stock_and_holding(sale_id, user)
+        stock, stock_version, max_per_buyer, hold_seconds, held, admission = _stock_and_holding(sale_id, user)
+        if admission is not None:
+            # A waiting-room sale sells only to buyers its line admitted (raising rolls the decrement back).
+            refused = queue.admission_refusal(sale_id=sale_id, moment=moment, **admission)
+            if refused is not None:
+                raise refused
         limit = max_per_buyer if max_per_buyer is not None else settings.MAX_UNITS_PER_USER
         if held + quantity > limit:
             # Raising rolls the decrement back.
@@ -324,21 +336,43 @@ def _take_in_python(*, user: User, sale_id: int, quantity: int, generation: int 
     return PurchaseResult(order.pk, sale_id, quantity, stock, moment, stock_version, status, expires_at)
 
 
-def _stock_and_holding(sale_id: int, user: User) -> tuple[int, int, int | None, int, int]:
+def _stock_and_holding(sale_id: int, user: User) -> tuple[int, int, int | None, int, int, dict[str, Any] | None]:
     """The sale's stock and stock version as this transaction left them, its own buyer limit, its
-    hold, and the units `user` holds (held or confirmed)."""
+    hold, the units `user` holds (held or confirmed) and, for a waiting-room sale, what decides the
+    buyer's admission (None for any other sale): one read."""
     held = (
         Purchase.objects.filter(sale_id=OuterRef("pk"), user=user, status__in=TAKING_STATUSES)
         .values("sale_id")
         .annotate(units=Sum("quantity"))
         .values("units")
     )
-    return (
+    place = QueuePlace.objects.filter(sale_id=OuterRef("pk"), user=user).order_by()
+    row = (
         FlashSale.objects.filter(pk=sale_id)
-        .annotate(held=Coalesce(Subquery(held, output_field=IntegerField()), Value(0)))
-        .values_list("current_stock", "stock_version", "max_per_buyer", "hold_seconds", "held")
+        .annotate(
+            held=Coalesce(Subquery(held, output_field=IntegerField()), Value(0)),
+            place_position=Subquery(place.values("position")[:1]),
+            place_until=Subquery(place.values("admitted_until")[:1]),
+        )
+        .values_list(
+            "current_stock",
+            "stock_version",
+            "max_per_buyer",
+            "hold_seconds",
+            "held",
+            "waiting_room",
+            "admitted_through",
+            "admit_per_second",
+            "place_position",
+            "place_until",
+        )
         .get()
     )
+    waiting_room, admitted_through, rate, position, until = row[5:]
+    admission = None
+    if waiting_room:
+        admission = {"position": position, "admitted_through": admitted_through, "rate": rate, "until": until}
+    return (*row[:5], admission)
 
 
 _Take = Callable[..., PurchaseResult]

@@ -7,7 +7,11 @@ from core.ids import MAX_ID
 from sales.exceptions import InvalidSaleChange
 from sales.models import MAX_HOLD_SECONDS, FlashSale, PurchaseStatus, WaitlistState
 from sales.purchase import InvalidOrder, parse_order
+from sales.queue import QueueStatus
 from sales.services import MAX_STOCK, check_window
+
+# A waiting room admits at most this many buyers a second (far above what one sale's row can sell).
+MAX_ADMIT_PER_SECOND = 100_000
 
 
 class StrictIntegerField(serializers.IntegerField):
@@ -78,6 +82,38 @@ class FlashSaleSerializer(serializers.ModelSerializer):
         default=0,
         help_text="0: a purchase is final at once. Above 0: a purchase is held this long, to be confirmed or released.",
     )
+    waitingRoom = StrictBooleanField(
+        source="waiting_room",
+        required=False,
+        default=False,
+        help_text="Buyers take places in a waiting room (POST .../queue) and buy once admitted.",
+    )
+    admitPerSecond = StrictIntegerField(
+        source="admit_per_second", min_value=1, max_value=MAX_ADMIT_PER_SECOND, required=False, default=20
+    )
+    admissionSeconds = StrictIntegerField(
+        source="admission_seconds",
+        min_value=30,
+        max_value=MAX_HOLD_SECONDS,
+        required=False,
+        default=120,
+        help_text="How long an admitted buyer may buy.",
+    )
+    queueOpensAt = serializers.DateTimeField(
+        source="queue_opens_at",
+        allow_null=True,
+        required=False,
+        help_text="When the waiting room takes places; answers give the time in force (null: startTime - 15 min).",
+    )
+    admissionPaused = StrictBooleanField(
+        source="admission_paused",
+        required=False,
+        default=False,
+        help_text="Staff hold the waiting room's admission: no one more is let through until it is false again.",
+    )
+    admittedThrough = serializers.IntegerField(
+        source="admitted_through", read_only=True, help_text="Places up to this position have been admitted."
+    )
 
     class Meta:
         model = FlashSale
@@ -95,6 +131,12 @@ class FlashSaleSerializer(serializers.ModelSerializer):
             "maxPerBuyer",
             "maxPerPurchase",
             "holdSeconds",
+            "waitingRoom",
+            "admitPerSecond",
+            "admissionSeconds",
+            "queueOpensAt",
+            "admissionPaused",
+            "admittedThrough",
         ]
 
     def get_fields(self):
@@ -107,6 +149,7 @@ class FlashSaleSerializer(serializers.ModelSerializer):
     def to_representation(self, instance):
         data = super().to_representation(instance)
         data["maxPerBuyer"], data["maxPerPurchase"] = instance.buyer_limit, instance.purchase_limit
+        data["queueOpensAt"] = serializers.DateTimeField().to_representation(instance.queue_opening)
         return data
 
     def validate(self, attrs):
@@ -129,6 +172,15 @@ class FlashSaleUpdateSerializer(serializers.Serializer):
     endTime = serializers.DateTimeField(source="end_time", required=False)
     originalStock = StrictIntegerField(source="original_stock", min_value=1, max_value=MAX_STOCK, required=False)
     holdSeconds = StrictIntegerField(source="hold_seconds", min_value=0, max_value=MAX_HOLD_SECONDS, required=False)
+    waitingRoom = StrictBooleanField(source="waiting_room", required=False)
+    admitPerSecond = StrictIntegerField(
+        source="admit_per_second", min_value=1, max_value=MAX_ADMIT_PER_SECOND, required=False
+    )
+    admissionSeconds = StrictIntegerField(
+        source="admission_seconds", min_value=30, max_value=MAX_HOLD_SECONDS, required=False
+    )
+    queueOpensAt = serializers.DateTimeField(source="queue_opens_at", allow_null=True, required=False)
+    admissionPaused = StrictBooleanField(source="admission_paused", required=False)
     startNow = StrictBooleanField(
         source="start_now",
         required=False,
@@ -203,6 +255,23 @@ class WaitlistPlaceSerializer(serializers.Serializer):
     )
     joinedAt = serializers.DateTimeField(source="entry.created_at")
     purchaseId = serializers.IntegerField(source="entry.purchase_id", allow_null=True)
+
+
+class QueuePlaceSerializer(serializers.Serializer):
+    """A buyer's place in a sale's waiting room, rendered from sales.queue.PlaceView."""
+
+    saleId = serializers.IntegerField(source="sale_id")
+    status = serializers.ChoiceField(
+        choices=QueueStatus.ALL,
+        help_text="waiting; admitted: buy before admittedUntil; expired: the admission ran out; "
+        "closed: the sale sold out or ended.",
+    )
+    position = serializers.IntegerField(
+        allow_null=True, help_text="Your place in the line (1: first); null while the pre-queue waits for its draw."
+    )
+    aheadOfYou = serializers.IntegerField(source="ahead_of_you", allow_null=True)
+    estimatedWaitSeconds = serializers.IntegerField(source="estimated_wait_seconds", allow_null=True)
+    admittedUntil = serializers.DateTimeField(source="admitted_until", allow_null=True)
 
 
 class PurchaseResultSerializer(serializers.Serializer):

@@ -27,6 +27,11 @@ EDITABLE_FIELDS = (
     "max_per_buyer",
     "max_per_purchase",
     "hold_seconds",
+    "waiting_room",
+    "admit_per_second",
+    "admission_seconds",
+    "queue_opens_at",
+    "admission_paused",
 )
 # The most units a sale may ever hold (create, edit and restock): far below the 32-bit
 # original_stock/current_stock columns, so no total can overflow them.
@@ -45,6 +50,11 @@ def create_sale(
     max_per_buyer: int | None = None,
     max_per_purchase: int | None = None,
     hold_seconds: int = 0,
+    waiting_room: bool = False,
+    admit_per_second: int = 20,
+    admission_seconds: int = 120,
+    queue_opens_at: datetime | None = None,
+    admission_paused: bool = False,
 ) -> FlashSale:
     """A new sale; a limit left None follows its setting (MAX_UNITS_PER_USER, MAX_PURCHASE_QUANTITY).
     With `hold_seconds` > 0 its purchases are held that long, to be confirmed or released."""
@@ -59,6 +69,11 @@ def create_sale(
         max_per_buyer=max_per_buyer,
         max_per_purchase=max_per_purchase,
         hold_seconds=hold_seconds,
+        waiting_room=waiting_room,
+        admit_per_second=admit_per_second,
+        admission_seconds=admission_seconds,
+        queue_opens_at=queue_opens_at,
+        admission_paused=admission_paused,
     )
     events.sale_changed(sale_id=sale.pk)
     return sale
@@ -163,6 +178,14 @@ def check_sale_update(
         for field in ("name", "start_time", "end_time", "max_per_buyer", "max_per_purchase", "hold_seconds")
         if field in changes
     }
+    # The waiting room's settings (sales.queue): the rate may change while the sale runs.
+    updates.update(
+        {
+            field: changes[field]
+            for field in ("waiting_room", "admit_per_second", "admission_seconds", "queue_opens_at", "admission_paused")
+            if field in changes
+        }
+    )
     if start_now:
         updates["start_time"] = _database_clock()
     if "original_stock" in changes:

@@ -191,3 +191,31 @@ def test_admin_pages_link_the_sites_favicon(superuser_browser):
         assert '<link rel="icon" href="/static/sales/favicon.svg" type="image/svg+xml">' in html, url
         assert "<title>" in html and "flashsale admin</title>" in html, url
     assert FlashSale.objects.filter(pk=sale.pk).exists()
+
+
+def test_a_waiting_room_sales_change_page_shows_its_line(superuser_browser):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from sales.models import QueuePlace
+
+    sale = SaleFactory(waiting_room=True, original_stock=10, admitted_through=2)
+    now = timezone.now()
+    for position in (1, 2, 3):
+        QueuePlace.objects.create(
+            sale=sale,
+            user=UserFactory(),
+            position=position,
+            admitted_until=now + timedelta(minutes=2) if position <= 2 else None,
+        )
+
+    response = superuser_browser.get(change_url(sale))
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert (
+        '<span class="waiting-room-summary">3 in line · admitted through 2 · 2 admitted, not yet bought</span>' in html
+    )
+    assert 'name="admission_paused"' in html and 'name="admit_per_second"' in html
+    assert QueuePlace.objects.filter(sale=sale).count() == 3

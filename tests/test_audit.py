@@ -175,3 +175,28 @@ def test_the_command_exits_0_on_clean_data_and_1_with_a_report_on_a_violation():
     assert f"VIOLATION: sale {sale.pk}" in broken.stdout
     assert "1 violation(s) found" in broken.stderr
     assert "Traceback" not in broken.stderr
+
+
+def test_a_purchase_of_a_waiting_room_sale_without_a_valid_admission_is_reported():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from sales.models import QueuePlace
+
+    sale = SaleFactory(waiting_room=True, original_stock=10, current_stock=7)
+    admitted, late, outsider = UserFactory(), UserFactory(), UserFactory()
+    now = timezone.now()
+    QueuePlace.objects.create(sale=sale, user=admitted, position=1, admitted_until=now + timedelta(minutes=2))
+    QueuePlace.objects.create(sale=sale, user=late, position=2, admitted_until=now - timedelta(minutes=1))
+    fine = PurchaseFactory(sale=sale, user=admitted, created_at=now)
+    after_lease = PurchaseFactory(sale=sale, user=late, created_at=now)
+    unplaced = PurchaseFactory(sale=sale, user=outsider, created_at=now)
+
+    ok, output = audit()
+
+    assert not ok
+    assert f"purchase {after_lease.pk} of sale {sale.pk} by user {late.pk}" in output
+    assert f"purchase {unplaced.pk} of sale {sale.pk} by user {outsider.pk}" in output
+    assert f"purchase {fine.pk} of" not in output
+    assert output.count("without a valid admission") == 2

@@ -99,7 +99,7 @@ def test_the_installed_purchase_function_is_the_newest_sql_file():
     assert [arguments for _, arguments in installed] == [
         "p_user_id bigint, p_sale_id bigint, p_quantity integer, p_buyer_limit integer, p_purchase_limit integer"
     ]
-    assert installed[0][0] == body("flashsale_purchase_v3")
+    assert installed[0][0] == body("flashsale_purchase_v4")
 
 
 @pytest.mark.postgres

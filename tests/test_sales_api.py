@@ -38,6 +38,12 @@ def test_active_sale_is_returned_with_derived_status(buyer_api):
         "maxPerBuyer": 5,  # MAX_UNITS_PER_USER: the sale has no limit of its own
         "maxPerPurchase": 5,  # MAX_PURCHASE_QUANTITY
         "holdSeconds": 0,  # purchases are final at once
+        "waitingRoom": False,  # no waiting room: bought directly, as before
+        "admitPerSecond": 20,
+        "admissionSeconds": 120,
+        "queueOpensAt": iso(sale.start_time - timedelta(minutes=15)),
+        "admissionPaused": False,
+        "admittedThrough": 0,
     }
 
 

@@ -30,6 +30,8 @@ OPERATIONS = {
     ("post", "/api/v1/flashsales/{id}/pause"): "token",
     ("post", "/api/v1/flashsales/{id}/resume"): "token",
     ("post", "/api/v1/flashsales/{id}/waitlist"): "token",
+    ("post", "/api/v1/flashsales/{id}/queue"): "token",
+    ("get", "/api/v1/flashsales/{id}/queue"): "token",
     ("get", "/api/v1/purchases"): "token",
     ("post", "/api/v1/purchases/{purchase_id}/confirm"): "token",
     ("post", "/api/v1/purchases/{purchase_id}/release"): "token",
@@ -173,7 +175,7 @@ def test_the_leaderboard_entry_documents_names_and_never_emails(schema):
 def test_staff_operations_document_403_and_sale_ids_as_integers(schema):
     for method, path in OPERATIONS:
         operation = schema["paths"][path][method]
-        buyers = {"/api/v1/flashsales/purchase", "/api/v1/flashsales/{id}/waitlist"}
+        buyers = {"/api/v1/flashsales/purchase", "/api/v1/flashsales/{id}/waitlist", "/api/v1/flashsales/{id}/queue"}
         if method != "get" and path.startswith("/api/v1/flashsales") and path not in buyers:
             assert error_codes(operation, 403) == {"permission_denied"}, (method, path)
         for parameter in operation.get("parameters", []):

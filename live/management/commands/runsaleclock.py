@@ -13,7 +13,7 @@ from django.utils import timezone
 from idempotency.services import purge_expired
 from live import events, realtime
 from live.clock_lease import ClockLease
-from sales import holds, selectors
+from sales import holds, queue, selectors
 
 logger = logging.getLogger("flashsale.saleclock")
 
@@ -124,6 +124,9 @@ class Command(BaseCommand):
             close_old_connections()
         # Holds past their expiresAt come back to their sales: one statement, pushed after it commits.
         holds.expire_holds()
+        # Waiting rooms: the pre-queue's draw at the start, then every new place's position.
+        queue.number_places()
+        queue.admit()
         now = timezone.now()
         passed = selectors.sales_whose_window_passed(since=since, until=now)
         for sale in passed:

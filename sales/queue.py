@@ -1,0 +1,252 @@
+"""The waiting room: buyers of a sale with `waiting_room` take places in a line, and the sale clock
+numbers them (sales.queue.number_places, one call in its tick).
+
+A join is one INSERT into its own row (QueuePlace, unique per sale and buyer): no row is updated by
+every join, so joins never wait for each other. Positions are given by the sale clock, one per
+deployment: places taken before the start (the pre-queue) in a uniform shuffle drawn at the start, so
+arriving a millisecond before someone else buys nothing; later places in the order their inserts
+became visible to the clock, which is the order they committed in.
+"""
+
+import math
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, Max, OuterRef, Q
+from django.utils import timezone
+
+from accounts.models import User
+from sales.exceptions import (
+    AdmissionExpired,
+    NotAdmitted,
+    NotInQueue,
+    NoWaitingRoom,
+    QueueNotOpen,
+    SaleNotActive,
+    SaleNotFound,
+    SalesError,
+    SoldOut,
+)
+from sales.models import TAKING_STATUSES, FlashSale, Purchase, QueuePlace
+
+
+class QueueStatus:
+    WAITING = "waiting"
+    ADMITTED = "admitted"
+    EXPIRED = "expired"
+    CLOSED = "closed"
+    ALL = (WAITING, ADMITTED, EXPIRED, CLOSED)
+
+
+@dataclass(frozen=True)
+class PlaceView:
+    """A buyer's place as they see it: `position` (and what follows from it) is None while the place
+    waits in the pre-queue for the draw."""
+
+    sale_id: int
+    status: str
+    position: int | None
+    ahead_of_you: int | None
+    estimated_wait_seconds: int | None
+    admitted_until: datetime | None
+    created: bool = False
+
+
+def join(*, user: User, sale_id: int) -> PlaceView:
+    """Take `user`'s place in the sale's waiting room, or answer the place they already hold."""
+    sale = _sale(sale_id)
+    existing = QueuePlace.objects.filter(sale_id=sale_id, user=user).first()
+    if existing is not None:
+        return view(sale=sale, place=existing)
+    now = timezone.now()
+    if sale.end_time <= now:
+        raise SaleNotActive(details={"saleId": sale_id, "startTime": sale.start_time, "endTime": sale.end_time})
+    if sale.current_stock == 0:
+        raise SoldOut(details={"saleId": sale_id, "currentStock": 0})
+    if now < sale.queue_opening:
+        raise QueueNotOpen(details={"saleId": sale_id, "queueOpensAt": sale.queue_opening})
+    try:
+        with transaction.atomic():
+            place = QueuePlace.objects.create(
+                sale_id=sale_id, user=user, joined_at=now, pre_queue=now < sale.start_time
+            )
+    except IntegrityError:
+        # A twin request took the place between the read and the insert (the unique constraint).
+        return view(sale=sale, place=QueuePlace.objects.get(sale_id=sale_id, user=user))
+    return view(sale=sale, place=place, created=True)
+
+
+def place_of(*, user: User, sale_id: int) -> PlaceView:
+    """The caller's place in the sale's waiting room, or NotInQueue."""
+    sale = _sale(sale_id)
+    place = QueuePlace.objects.filter(sale_id=sale_id, user=user).first()
+    if place is None:
+        raise NotInQueue(details={"saleId": sale_id})
+    return view(sale=sale, place=place)
+
+
+def view(*, sale: FlashSale, place: QueuePlace, created: bool = False) -> PlaceView:
+    now = timezone.now()
+    position = place.position
+    ahead, wait = _wait(position=position, admitted_through=sale.admitted_through, rate=sale.admit_per_second)
+    if sale.current_stock == 0 or sale.end_time <= now:
+        status = QueueStatus.CLOSED
+    elif position is None or position > sale.admitted_through:
+        status = QueueStatus.WAITING
+    elif place.admitted_until is not None and place.admitted_until > now:
+        status = QueueStatus.ADMITTED
+    else:
+        status = QueueStatus.EXPIRED
+    return PlaceView(
+        sale_id=sale.pk,
+        status=status,
+        position=position,
+        ahead_of_you=ahead,
+        estimated_wait_seconds=wait,
+        admitted_until=place.admitted_until,
+        created=created,
+    )
+
+
+def _wait(*, position: int | None, admitted_through: int, rate: int) -> tuple[int | None, int | None]:
+    if position is None:
+        return None, None
+    ahead = max(0, position - admitted_through - 1)
+    return ahead, math.ceil(ahead / rate)
+
+
+def admission_refusal(
+    *,
+    sale_id: int,
+    position: int | None,
+    admitted_through: int,
+    rate: int,
+    until: datetime | None,
+    moment: datetime,
+) -> SalesError | None:
+    """Why a buyer with this place may not buy at `moment`, or None when their admission runs. The
+    purchase rule asks it under the sale's row lock (SQLite, sales.purchase) or decides the same in
+    SQL and names the refusal with it (PostgreSQL, flashsale_purchase_v4)."""
+    if position is None or position > admitted_through or until is None:
+        ahead, wait = _wait(position=position, admitted_through=admitted_through, rate=rate)
+        return NotAdmitted(
+            details={"saleId": sale_id, "position": position, "aheadOfYou": ahead, "estimatedWaitSeconds": wait}
+        )
+    if until <= moment:
+        return AdmissionExpired(details={"saleId": sale_id, "admittedUntil": until})
+    return None
+
+
+def _sale(sale_id: int) -> FlashSale:
+    sale = FlashSale.objects.filter(pk=sale_id).first()
+    if sale is None:
+        raise SaleNotFound(details={"saleId": sale_id})
+    if not sale.waiting_room:
+        raise NoWaitingRoom(details={"saleId": sale_id})
+    return sale
+
+
+# --- the sale clock's step -----------------------------------------------------------------------
+
+
+def number_places() -> int:
+    """Give every started waiting-room sale's unnumbered places their positions: at the first step
+    after the start, the pre-queue in a uniform shuffle (recorded as the sale's queue_drawn_at), then
+    every later place in id order after the places already numbered. Returns how many were numbered."""
+    now = timezone.now()
+    sales = FlashSale.objects.filter(waiting_room=True, start_time__lte=now, end_time__gt=now)
+    numbered = 0
+    unnumbered = QueuePlace.objects.filter(sale=OuterRef("pk"), position__isnull=True)
+    for sale_id in sales.filter(Q(queue_drawn_at__isnull=True) | Exists(unnumbered)).values_list("pk", flat=True):
+        numbered += _number_sale(sale_id, moment=now)
+    return numbered
+
+
+def admit() -> int:
+    """Advance every live, unpaused, in-stock waiting-room sale's admission (the sale clock's step):
+    `admit_per_second` places for each second since the last step, never more than the stock can
+    still serve. Returns how many places were admitted."""
+    now = timezone.now()
+    sale_ids = (
+        FlashSale.objects.live(now)
+        .filter(waiting_room=True, paused=False, admission_paused=False, current_stock__gt=0)
+        .exclude(queue_drawn_at=None)
+        .values_list("pk", flat=True)
+    )
+    return sum(_admit_sale(sale_id, moment=now) for sale_id in list(sale_ids))
+
+
+def admitted_not_bought(sale_id: int, *, moment: datetime) -> int:
+    """Places whose admission runs at `moment` and whose buyer holds no unit of the sale yet: each
+    may still take a unit, so they count against the stock the next admission may serve."""
+    bought = Purchase.objects.filter(sale_id=sale_id, user=OuterRef("user"), status__in=TAKING_STATUSES)
+    return QueuePlace.objects.filter(sale_id=sale_id, admitted_until__gt=moment).exclude(Exists(bought)).count()
+
+
+@dataclass(frozen=True)
+class LineSummary:
+    """What staff watch of a waiting room: its places, how far admission reached, and the admitted
+    buyers who may still buy."""
+
+    queue_length: int
+    admitted_through: int
+    admitted_not_bought: int
+
+
+def line_summary(sale: FlashSale) -> LineSummary:
+    return LineSummary(
+        queue_length=QueuePlace.objects.filter(sale=sale).count(),
+        admitted_through=sale.admitted_through,
+        admitted_not_bought=admitted_not_bought(sale.pk, moment=timezone.now()),
+    )
+
+
+def _admit_sale(sale_id: int, *, moment: datetime) -> int:
+    sale = FlashSale.objects.get(pk=sale_id)
+    since = sale.admitted_at or sale.queue_drawn_at or moment
+    allowance = int((moment - since).total_seconds() * sale.admit_per_second)
+    if allowance < 1:
+        return 0
+    room = sale.current_stock - admitted_not_bought(sale_id, moment=moment)
+    numbered = QueuePlace.objects.filter(sale_id=sale_id).aggregate(last=Max("position"))["last"] or 0
+    admitted = max(0, min(allowance, room, numbered - sale.admitted_through))
+    # At full rate the step keeps the fraction of a place it did not admit; held back by the stock
+    # or by an empty line, the outflow does not save up a burst for later.
+    advanced_to = since + timedelta(seconds=admitted / sale.admit_per_second) if admitted == allowance else moment
+    through = sale.admitted_through + admitted
+    with transaction.atomic():
+        # Conditional on the step it read: a second clock (a failover's overlap) changes nothing.
+        moved = FlashSale.objects.filter(pk=sale_id, admitted_through=sale.admitted_through).update(
+            admitted_through=through, admitted_at=advanced_to
+        )
+        if not moved:
+            return 0
+        QueuePlace.objects.filter(sale_id=sale_id, position__gt=sale.admitted_through, position__lte=through).update(
+            admitted_until=moment + timedelta(seconds=sale.admission_seconds)
+        )
+    return admitted
+
+
+# The operating system's randomness: a draw nobody can predict from earlier draws.
+_shuffler = random.SystemRandom()
+
+
+def _number_sale(sale_id: int, *, moment: datetime) -> int:
+    try:
+        with transaction.atomic():
+            last = QueuePlace.objects.filter(sale_id=sale_id).aggregate(last=Max("position"))["last"] or 0
+            unnumbered = list(QueuePlace.objects.filter(sale_id=sale_id, position__isnull=True).order_by("id"))
+            drawn = FlashSale.objects.filter(pk=sale_id, queue_drawn_at__isnull=True).update(queue_drawn_at=moment)
+            if drawn:
+                pre_queue = [place for place in unnumbered if place.pre_queue]
+                _shuffler.shuffle(pre_queue)
+                unnumbered = pre_queue + [place for place in unnumbered if not place.pre_queue]
+            for offset, place in enumerate(unnumbered, start=1):
+                place.position, place.numbered_at = last + offset, moment
+            QueuePlace.objects.bulk_update(unnumbered, ["position", "numbered_at"], batch_size=1000)
+    except IntegrityError:
+        # Another sale clock (a failover's overlap) numbered these places first: its numbers stand.
+        return 0
+    return len(unnumbered)
