@@ -134,6 +134,8 @@ _IDEMPOTENCY_KEY = OpenApiParameter(
 _PURCHASE_ID = OpenApiParameter("purchase_id", int, OpenApiParameter.PATH, description="The purchase's purchaseId.")
 _HOLD_ERRORS = (
     TOKEN,
+    # An Idempotency-Key that is not 1 to 255 printable ASCII characters.
+    ErrorCode.VALIDATION_ERROR,
     ErrorCode.NOT_FOUND,
     PurchaseNotFound,
     IdempotencyKeyInUse,

@@ -272,6 +272,20 @@ def test_confirm_and_release_replay_their_answer_for_an_idempotency_key(buyer_ap
     assert_invariant(sale.pk)
 
 
+def test_a_malformed_idempotency_key_on_confirm_is_a_documented_400_and_confirms_nothing(buyer_api, buyer, api):
+    sale = SaleFactory(original_stock=5, hold_seconds=600)
+    order = held(buyer, sale)
+
+    response = buyer_api.post(confirm_path(order), headers={"Idempotency-Key": "tab\tinside"})
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+
+    assert (response.status_code, response.json()["error"]["code"]) == (400, "validation_error")
+    assert "Idempotency-Key" in response.json()["error"]["details"]
+    for action in ("confirm", "release"):
+        assert "400" in schema["paths"][f"/api/v1/purchases/{{purchase_id}}/{action}"]["post"]["responses"]
+    assert Purchase.objects.get(pk=order.pk).status == "held"
+
+
 # --- step 3: expiry by the sale clock, the audit, and the races ---------------------------
 
 
