@@ -19,6 +19,7 @@ sockets are open, and pushes up to one interval late.
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -30,6 +31,11 @@ from sales.models import FlashSale
 
 logger = logging.getLogger("flashsale.realtime")
 
+# A confirm comes before its hold's expiry on the database's clock, and a hold's purchase is created
+# hold_seconds before that expiry on the app's: the search for new confirms goes this much further
+# back than that, for clocks that disagree.
+CLOCK_SLACK = timedelta(minutes=1)
+
 
 @dataclass
 class _Seen:
@@ -37,6 +43,11 @@ class _Seen:
     status: str | None
     window: tuple  # what a snapshot shows besides the stock: an edit changes it
     last_purchase_id: int
+    # Sales with holds only: the held units last told (None: not yet), the newest confirm and the
+    # newest waitlist offer already announced.
+    held: int | None = None
+    confirmed_at: datetime | None = None
+    offered_at: datetime | None = None
 
 
 class DatabaseFeed:
@@ -67,7 +78,8 @@ class DatabaseFeed:
         """Messages for what changed since the last read; `watched` maps sale ids to the moment
         this process started watching them."""
         now = timezone.now()
-        messages = []
+        messages: list[tuple[str, str, dict]] = []
+        ids_announced: dict[int, int] = {}
         sales = selectors.sales_by_id(watched)
         self.seen = {sale_id: seen for sale_id, seen in self.seen.items() if sale_id in sales}
         for sale_id, sale in sales.items():
@@ -89,6 +101,9 @@ class DatabaseFeed:
                 # are reported now (the hub drops a stock that is not newer than the snapshot).
                 last_id = selectors.last_purchase_id_before(sale_id=sale_id, moment=watched[sale_id])
                 before = self.seen[sale_id] = _Seen(None, None, window, last_id)
+                if sale.hold_seconds:
+                    before.confirmed_at = before.offered_at = watched[sale_id]
+            ids_announced[sale_id] = before.last_purchase_id
             purchases = selectors.newest_purchases_after(
                 sale_id=sale_id, after_id=before.last_purchase_id, limit=realtime.PURCHASE_BURST
             )
@@ -113,6 +128,10 @@ class DatabaseFeed:
                     (group, realtime.SALE_EVENT, {"status": realtime.status_message(sale_id=sale_id, status=status)})
                 )
             before.stock_version, before.status, before.window = sale.stock_version, status, window
+        holding = {sale_id: sale for sale_id, sale in sales.items() if sale.hold_seconds}
+        if holding:
+            # Sales without holds cost nothing here; those with holds two reads, three after a confirm.
+            messages.extend(self._hold_changes(holding, ids_announced))
         if follow_featured:
             featured = selectors.featured_sale(now)
             featured_id = featured.pk if featured else None
@@ -124,6 +143,59 @@ class DatabaseFeed:
                 self.featured_id = featured_id
         else:
             self.featured_id = False
+        return messages
+
+    def _hold_changes(self, sales: dict[int, FlashSale], ids_announced: dict[int, int]) -> list[tuple[str, str, dict]]:
+        """The held units when they changed, the purchases confirmed since the last read (those
+        with an id up to the one the purchase feed had announced before this read: it announces the
+        later ones itself once confirmed) and the waitlist offers made since the last read."""
+        messages = []
+        seen = {sale_id: self.seen[sale_id] for sale_id in sales}
+        now = timezone.now()
+        for before in seen.values():
+            # A sale given holds after this process first read it: from now on.
+            before.confirmed_at = before.confirmed_at or now
+            before.offered_at = before.offered_at or now
+        created_after = {
+            sale_id: before.confirmed_at - timedelta(seconds=sales[sale_id].hold_seconds) - CLOCK_SLACK
+            for sale_id, before in seen.items()
+            if before.confirmed_at is not None
+        }
+        activity = selectors.hold_activity(created_after)
+        for sale_id, (held, newest_confirm) in activity.items():
+            group, before = realtime.sale_group(sale_id), seen[sale_id]
+            last_confirm = before.confirmed_at
+            if newest_confirm is not None and last_confirm is not None and newest_confirm > last_confirm:
+                confirmed = selectors.confirmed_after(
+                    sale_id=sale_id,
+                    after=last_confirm,
+                    created_after=created_after[sale_id],
+                    up_to_id=ids_announced[sale_id],
+                    limit=realtime.PURCHASE_BURST,
+                )
+                for purchase in reversed(confirmed):
+                    message = realtime.purchase_message(
+                        sale_id=sale_id,
+                        user_name=purchase.user.name,
+                        quantity=purchase.quantity,
+                        timestamp=purchase.created_at,
+                    )
+                    messages.append((group, realtime.SALE_EVENT, {"purchase": message}))
+                before.confirmed_at = newest_confirm
+            if held != before.held:
+                held_message = realtime.held_message(sale_id=sale_id, held_stock=held)
+                messages.append((group, realtime.SALE_EVENT, {"held": held_message}))
+                before.held = held
+        offered_after = {sale_id: before.offered_at or now for sale_id, before in seen.items()}
+        for entry in selectors.waitlist_offers_after(offered_after):
+            hold = entry.purchase
+            if hold is None or entry.served_at is None:
+                continue
+            offer = realtime.offer_message(
+                sale_id=entry.sale_id, purchase_id=hold.pk, user_name=entry.user.name, expires_at=hold.expires_at
+            )
+            messages.append((realtime.sale_group(entry.sale_id), realtime.SALE_EVENT, {"offer": offer}))
+            seen[entry.sale_id].offered_at = entry.served_at
         return messages
 
     @staticmethod

@@ -176,13 +176,7 @@ def push_holds_returned(*, sale_id: int) -> None:
 
 def push_waitlist_offered(*, sale_id: int, purchase_id: int, user_name: str, expires_at: datetime | None) -> None:
     """The buyer's page offers to confirm it."""
-    offer = {
-        "type": "offer",
-        "saleId": sale_id,
-        "purchaseId": purchase_id,
-        "userName": user_name,
-        "expiresAt": realtime.iso(expires_at) if expires_at else None,
-    }
+    offer = realtime.offer_message(sale_id=sale_id, purchase_id=purchase_id, user_name=user_name, expires_at=expires_at)
     realtime.broadcast(realtime.sale_group(sale_id), realtime.SALE_EVENT, {"offer": offer})
 
 

@@ -75,9 +75,23 @@ def snapshot_message(sale: FlashSale | None, moment: datetime | None = None) -> 
     }
 
 
-def held_message(*, sale_id: int) -> dict:
-    """The units held in the sale now: a part of the stock bar of its own on the live page."""
-    return {"type": "held", "saleId": sale_id, "heldStock": selectors.held_units(sale_id)}
+def held_message(*, sale_id: int, held_stock: int | None = None) -> dict:
+    """The units held in the sale now: a part of the stock bar of its own on the live page; counted
+    here unless the caller already read them (the database feed reads all its sales at once)."""
+    if held_stock is None:
+        held_stock = selectors.held_units(sale_id)
+    return {"type": "held", "saleId": sale_id, "heldStock": held_stock}
+
+
+def offer_message(*, sale_id: int, purchase_id: int, user_name: str, expires_at: datetime | None) -> dict:
+    """A waitlist offer: the sale clock gave `user_name` the hold `purchase_id`; their page offers to confirm it."""
+    return {
+        "type": "offer",
+        "saleId": sale_id,
+        "purchaseId": purchase_id,
+        "userName": user_name,
+        "expiresAt": iso(expires_at) if expires_at else None,
+    }
 
 
 def stock_message(*, sale_id: int, current_stock: int, stock_version: int) -> dict:

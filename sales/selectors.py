@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from sales.exceptions import NoActiveSale, SaleNotFound
-from sales.models import FlashSale, Purchase, PurchaseStatus
+from sales.models import FlashSale, Purchase, PurchaseStatus, WaitlistEntry, WaitlistState
 
 
 def get_sale(sale_id: int) -> FlashSale:
@@ -134,3 +134,58 @@ def held_units(sale_id: int) -> int:
     """Units of the sale held right now: out of the stock, not yet confirmed (served by the held-expiry index)."""
     held = Purchase.objects.filter(sale_id=sale_id, status=PurchaseStatus.HELD).aggregate(units=Sum("quantity"))
     return held["units"] or 0
+
+
+# --- holds for the real-time database feed (live/db_feed.py) ----------------------------------
+
+
+def hold_activity(created_after: dict[int, datetime]) -> dict[int, tuple[int, datetime | None]]:
+    """For each sale in `created_after`: the units held now and the newest confirm time among its
+    purchases created after the moment given for it, in one aggregate.
+
+    A hold is confirmed before it expires, so a confirm after a moment belongs to a purchase created
+    less than the sale's hold_seconds before it: the caller passes that bound and the read stays on the
+    (sale, created_at) and held indexes however many purchases the sale has. A sale with no held and
+    no recent confirmed purchase is (0, None).
+    """
+    recent = Q(pk__in=[])
+    for sale_id, moment in created_after.items():
+        recent |= Q(sale_id=sale_id, created_at__gt=moment)
+    held = Q(sale_id__in=list(created_after), status=PurchaseStatus.HELD)
+    rows = (
+        Purchase.objects.filter(held | (recent & Q(confirmed_at__isnull=False)))
+        .values("sale_id")
+        .annotate(
+            units=Sum("quantity", filter=Q(status=PurchaseStatus.HELD)),
+            confirmed=Max("confirmed_at", filter=Q(status=PurchaseStatus.CONFIRMED)),
+        )
+    )
+    activity: dict[int, tuple[int, datetime | None]] = {sale_id: (0, None) for sale_id in created_after}
+    for row in rows:
+        activity[row["sale_id"]] = (row["units"] or 0, row["confirmed"])
+    return activity
+
+
+def confirmed_after(
+    *, sale_id: int, after: datetime, created_after: datetime, up_to_id: int, limit: int
+) -> list[Purchase]:
+    """The sale's newest `limit` purchases confirmed after `after` with an id up to `up_to_id` (the
+    later ones are announced by id), newest confirm first, with their buyer."""
+    confirmed = Purchase.objects.filter(
+        sale_id=sale_id,
+        created_at__gt=created_after,
+        id__lte=up_to_id,
+        status=PurchaseStatus.CONFIRMED,
+        confirmed_at__gt=after,
+    )
+    return list(confirmed.select_related("user").order_by("-confirmed_at", "-id")[:limit])
+
+
+def waitlist_offers_after(served_after: dict[int, datetime]) -> list[WaitlistEntry]:
+    """The waitlist places offered a hold after the moment given for their sale, with the buyer and
+    the hold, in the order they were served."""
+    after = Q(pk__in=[])
+    for sale_id, moment in served_after.items():
+        after |= Q(sale_id=sale_id, served_at__gt=moment)
+    offered = WaitlistEntry.objects.filter(after, state=WaitlistState.OFFERED, purchase__isnull=False)
+    return list(offered.select_related("user", "purchase").order_by("served_at", "id"))
