@@ -7,7 +7,7 @@ from pathlib import Path
 
 from playwright.sync_api import expect
 
-from tests.factories import PASSWORD
+from tests.factories import PASSWORD, UserFactory
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -48,3 +48,13 @@ def sign_in(page, email: str, password: str = PASSWORD) -> None:
     page.fill("#password", password)
     page.click("#login-button")
     expect(page.locator("#buy-form")).to_be_visible(timeout=WAIT_MS)
+
+
+def sign_in_to_admin(page, server: str) -> None:
+    """Sign a new staff member in to the admin of `server`."""
+    staff = UserFactory(is_staff=True, name="Boss")
+    page.goto(f"{server}/admin/login/?next=/admin/")
+    page.fill("#id_username", staff.email)
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    expect(page.locator("#site-name")).to_be_visible(timeout=WAIT_MS)

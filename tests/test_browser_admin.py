@@ -10,8 +10,8 @@ from playwright.sync_api import expect
 
 from harness.servers import daphne_server
 from sales.models import FlashSale, Purchase
-from tests.browsers import ARTIFACTS, WAIT_MS, page_in
-from tests.factories import PASSWORD, PurchaseFactory, SaleFactory, TokenFactory, UserFactory
+from tests.browsers import ARTIFACTS, WAIT_MS, page_in, sign_in_to_admin
+from tests.factories import PurchaseFactory, SaleFactory, TokenFactory, UserFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -22,15 +22,6 @@ DESKTOP = {"width": 1280, "height": 800}
 def server(django_db_setup):
     with daphne_server(DEBUG="true", CHANNEL_PREFIX=f"test-admin-{uuid.uuid4().hex[:8]}") as base_url:
         yield base_url
-
-
-def sign_in_to_admin(page, server: str) -> None:
-    staff = UserFactory(is_staff=True, name="Boss")
-    page.goto(f"{server}/admin/login/?next=/admin/")
-    page.fill("#id_username", staff.email)
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
-    expect(page.locator("#site-name")).to_be_visible(timeout=WAIT_MS)
 
 
 def test_the_sale_list_shows_every_column_whole_at_1280_px(server, browser, request):

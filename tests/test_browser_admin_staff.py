@@ -10,9 +10,9 @@ from playwright.sync_api import expect
 
 from harness.servers import daphne_server
 from sales.models import FlashSale
-from tests.browsers import WAIT_MS, page_in
+from tests.browsers import WAIT_MS, page_in, sign_in_to_admin
 from tests.factories import SaleFactory
-from tests.test_browser_admin import DESKTOP, sign_in_to_admin
+from tests.test_browser_admin import DESKTOP
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

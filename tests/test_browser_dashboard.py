@@ -16,8 +16,8 @@ from playwright.sync_api import expect
 from harness.servers import daphne_server
 from sales import purchase
 from sales.models import FlashSale, Purchase
-from tests.browsers import ARTIFACTS, WAIT_MS, page_in
-from tests.factories import PASSWORD, SaleFactory, TokenFactory, UserFactory
+from tests.browsers import ARTIFACTS, WAIT_MS, page_in, sign_in_to_admin
+from tests.factories import SaleFactory, TokenFactory, UserFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -39,15 +39,6 @@ CHART_TOTAL = f"""id => {{
 def server(django_db_setup):
     with daphne_server(DEBUG="true", CHANNEL_PREFIX=f"test-dashboard-{uuid.uuid4().hex[:8]}") as base_url:
         yield base_url
-
-
-def sign_in_to_admin(page, server: str) -> None:
-    staff = UserFactory(is_staff=True, name="Boss")
-    page.goto(f"{server}/admin/login/?next=/admin/")
-    page.fill("#id_username", staff.email)
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
-    expect(page.locator("#site-name")).to_be_visible(timeout=WAIT_MS)
 
 
 def watch_violations(page) -> list[str]:
