@@ -84,7 +84,14 @@ class GatedPurchaseRefusalMiddleware:
 
 def _plain_purchase(request) -> tuple[str, int, int] | None:
     """(token key, saleId, quantity) of a POST to the purchase whose token and body are plainly
-    valid, else None. Used before anything validated the request: it must not raise."""
+    valid, else None. Used before anything validated the request: it must not raise. Worked out once
+    per request: the prefetch planner and the middleware both ask."""
+    if "_plain_purchase" not in request.__dict__:
+        request._plain_purchase = _read_plain_purchase(request)
+    return request._plain_purchase
+
+
+def _read_plain_purchase(request) -> tuple[str, int, int] | None:
     if request.method != "POST" or request.path_info not in purchase.purchase_paths():
         return None
     meta = request.META
