@@ -58,6 +58,11 @@ class ErrorCode(StrEnum):
     NOT_IN_QUEUE = "not_in_queue", 404, "You have no place in this flash sale's waiting room."
     NOT_ADMITTED = "not_admitted", 409, "It is not your turn yet: wait in this flash sale's waiting room."
     ADMISSION_EXPIRED = "admission_expired", 409, "Your turn to buy ran out."
+    CHALLENGE_FAILED = (
+        "challenge_failed",
+        400,
+        "This join needs a solved challenge of yours for this sale: fetch a new one and solve it.",
+    )
 
     # idempotency
     IDEMPOTENCY_KEY_IN_USE = (

@@ -291,6 +291,11 @@ MAX_PURCHASE_QUANTITY = env.int("MAX_PURCHASE_QUANTITY", default=5)
 MAX_UNITS_PER_USER = env.int("MAX_UNITS_PER_USER", default=MAX_PURCHASE_QUANTITY)
 if MAX_PURCHASE_QUANTITY < 1 or MAX_UNITS_PER_USER < 1:
     raise ImproperlyConfigured("MAX_PURCHASE_QUANTITY and MAX_UNITS_PER_USER must be at least 1")
+# How long a waiting room's join challenge (sales.join_challenge) may be solved and used: long enough
+# for a slow phone at the highest difficulty, short enough that solutions cannot be stockpiled.
+JOIN_CHALLENGE_SECONDS = env.int("JOIN_CHALLENGE_SECONDS", default=300)
+if JOIN_CHALLENGE_SECONDS < 1:
+    raise ImproperlyConfigured("JOIN_CHALLENGE_SECONDS must be at least 1")
 
 # --- Hot-path caches (docs/performance.md "Performance") -------------------------------------------------
 
@@ -324,6 +329,9 @@ RATELIMIT_REGISTER = env.str("RATELIMIT_REGISTER", default="20/m")
 # Sized from bench/one_address.py (docs/performance.md "One address"): past it one address slowed
 # every other buyer's reads.
 RATELIMIT_GLOBAL = env.str("RATELIMIT_GLOBAL", default="20/s")
+# Joins of a waiting room (POST .../queue) per client IP, besides the per-user limit: one address
+# running many accounts takes places no faster than this; people behind one NAT share it.
+RATELIMIT_QUEUE_JOIN_IP = env.str("RATELIMIT_QUEUE_JOIN_IP", default="60/m")
 # The OpenAPI schema and Swagger UI (/api/schema/, /api/docs/) per client IP, instead of the global
 # limit: a schema costs far more than an API read (docs/performance.md "One address").
 RATELIMIT_SCHEMA = env.str("RATELIMIT_SCHEMA", default="30/m")

@@ -222,7 +222,16 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
         ("Limits", {"fields": ("max_per_buyer", "max_per_purchase", "hold_seconds")}),
         (
             "Waiting room",
-            {"fields": ("waiting_room", "admit_per_second", "admission_seconds", "queue_opens_at", "admission_paused")},
+            {
+                "fields": (
+                    "waiting_room",
+                    "admit_per_second",
+                    "admission_seconds",
+                    "queue_opens_at",
+                    "admission_paused",
+                    "join_difficulty",
+                )
+            },
         ),
     )
     change_fieldsets = (
@@ -239,6 +248,7 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
                     "admission_seconds",
                     "queue_opens_at",
                     "admission_paused",
+                    "join_difficulty",
                 )
             },
         ),

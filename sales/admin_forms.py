@@ -19,7 +19,7 @@ from django.utils.functional import cached_property
 
 from sales import services
 from sales.exceptions import InvalidSaleChange, VersionConflict
-from sales.models import MAX_HOLD_SECONDS, FlashSale
+from sales.models import MAX_HOLD_SECONDS, MAX_JOIN_DIFFICULTY, FlashSale
 
 STALE_EDIT_MESSAGE = (
     "This sale changed while you were editing, reload the page and make your change again. Nothing was saved."
@@ -40,6 +40,7 @@ _FORM_FIELD_FOR = {
     "admissionSeconds": "admission_seconds",
     "queueOpensAt": "queue_opens_at",
     "admissionPaused": "admission_paused",
+    "joinDifficulty": "join_difficulty",
 }
 # Long enough for any sale staff plan, short enough that start + duration stays a valid date.
 MAX_SHORTCUT_MINUTES = 366 * 24 * 60
@@ -94,6 +95,15 @@ class FlashSaleAddForm(forms.ModelForm):
         max_value=MAX_HOLD_SECONDS,
         help_text="How long an admitted buyer may buy.",
     )
+    join_difficulty = forms.IntegerField(
+        label="Join difficulty",
+        initial=0,
+        required=False,
+        min_value=0,
+        max_value=MAX_JOIN_DIFFICULTY,
+        help_text="0: joining the line takes no proof of work. Above 0: the page solves a challenge of this many "
+        "key derivations on average before it may join (docs/performance.md “Join challenge” has what it costs).",
+    )
 
     class Meta:
         model = FlashSale
@@ -147,6 +157,9 @@ class FlashSaleAddForm(forms.ModelForm):
     def clean_admission_seconds(self):
         value = self.cleaned_data.get("admission_seconds")
         return FlashSale._meta.get_field("admission_seconds").default if value is None else value
+
+    def clean_join_difficulty(self):
+        return self.cleaned_data.get("join_difficulty") or 0
 
     def clean(self):
         super().clean()

@@ -14,6 +14,7 @@ from idempotency.exceptions import IdempotencyKeyInUse, IdempotencyKeyLimitReach
 from sales import history, holds, metrics, purchase, queue, selectors, services, waitlist
 from sales.exceptions import (
     AdmissionExpired,
+    ChallengeFailed,
     HoldConfirmed,
     HoldExpired,
     HoldReleased,
@@ -37,6 +38,8 @@ from sales.serializers import (
     AddUnitsSerializer,
     FlashSaleSerializer,
     FlashSaleUpdateSerializer,
+    JoinChallengeSerializer,
+    JoinQueueRequestSerializer,
     PurchaseRequestSerializer,
     PurchaseResultSerializer,
     PurchaseSerializer,
@@ -312,7 +315,7 @@ class FlashSaleViewSet(
     lookup_value_regex = r"[0-9]+"
 
     def get_permissions(self):
-        if self.action in {"list", "retrieve", "waitlist", "join_queue", "queue_place"}:
+        if self.action in {"list", "retrieve", "waitlist", "join_queue", "queue_place", "join_challenge"}:
             return [IsAuthenticated()]
         return [IsAdminUser()]
 
@@ -397,22 +400,64 @@ class FlashSaleViewSet(
             "A sale with `waitingRoom` takes places from `queueOpensAt`. Places taken before `startTime` "
             "form a pre-queue (`position` null) whose order the sale clock draws at random at the start; "
             "later places are numbered in the order they were recorded. Joins count against the purchase "
-            "rate limit per user and the global one per address."
+            "rate limit per user, RATELIMIT_QUEUE_JOIN_IP per address and the global one per address. "
+            "A sale with `joinDifficulty` > 0 takes a place only with `{challenge, solution}`: a challenge "
+            "from GET .../queue/challenge, solved, each used once (400 `challenge_failed`, `details.reason`: "
+            "missing, invalid, expired, used or not_yours). A buyer already in line needs none: the answer "
+            "is their place."
         ),
-        request=None,
+        request=JoinQueueRequestSerializer,
         responses={
             **ok(201, "QueuePlaceResponse", QueuePlaceSerializer),
             **ok(200, "QueuePlaceResponse", QueuePlaceSerializer),
-            **errors(TOKEN, SaleNotFound, NoWaitingRoom, QueueNotOpen, SoldOut, SaleNotActive, ErrorCode.RATE_LIMITED),
+            **errors(
+                TOKEN,
+                ChallengeFailed,
+                SaleNotFound,
+                NoWaitingRoom,
+                QueueNotOpen,
+                SoldOut,
+                SaleNotActive,
+                ErrorCode.RATE_LIMITED,
+            ),
         },
     )
     @action(detail=True, methods=["post"], url_path="queue")
     @rate_limit(group="queue", key="user", rate_setting="RATELIMIT_PURCHASE")
+    @rate_limit(group="queue_ip", key="ip", rate_setting="RATELIMIT_QUEUE_JOIN_IP")
     def join_queue(self, request, pk=None):
-        place = queue.join(user=request.user, sale_id=int(pk))
+        form = JoinQueueRequestSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        place = queue.join(
+            user=request.user,
+            sale_id=int(pk),
+            challenge=form.validated_data.get("challenge"),
+            solution=form.validated_data.get("solution"),
+        )
         if place.created:
             return success(QueuePlaceSerializer(place).data, "You joined the line", status=201)
         return success(QueuePlaceSerializer(place).data, "You are in the line")
+
+    @extend_schema(
+        summary="A challenge to solve before joining the sale's waiting room",
+        description=(
+            "For a sale with `joinDifficulty` > 0: an ALTCHA challenge (v2, PBKDF2/SHA-256) signed for the "
+            "caller and this sale, usable once before `expiresAt`. Find the counter whose derived key "
+            "starts with `keyPrefix` (the page does it in a Web Worker: sales/static/sales/join_challenge.js) "
+            "and send `{challenge, solution: {counter, derivedKey}}` to POST .../queue. At difficulty 0, "
+            "`challenge` is null and the join needs no body."
+        ),
+        request=None,
+        responses={
+            **ok(200, "JoinChallengeResponse", JoinChallengeSerializer),
+            **errors(TOKEN, SaleNotFound, NoWaitingRoom, ErrorCode.RATE_LIMITED),
+        },
+    )
+    @action(detail=True, methods=["get"], url_path="queue/challenge")
+    @rate_limit(group="queue_challenge", key="user", rate_setting="RATELIMIT_PURCHASE")
+    def join_challenge(self, request, pk=None):
+        issued = queue.challenge_for(user=request.user, sale_id=int(pk))
+        return success(JoinChallengeSerializer(issued).data, "Solve this challenge to join the line")
 
     @join_queue.mapping.get
     @extend_schema(

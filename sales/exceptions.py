@@ -62,6 +62,10 @@ class NotInQueue(SalesError):
     code = ErrorCode.NOT_IN_QUEUE
 
 
+class ChallengeFailed(SalesError):
+    code = ErrorCode.CHALLENGE_FAILED
+
+
 class NotAdmitted(SalesError):
     code = ErrorCode.NOT_ADMITTED
 

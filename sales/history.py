@@ -24,6 +24,7 @@ TRACKED_FIELDS = {
     "admission_seconds": "admission seconds",
     "queue_opens_at": "queue opens",
     "admission_paused": "admission paused",
+    "join_difficulty": "join difficulty",
 }
 THROUGH_API = "Through the API: "
 

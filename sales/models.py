@@ -10,6 +10,9 @@ from django.utils import timezone
 MAX_HOLD_SECONDS = 86_400
 # A waiting room opens this long before its sale starts unless the sale names its own queueOpensAt.
 QUEUE_OPENS_BEFORE = timedelta(minutes=15)
+# The hardest join challenge a sale may ask for: its slowest solutions must still fit in a slow
+# phone's challenge lifetime (docs/performance.md "Join challenge").
+MAX_JOIN_DIFFICULTY = 100_000
 
 
 class SaleStatus(models.TextChoices):
@@ -75,6 +78,9 @@ class FlashSale(models.Model):
     admitted_through = models.PositiveIntegerField(default=0, db_default=0)
     admitted_at = models.DateTimeField(null=True, blank=True)
     admission_paused = models.BooleanField(default=False, db_default=False)
+    # 0: joining the waiting room takes no proof of work. Above 0: a join carries a solved challenge
+    # (sales.join_challenge) that takes this many key derivations on average.
+    join_difficulty = models.PositiveIntegerField(default=0, db_default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = FlashSaleQuerySet.as_manager()
@@ -96,6 +102,9 @@ class FlashSale(models.Model):
             ),
             models.CheckConstraint(condition=Q(admit_per_second__gte=1), name="sale_admit_rate_positive"),
             models.CheckConstraint(condition=Q(admission_seconds__gte=30), name="sale_admission_at_least_30s"),
+            models.CheckConstraint(
+                condition=Q(join_difficulty__lte=MAX_JOIN_DIFFICULTY), name="sale_join_difficulty_bounded"
+            ),
         ]
 
     def __str__(self):

@@ -12,12 +12,14 @@ import math
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, Max, OuterRef, Q
 from django.utils import timezone
 
 from accounts.models import User
+from sales import join_challenge
 from sales.exceptions import (
     AdmissionExpired,
     NotAdmitted,
@@ -54,8 +56,10 @@ class PlaceView:
     created: bool = False
 
 
-def join(*, user: User, sale_id: int) -> PlaceView:
-    """Take `user`'s place in the sale's waiting room, or answer the place they already hold."""
+def join(*, user: User, sale_id: int, challenge: Any = None, solution: Any = None) -> PlaceView:
+    """Take `user`'s place in the sale's waiting room, or answer the place they already hold (without
+    asking for a new proof of work). A sale with a join difficulty takes a place only for a solved
+    challenge of this buyer for this sale (sales.join_challenge), each solution once."""
     sale = _sale(sale_id)
     existing = QueuePlace.objects.filter(sale_id=sale_id, user=user).first()
     if existing is not None:
@@ -67,6 +71,8 @@ def join(*, user: User, sale_id: int) -> PlaceView:
         raise SoldOut(details={"saleId": sale_id, "currentStock": 0})
     if now < sale.queue_opening:
         raise QueueNotOpen(details={"saleId": sale_id, "queueOpensAt": sale.queue_opening})
+    if sale.join_difficulty:
+        join_challenge.redeem(user=user, sale=sale, challenge=challenge, solution=solution)
     try:
         with transaction.atomic():
             place = QueuePlace.objects.create(
@@ -76,6 +82,11 @@ def join(*, user: User, sale_id: int) -> PlaceView:
         # A twin request took the place between the read and the insert (the unique constraint).
         return view(sale=sale, place=QueuePlace.objects.get(sale_id=sale_id, user=user))
     return view(sale=sale, place=place, created=True)
+
+
+def challenge_for(*, user: User, sale_id: int) -> join_challenge.IssuedChallenge:
+    """A challenge for `user` to solve before joining the sale's waiting room (none at difficulty 0)."""
+    return join_challenge.issue(user=user, sale=_sale(sale_id))
 
 
 def place_of(*, user: User, sale_id: int) -> PlaceView:

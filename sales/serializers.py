@@ -1,11 +1,12 @@
 from collections.abc import Mapping
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.ids import MAX_ID
 from sales.exceptions import InvalidSaleChange
-from sales.models import MAX_HOLD_SECONDS, FlashSale, PurchaseStatus, WaitlistState
+from sales.models import MAX_HOLD_SECONDS, MAX_JOIN_DIFFICULTY, FlashSale, PurchaseStatus, WaitlistState
 from sales.purchase import InvalidOrder, parse_order
 from sales.queue import QueueStatus
 from sales.services import MAX_STOCK, check_window
@@ -114,6 +115,15 @@ class FlashSaleSerializer(serializers.ModelSerializer):
     admittedThrough = serializers.IntegerField(
         source="admitted_through", read_only=True, help_text="Places up to this position have been admitted."
     )
+    joinDifficulty = StrictIntegerField(
+        source="join_difficulty",
+        min_value=0,
+        max_value=MAX_JOIN_DIFFICULTY,
+        required=False,
+        default=0,
+        help_text="0: joining the waiting room takes no proof of work. Above 0: a join carries a solved "
+        "challenge (GET .../queue/challenge) that takes this many key derivations on average.",
+    )
 
     class Meta:
         model = FlashSale
@@ -137,6 +147,7 @@ class FlashSaleSerializer(serializers.ModelSerializer):
             "queueOpensAt",
             "admissionPaused",
             "admittedThrough",
+            "joinDifficulty",
         ]
 
     def get_fields(self):
@@ -181,6 +192,9 @@ class FlashSaleUpdateSerializer(serializers.Serializer):
     )
     queueOpensAt = serializers.DateTimeField(source="queue_opens_at", allow_null=True, required=False)
     admissionPaused = StrictBooleanField(source="admission_paused", required=False)
+    joinDifficulty = StrictIntegerField(
+        source="join_difficulty", min_value=0, max_value=MAX_JOIN_DIFFICULTY, required=False
+    )
     startNow = StrictBooleanField(
         source="start_now",
         required=False,
@@ -272,6 +286,70 @@ class QueuePlaceSerializer(serializers.Serializer):
     aheadOfYou = serializers.IntegerField(source="ahead_of_you", allow_null=True)
     estimatedWaitSeconds = serializers.IntegerField(source="estimated_wait_seconds", allow_null=True)
     admittedUntil = serializers.DateTimeField(source="admitted_until", allow_null=True)
+
+
+class JoinChallengeParametersSerializer(serializers.Serializer):
+    """ALTCHA v2's challenge parameters (documentation only: the challenge travels verbatim)."""
+
+    algorithm = serializers.CharField(help_text="PBKDF2/SHA-256.")
+    nonce = serializers.CharField(help_text="Hex; the start of each try's password, the counter follows it.")
+    salt = serializers.CharField(help_text="Hex; the PBKDF2 salt.")
+    cost = serializers.IntegerField(help_text="PBKDF2 iterations of one try.")
+    keyLength = serializers.IntegerField(help_text="Bytes of each try's derived key.")
+    keyPrefix = serializers.CharField(help_text="Hex the solution's derived key starts with.")
+    keySignature = serializers.CharField()
+    expiresAt = serializers.IntegerField(help_text="Unix seconds.")
+
+    def get_fields(self):
+        fields = super().get_fields()
+        # Declared here: as a class attribute it would hide Serializer.data.
+        fields["data"] = serializers.DictField(help_text="{saleId, userId}: the one join this challenge is for.")
+        return fields
+
+
+class JoinChallengeBodySerializer(serializers.Serializer):
+    parameters = JoinChallengeParametersSerializer()
+    signature = serializers.CharField()
+
+
+class JoinSolutionSerializer(serializers.Serializer):
+    counter = serializers.IntegerField(
+        min_value=0, help_text="The try whose derived key starts with keyPrefix (a big-endian uint32 after the nonce)."
+    )
+    derivedKey = serializers.CharField(help_text="That try's derived key, hex.")
+
+
+@extend_schema_field(JoinChallengeBodySerializer)
+class JoinChallengeField(serializers.JSONField):
+    """Rendered and read verbatim: its signature covers its exact content."""
+
+
+@extend_schema_field(JoinSolutionSerializer)
+class JoinSolutionField(serializers.JSONField):
+    """Read as sent: sales.join_challenge judges its shape along with its value."""
+
+
+class JoinChallengeSerializer(serializers.Serializer):
+    """A challenge to solve before joining, rendered from sales.join_challenge.IssuedChallenge."""
+
+    saleId = serializers.IntegerField(source="sale_id")
+    difficulty = serializers.IntegerField(
+        help_text="The sale's joinDifficulty: key derivations a solution takes on average (0: none needed)."
+    )
+    expiresAt = serializers.DateTimeField(
+        source="expires_at", allow_null=True, help_text="The solution must reach the server before this."
+    )
+    challenge = JoinChallengeField(
+        allow_null=True,
+        help_text="ALTCHA's challenge (v2), to send back unchanged with its solution; null at difficulty 0.",
+    )
+
+
+class JoinQueueRequestSerializer(serializers.Serializer):
+    """The body of a join: empty for a sale without a join difficulty."""
+
+    challenge = JoinChallengeField(required=False, allow_null=True, help_text="As GET .../queue/challenge gave it.")
+    solution = JoinSolutionField(required=False, allow_null=True)
 
 
 class PurchaseResultSerializer(serializers.Serializer):

@@ -32,6 +32,7 @@ EDITABLE_FIELDS = (
     "admission_seconds",
     "queue_opens_at",
     "admission_paused",
+    "join_difficulty",
 )
 # The most units a sale may ever hold (create, edit and restock): far below the 32-bit
 # original_stock/current_stock columns, so no total can overflow them.
@@ -55,6 +56,7 @@ def create_sale(
     admission_seconds: int = 120,
     queue_opens_at: datetime | None = None,
     admission_paused: bool = False,
+    join_difficulty: int = 0,
 ) -> FlashSale:
     """A new sale; a limit left None follows its setting (MAX_UNITS_PER_USER, MAX_PURCHASE_QUANTITY).
     With `hold_seconds` > 0 its purchases are held that long, to be confirmed or released."""
@@ -74,6 +76,7 @@ def create_sale(
         admission_seconds=admission_seconds,
         queue_opens_at=queue_opens_at,
         admission_paused=admission_paused,
+        join_difficulty=join_difficulty,
     )
     events.sale_changed(sale_id=sale.pk)
     return sale
@@ -182,7 +185,14 @@ def check_sale_update(
     updates.update(
         {
             field: changes[field]
-            for field in ("waiting_room", "admit_per_second", "admission_seconds", "queue_opens_at", "admission_paused")
+            for field in (
+                "waiting_room",
+                "admit_per_second",
+                "admission_seconds",
+                "queue_opens_at",
+                "admission_paused",
+                "join_difficulty",
+            )
             if field in changes
         }
     )
