@@ -67,9 +67,13 @@ def _secret(purpose: str) -> str:
 
 def issue(*, user: User, sale: FlashSale) -> IssuedChallenge:
     """A fresh challenge for `user` to join `sale`, or none when the sale's difficulty is 0."""
-    difficulty = sale.join_difficulty
+    return new_challenge(difficulty=sale.join_difficulty, sale_id=sale.pk, user_id=user.pk)
+
+
+def new_challenge(*, difficulty: int, sale_id: int, user_id: int) -> IssuedChallenge:
+    """A challenge worth one join of user `user_id` to sale `sale_id` (bench/join_challenge.py times them)."""
     if difficulty == 0:
-        return IssuedChallenge(sale_id=sale.pk, difficulty=0, expires_at=None, challenge=None)
+        return IssuedChallenge(sale_id=sale_id, difficulty=0, expires_at=None, challenge=None)
     expires_at = timezone.now().replace(microsecond=0) + timedelta(seconds=settings.JOIN_CHALLENGE_SECONDS)
     challenge = altcha.create_challenge(
         ALGORITHM,
@@ -77,11 +81,11 @@ def issue(*, user: User, sale: FlashSale) -> IssuedChallenge:
         # The solver counts from 0 up to this counter: on average `difficulty` tries, never fewer than half.
         counter=difficulty // 2 + secrets.randbelow(difficulty + 1),
         expires_at=expires_at,
-        data={"saleId": sale.pk, "userId": user.pk},
+        data={"saleId": sale_id, "userId": user_id},
         hmac_secret=_secret("challenge"),
         hmac_key_secret=_secret("derived-key"),
     )
-    return IssuedChallenge(sale_id=sale.pk, difficulty=difficulty, expires_at=expires_at, challenge=challenge.to_dict())
+    return IssuedChallenge(sale_id=sale_id, difficulty=difficulty, expires_at=expires_at, challenge=challenge.to_dict())
 
 
 def redeem(*, user: User, sale: FlashSale, challenge: Any, solution: Any) -> None:

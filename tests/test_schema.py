@@ -32,6 +32,7 @@ OPERATIONS = {
     ("post", "/api/v1/flashsales/{id}/waitlist"): "token",
     ("post", "/api/v1/flashsales/{id}/queue"): "token",
     ("get", "/api/v1/flashsales/{id}/queue"): "token",
+    ("get", "/api/v1/flashsales/{id}/queue/challenge"): "token",
     ("get", "/api/v1/purchases"): "token",
     ("post", "/api/v1/purchases/{purchase_id}/confirm"): "token",
     ("post", "/api/v1/purchases/{purchase_id}/release"): "token",
