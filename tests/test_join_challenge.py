@@ -357,3 +357,22 @@ def test_joins_beyond_the_per_user_rate_are_refused_429(buyer_api, settings):
 
     assert statuses == [201, 200, 429]
     assert QueuePlace.objects.filter(sale=sale).count() == 1
+
+
+def test_staff_set_the_join_difficulty_in_the_admin_within_its_bounds(client, staff):
+    from django.urls import reverse
+
+    from tests.admin_pages import form_data
+
+    client.force_login(staff)
+    sale = SaleFactory(waiting_room=True, start_time=timezone.now() + timedelta(days=1))
+    url = reverse("admin:sales_flashsale_change", args=[sale.pk])
+    data = form_data(client.get(url).content.decode(), "flashsale_form")
+    assert data["join_difficulty"] == "0"
+
+    too_hard = client.post(url, {**data, "join_difficulty": "100001"})
+    saved = client.post(url, {**data, "join_difficulty": "5000"})
+
+    assert too_hard.status_code == 200 and "join_difficulty" in too_hard.context["adminform"].form.errors
+    assert saved.status_code == 302
+    assert FlashSale.objects.values_list("join_difficulty", "version").get(pk=sale.pk) == (5000, 2)
