@@ -44,6 +44,7 @@ def test_active_sale_is_returned_with_derived_status(buyer_api):
         "queueOpensAt": iso(sale.start_time - timedelta(minutes=15)),
         "admissionPaused": False,
         "admittedThrough": 0,
+        "joinDifficulty": 0,
     }
 
 
