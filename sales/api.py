@@ -396,7 +396,8 @@ class FlashSaleViewSet(
         description=(
             "A sale with `waitingRoom` takes places from `queueOpensAt`. Places taken before `startTime` "
             "form a pre-queue (`position` null) whose order the sale clock draws at random at the start; "
-            "later places are numbered in the order they were recorded. Joins count against the purchase "
+            "later places have their position in the answer, in the order the database recorded the joins. "
+            "Joins count against the purchase "
             "rate limit per user and the global one per address."
         ),
         request=None,
