@@ -3,6 +3,7 @@ two buyers join the line before the start, the sale clock draws their order and 
 time, and each sees their place, then their turn with its countdown, buys in it and sees the outcome;
 a buyer whose turn ran out is told so by the purchase's refusal."""
 
+import json
 import re
 import subprocess
 import sys
@@ -205,3 +206,46 @@ def test_a_buyer_who_joins_a_running_sale_is_let_in_by_the_sale_clock_and_told_w
 
     assert not Purchase.objects.filter(sale=sale).exists()
     assert FlashSale.objects.get(pk=sale.pk).current_stock == 3
+
+
+def test_the_page_moves_the_place_with_the_sockets_queue_messages_and_reads_its_turn_when_it_comes(
+    server, browser, request
+):
+    sale = SaleFactory(name="Pushed drop", waiting_room=True, admit_per_second=10, original_stock=5)
+    buyer = UserFactory(name="Dee")
+    FlashSale.objects.filter(pk=sale.pk).update(queue_drawn_at=timezone.now())
+    place = QueuePlace.objects.create(sale=sale, user=buyer, joined_at=timezone.now(), position=25)
+    sockets = []
+
+    with page_in(browser, request) as page:
+        console = watch_console(page)
+        # The socket is the test's: it says what the server's queue messages will say.
+        page.route_web_socket("**/ws/**", lambda socket: sockets.append(socket))
+        page.goto(f"{server}/sales/{sale.pk}/")
+        sign_in_to_the_line(page, buyer.email)
+        expect(line_status(page)).to_have_text("24 ahead of you, less than a minute", timeout=WAIT_MS)
+
+        def push(message_type: str, **fields) -> None:
+            sockets[-1].send(json.dumps({"type": message_type, "saleId": sale.pk, **fields}))
+
+        push("queue_advanced", admittedThrough=10, admitPerSecond=1, queueLength=1234)
+        expect(line_status(page)).to_have_text("14 ahead of you, less than a minute")
+        expect(page.locator("#queue-detail")).to_have_text(
+            "Place 25 of 1,234 in the line. Keep this page open: it moves by itself."
+        )
+        push("queue_advanced", admittedThrough=9, admitPerSecond=1, queueLength=1234)  # late: never back
+        push("queue_advanced", admittedThrough=1, admitPerSecond=0, queueLength=1234)  # nonsense rate: kept
+        expect(line_status(page)).to_have_text("14 ahead of you, less than a minute")
+
+        # The clock admits the place; the push says so and the page reads until when from the API.
+        admitted_until = timezone.now() + timedelta(seconds=90)
+        FlashSale.objects.filter(pk=sale.pk).update(admitted_through=25)
+        QueuePlace.objects.filter(pk=place.pk).update(admitted_until=admitted_until)
+        push("queue_advanced", admittedThrough=25, admitPerSecond=1, queueLength=1234)
+        expect(line_status(page)).to_have_text(re.compile(r"^Your turn: 1:[23]\d left to buy$"), timeout=WAIT_MS)
+        expect(page.locator("#buy-button")).to_be_enabled()
+
+        push("queue_closed")
+        expect(line_status(page)).to_have_text(re.compile(r"the line is closed\.$"))
+        expect(page.locator("#buy-form")).to_be_hidden()
+        assert console == []

@@ -562,7 +562,7 @@
     if (typeof snapshot.admissionPaused === "boolean") { line.admissionPaused = snapshot.admissionPaused; }
     // A moved start (staff's "start now") moves the draw; a reconnect may have missed moves of the line.
     if (sameSale && place.state === "waiting") { scheduleRead(); }
-    followLine.advance(snapshot);
+    advanceLine(snapshot);
   }
 
   function queuePath(saleId) { return "/api/v1/flashsales/" + encodeURIComponent(saleId) + "/queue"; }
@@ -596,7 +596,7 @@
       nextReadAt = now + READ_MS;  // the last read failed: try again
     } else if (place.state === "waiting" && place.position === null) {
       // The draw is at the start: nothing to read before it; spread the whole pre-queue's reads after it.
-      nextReadAt = sale && now < sale.start ? sale.start + 500 + Math.random() * 1500 : now + 1000;
+      nextReadAt = sale && now < sale.start ? sale.start + 500 + Math.random() * 3000 : now + 1000;
     } else if (place.state === "waiting") {
       nextReadAt = now + (now - line.pushedAt < READ_MS ? READ_PUSHED_MS : READ_MS);
     } else if (place.state === "admitted" && place.admittedUntil) {
@@ -636,7 +636,7 @@
   }
 
   // The line's figures from a snapshot or a queue_advanced message (absent fields: not told).
-  followLine.advance = function (message) {
+  function advanceLine(message) {
     if (typeof message.admittedThrough === "number") {
       line.admittedThrough = Math.max(line.admittedThrough, message.admittedThrough);
     }
@@ -644,13 +644,13 @@
     if (typeof message.queueLength === "number") { line.queueLength = message.queueLength; }
     // The buyer's turn came: only the server knows until when (admittedUntil).
     if (place.state === "waiting" && place.position !== null && line.admittedThrough >= place.position) { nextReadAt = 0; }
-  };
+  }
 
   function onQueueAdvanced(message) {
     if (!sale || sale.saleId !== message.saleId) { return; }
     line.waitingRoom = true;
     line.pushedAt = Date.now();
-    followLine.advance(message);
+    advanceLine(message);
     renderLine();
   }
 
