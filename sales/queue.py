@@ -22,6 +22,7 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from accounts.models import User
+from sales import selectors
 from sales.exceptions import (
     AdmissionExpired,
     NotAdmitted,
@@ -260,7 +261,7 @@ class LineSummary:
 
 def line_summary(sale: FlashSale) -> LineSummary:
     return LineSummary(
-        queue_length=QueuePlace.objects.filter(sale=sale).count(),
+        queue_length=selectors.queue_length(sale.pk),
         admitted_through=sale.admitted_through,
         admitted_not_bought=admitted_not_bought(sale.pk, moment=timezone.now()),
     )
