@@ -437,6 +437,9 @@ LEADERBOARD_MAX_OFFSET = env.int("LEADERBOARD_MAX_OFFSET", default=10_000)
 
 # Each socket gets at most one stock message per interval, always the newest version (docs/realtime.md "Real-time").
 STOCK_PUSH_INTERVAL_MS = env.int("STOCK_PUSH_INTERVAL_MS", default=75)
+# A waiting room's line (queue_advanced) is told at most once per interval per sale, however long
+# the line and however many sources announce it (live/queue_news.py, live/hub.py).
+QUEUE_PUSH_INTERVAL_MS = env.int("QUEUE_PUSH_INTERVAL_MS", default=1000)
 # What one client may cost a process (live.socket_limits; docs/operations.md "What it withstands"). A socket
 # over a limit is closed with 1008. The page sends one ping per 25 s, so the message budget is
 # generous; a socket that leaves more than WS_SEND_BUFFER_BYTES unread (beyond the kernel's own

@@ -18,6 +18,7 @@ sockets are open, and pushes up to one interval late.
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -26,6 +27,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from live import realtime
+from live.queue_news import Line, LineNews
 from sales import selectors
 from sales.models import FlashSale
 
@@ -57,6 +59,8 @@ class DatabaseFeed:
         self.hub = hub
         self.seen: dict[int, _Seen] = {}
         self.featured_id: int | None | bool = False  # False: not announced yet
+        # Waiting rooms' lines: each read at most once per QUEUE_PUSH_INTERVAL_MS, told when changed.
+        self.lines = LineNews()
 
     async def run(self) -> None:
         interval = settings.REALTIME_POLL_MS / 1000
@@ -80,6 +84,8 @@ class DatabaseFeed:
         now = timezone.now()
         messages: list[tuple[str, str, dict]] = []
         ids_announced: dict[int, int] = {}
+        lines: set[int] = set()
+        clock = time.monotonic()
         sales = selectors.sales_by_id(watched)
         self.seen = {sale_id: seen for sale_id, seen in self.seen.items() if sale_id in sales}
         for sale_id, sale in sales.items():
@@ -123,11 +129,21 @@ class DatabaseFeed:
                     messages.append((group, realtime.SALE_EVENT, {"snapshot": realtime.snapshot_message(sale, now)}))
                 else:
                     messages.append((group, realtime.SALE_EVENT, {"stock": self._stock(sale)}))
+            closing = realtime.queue_closing_reason(sale, now)
             if status != before.status:
-                messages.append(
-                    (group, realtime.SALE_EVENT, {"status": realtime.status_message(sale_id=sale_id, status=status)})
-                )
+                change = {"status": realtime.status_message(sale_id=sale_id, status=status)}
+                if closing is not None:
+                    # Sold out or ended: everyone in the waiting room is told with the status.
+                    change["queueClosed"] = realtime.queue_closed_message(sale_id=sale_id, reason=closing)
+                messages.append((group, realtime.SALE_EVENT, change))
             before.stock_version, before.status, before.window = sale.stock_version, status, window
+            if closing is None and sale.waiting_room and sale.queue_opening <= now:
+                lines.add(sale_id)
+                if self.lines.due(sale_id, clock):
+                    line = Line.of(sale)
+                    if self.lines.news(line, clock):
+                        messages.append((group, realtime.SALE_EVENT, {"queueAdvanced": line.message()}))
+        self.lines.keep_only(lines)
         holding = {sale_id: sale for sale_id, sale in sales.items() if sale.hold_seconds}
         if holding:
             # Sales without holds cost nothing here; those with holds two reads, three after a confirm.

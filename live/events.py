@@ -98,6 +98,25 @@ def sale_window_passed(*, sale_id: int, status: str) -> None:
     transaction.on_commit(lambda: push_sale_window_passed(sale_id=sale_id, status=status), robust=True)
 
 
+def queue_advanced(*, sale_id: int, admitted_through: int, admit_per_second: int, queue_length: int) -> None:
+    """A waiting room's line moved: admitted through `admitted_through`, `queue_length` places
+    taken, admitting `admit_per_second` a second (live.queue_news says when it is worth telling)."""
+    transaction.on_commit(
+        lambda: push_queue_advanced(
+            sale_id=sale_id,
+            admitted_through=admitted_through,
+            admit_per_second=admit_per_second,
+            queue_length=queue_length,
+        ),
+        robust=True,
+    )
+
+
+def queue_closed(*, sale_id: int, reason: str) -> None:
+    """A waiting room admits no one any more (`reason`: realtime.QUEUE_ENDED or QUEUE_SOLD_OUT)."""
+    transaction.on_commit(lambda: push_queue_closed(sale_id=sale_id, reason=reason), robust=True)
+
+
 # --- the sends, after the commit -----------------------------------------------------------------
 
 
@@ -124,6 +143,9 @@ def push_purchase_made(
     sold_out = remaining_stock == 0
     if sold_out:
         payload["status"] = realtime.status_message(sale_id=sale_id, status=SaleStatus.COMPLETED)
+        # Once per sell-out, not per purchase: the read that says whether a line waits for this sale.
+        if selectors.has_waiting_room(sale_id):
+            payload["queueClosed"] = realtime.queue_closed_message(sale_id=sale_id, reason=realtime.QUEUE_SOLD_OUT)
     realtime.broadcast(realtime.sale_group(sale_id), realtime.SALE_EVENT, payload)
     if sold_out:
         realtime.announce_featured()
@@ -138,8 +160,13 @@ def push_stock_changed(*, sale_id: int, current_stock: int, stock_version: int) 
         # A restock can bring a sold-out sale back to life; staff writes are rare, so the extra read
         # (for the window only, never for the stock) is cheap.
         sale.current_stock = current_stock
-        status = sale.status_at(timezone.now())
+        now = timezone.now()
+        status = sale.status_at(now)
         payload["status"] = realtime.status_message(sale_id=sale_id, status=status)
+        # A stock edit down to the units sold closes a waiting room (a restock reopens it: status active).
+        reason = realtime.queue_closing_reason(sale, now)
+        if reason is not None:
+            payload["queueClosed"] = realtime.queue_closed_message(sale_id=sale_id, reason=reason)
     realtime.broadcast(realtime.sale_group(sale_id), realtime.SALE_EVENT, payload)
     if sale is not None:
         realtime.announce_featured()
@@ -149,8 +176,13 @@ def push_sale_changed(*, sale_id: int) -> None:
     sale = selectors.find_sale(sale_id)
     if sale is None:
         return
-    snapshot = realtime.snapshot_message(sale)
+    now = timezone.now()
+    snapshot = realtime.snapshot_message(sale, now)
     payload = {"snapshot": snapshot, "status": realtime.status_message(sale_id=sale_id, status=snapshot["status"])}
+    # Ended by staff (or edited after it closed: the hub tells each socket once).
+    reason = realtime.queue_closing_reason(sale, now)
+    if reason is not None:
+        payload["queueClosed"] = realtime.queue_closed_message(sale_id=sale_id, reason=reason)
     realtime.broadcast(realtime.sale_group(sale_id), realtime.SALE_EVENT, payload)
     realtime.announce_featured()
 
@@ -186,3 +218,15 @@ def push_sale_window_passed(*, sale_id: int, status: str) -> None:
         realtime.SALE_EVENT,
         {"status": realtime.status_message(sale_id=sale_id, status=status)},
     )
+
+
+def push_queue_advanced(*, sale_id: int, admitted_through: int, admit_per_second: int, queue_length: int) -> None:
+    message = realtime.queue_advanced_message(
+        sale_id=sale_id, admitted_through=admitted_through, admit_per_second=admit_per_second, queue_length=queue_length
+    )
+    realtime.broadcast(realtime.sale_group(sale_id), realtime.SALE_EVENT, {"queueAdvanced": message})
+
+
+def push_queue_closed(*, sale_id: int, reason: str) -> None:
+    message = realtime.queue_closed_message(sale_id=sale_id, reason=reason)
+    realtime.broadcast(realtime.sale_group(sale_id), realtime.SALE_EVENT, {"queueClosed": message})

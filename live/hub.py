@@ -60,8 +60,20 @@ def _interval() -> float:
     return getattr(settings, "STOCK_PUSH_INTERVAL_MS", 75) / 1000
 
 
+def _queue_interval() -> float:
+    return getattr(settings, "QUEUE_PUSH_INTERVAL_MS", 1000) / 1000
+
+
 def _text(message: dict) -> str:
     return json.dumps(message, separators=(",", ":"))
+
+
+def _admitted_through(snapshot_text: str) -> int:
+    """How far a waiting room's snapshot says admission reached (0 for a sale without one). Snapshots
+    are rare (one per connect or staff edit), so reading it back beats a field in every push."""
+    if '"admittedThrough"' not in snapshot_text:
+        return 0
+    return json.loads(snapshot_text).get("admittedThrough") or 0
 
 
 class Watcher:
@@ -72,6 +84,9 @@ class Watcher:
         self._close = close
         self.sale_id: int | None = None
         self.last_version = 0
+        # How far admission reached in the last waiting-room figures this socket showed: a line's
+        # admittedThrough only grows, so a figure older than the snapshot is never shown after it.
+        self.admitted_through = 0
         # Pushes held while the socket has not sent its snapshot yet; None once it is live.
         self.outbox: deque | None = deque(maxlen=OUTBOX_LIMIT)
         self.featured_later: dict | None = None  # a home-page switch announced while connecting
@@ -99,6 +114,12 @@ class Watcher:
             if version is not None and version < self.last_version:
                 return
             self.last_version = version or 0
+            self.admitted_through = max(self.admitted_through, _admitted_through(text))
+        elif kind == "queue":
+            assert version is not None  # every line push carries how far admission reached
+            if version < self.admitted_through:
+                return
+            self.admitted_through = version
         if self.closed:
             return
         try:
@@ -127,9 +148,21 @@ class _Feed:
         self.pending_purchases: deque = deque(maxlen=PURCHASE_BURST)
         self.last_flush = 0.0
         self.timer: asyncio.Task | None = None
+        # A waiting room's line (queue_advanced): the newest figures not yet written, written at most
+        # once per QUEUE_PUSH_INTERVAL_MS, and whether the line was told closed (nothing after that
+        # but a reopening: a status "active" or a snapshot saying so, after a restock).
+        self.newest_line: dict | None = None
+        self.last_line_write = float("-inf")
+        self.line_timer: asyncio.Task | None = None
+        self.line_closed = False
         # Writes to this sale's sockets never interleave: a status must not overtake the stock of a
         # flush that is halfway through the sockets.
         self.lock = asyncio.Lock()
+
+    def cancel_timers(self) -> None:
+        for timer in (self.timer, self.line_timer):
+            if timer is not None:
+                timer.cancel()
 
     def offer_stock(self, stock: dict) -> None:
         if self.newest_stock is None or stock["stockVersion"] > self.newest_stock["stockVersion"]:
@@ -213,7 +246,7 @@ class Hub:
         if watcher.sale_id is not None:
             await self._leave_feed(watcher, watcher.sale_id)
         watcher.sale_id = None
-        watcher.last_version = 0
+        watcher.last_version = watcher.admitted_through = 0
         if sale_id is None:
             return
         feed = self.feeds.get(sale_id)
@@ -238,8 +271,7 @@ class Hub:
         if feed.watchers:
             return
         del self.feeds[sale_id]
-        if feed.timer is not None:
-            feed.timer.cancel()
+        feed.cancel_timers()
         await self._group_discard(realtime.sale_group(sale_id))
 
     async def _group_discard(self, group: str) -> None:
@@ -303,8 +335,7 @@ class Hub:
         """Close every local socket; their pages reconnect and read a fresh snapshot."""
         watchers = {w: None for feed in self.feeds.values() for w in feed.watchers} | self.followers
         for feed in self.feeds.values():
-            if feed.timer is not None:
-                feed.timer.cancel()
+            feed.cancel_timers()
         groups = [realtime.sale_group(sale_id) for sale_id in self.feeds]
         if self.followers:
             groups.append(realtime.LIFECYCLE_GROUP)
@@ -348,6 +379,8 @@ class Hub:
     async def _sale_event(self, feed: _Feed, message: dict) -> None:
         if "snapshot" in message:
             snapshot = message["snapshot"]
+            if snapshot.get("queueClosed") is False:
+                feed.line_closed = False  # restocked: the line moves again
             await self._to_all(feed, [("snapshot", snapshot["stockVersion"], _text(snapshot))])
         if "stock" in message:
             feed.offer_stock(message["stock"])
@@ -364,6 +397,51 @@ class Hub:
             async with feed.lock:
                 await self._flush_locked(feed)
                 await self._to_all_locked(feed, [("status", None, _text(message["status"]))])
+            if message["status"]["status"] == "active":
+                feed.line_closed = False  # a restock of a sold-out sale reopens its line
+        if "queueAdvanced" in message:
+            await self._line_moved(feed, message["queueAdvanced"])
+        if "queueClosed" in message:
+            # After the status it comes with; once per closing, and no line figure after it.
+            async with feed.lock:
+                if feed.line_timer is not None:
+                    feed.line_timer.cancel()
+                feed.newest_line = None
+                if not feed.line_closed:
+                    feed.line_closed = True
+                    await self._to_all_locked(feed, [("queue_closed", None, _text(message["queueClosed"]))])
+
+    # --- a waiting room's line: at most one write per interval per sale ----------------------
+
+    async def _line_moved(self, feed: _Feed, line: dict) -> None:
+        """Leading edge now if no line figure went out within the interval, else the newest one
+        when the interval is over (like the stock, over a longer interval)."""
+        if feed.line_closed:
+            return  # a figure read before the sale closed, arriving after it
+        newest = feed.newest_line
+        if newest is not None and line["admittedThrough"] < newest["admittedThrough"]:
+            return  # an older reading from another source
+        feed.newest_line = line
+        if feed.line_timer is not None and not feed.line_timer.done():
+            return
+        delay = feed.last_line_write + _queue_interval() - time.monotonic()
+        if delay <= 0:
+            await self._write_line(feed)
+        else:
+            feed.line_timer = asyncio.get_running_loop().create_task(self._write_line_after(feed, delay))
+
+    async def _write_line_after(self, feed: _Feed, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self._write_line(feed)
+
+    async def _write_line(self, feed: _Feed) -> None:
+        async with feed.lock:
+            line, feed.newest_line = feed.newest_line, None
+            if line is None or feed.line_closed:
+                return
+            await self._to_all_locked(feed, [("queue", line["admittedThrough"], _text(line))])
+            # From the end of the writes, as for the stock: every socket's figures are an interval apart.
+            feed.last_line_write = time.monotonic()
 
     async def _schedule_flush(self, feed: _Feed) -> None:
         """Leading edge now, if the sale was quiet for an interval; otherwise one trailing flush."""

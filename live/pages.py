@@ -66,8 +66,24 @@ def live_sale(request, sale_id: int | None = None):
             "others_live": sum(other.is_live_at(now) for other in others),
             "max_quantity": settings.MAX_PURCHASE_QUANTITY,
             "max_units": settings.MAX_UNITS_PER_USER,
+            "waiting_room": waiting_room_settings(sale),
         },
     )
+
+
+def waiting_room_settings(sale: FlashSale | None) -> dict[str, str]:
+    """The waiting room of the page's sale for live.js (the #app element's data-* attributes): whether
+    it has one, when its line opens, how fast it admits and how far it got when the page was rendered.
+    Empty for a sale without one, so the page behaves as before."""
+    if sale is None or not sale.waiting_room:
+        return {}
+    return {
+        "waiting-room": "true",
+        "queue-opens-at": realtime.iso(sale.queue_opening),
+        "admit-per-second": str(sale.admit_per_second),
+        "admitted-through": str(sale.admitted_through),
+        "admission-paused": "true" if sale.admission_paused else "false",
+    }
 
 
 def preview_sale(request, sale: FlashSale, *, change_url: str):
@@ -91,5 +107,6 @@ def preview_sale(request, sale: FlashSale, *, change_url: str):
             "preview": True,
             "change_url": change_url,
             "max_quantity": settings.MAX_PURCHASE_QUANTITY,
+            "waiting_room": waiting_room_settings(sale),
         },
     )

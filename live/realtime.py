@@ -35,6 +35,9 @@ FEATURED = "sales.featured"
 # Purchases the hub keeps for its next flush, and the database feed reads per interval; older ones
 # in a burst are dropped (the REST leaderboard has them all).
 PURCHASE_BURST = 5
+# Why a waiting room closed (queue_closed's reason).
+QUEUE_ENDED = "ended"
+QUEUE_SOLD_OUT = "soldOut"
 
 _timestamp = DateTimeField()
 
@@ -72,7 +75,49 @@ def snapshot_message(sale: FlashSale | None, moment: datetime | None = None) -> 
         "maxPerPurchase": sale.purchase_limit,
         # Sales without holds never hold a unit: no query for them.
         "heldStock": selectors.held_units(sale.pk) if sale.hold_seconds else 0,
+        "waitingRoom": sale.waiting_room,
+        # A waiting room's line, as queue_advanced and queue_closed then move it; a sale without one
+        # reads nothing more.
+        **(_line(sale, moment or timezone.now()) if sale.waiting_room else {}),
     }
+
+
+def _line(sale: FlashSale, moment: datetime) -> dict:
+    return {
+        "admittedThrough": sale.admitted_through,
+        "admitPerSecond": sale.admit_per_second,
+        "queueLength": selectors.queue_length(sale.pk),
+        "queueClosed": queue_closing_reason(sale, moment) is not None,
+    }
+
+
+def queue_closing_reason(sale: FlashSale, moment: datetime) -> str | None:
+    """Why the sale's waiting room admits no one any more ("ended", "soldOut"), or None while its
+    line can still move (or the sale has none). A restock of a sold-out sale opens it again."""
+    if not sale.waiting_room:
+        return None
+    if sale.end_time <= moment:
+        return QUEUE_ENDED
+    if sale.current_stock <= 0:
+        return QUEUE_SOLD_OUT
+    return None
+
+
+def queue_advanced_message(*, sale_id: int, admitted_through: int, admit_per_second: int, queue_length: int) -> dict:
+    """A waiting room's line: places up to `admittedThrough` are admitted, `queueLength` places
+    were taken; each buyer works out their own place from their position (no message per buyer)."""
+    return {
+        "type": "queue_advanced",
+        "saleId": sale_id,
+        "admittedThrough": admitted_through,
+        "admitPerSecond": admit_per_second,
+        "queueLength": queue_length,
+    }
+
+
+def queue_closed_message(*, sale_id: int, reason: str) -> dict:
+    """The waiting room admits no one any more: every waiting buyer is told at once."""
+    return {"type": "queue_closed", "saleId": sale_id, "reason": reason}
 
 
 def held_message(*, sale_id: int, held_stock: int | None = None) -> dict:

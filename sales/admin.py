@@ -6,6 +6,8 @@ stock. Edits are version-checked (see `admin_forms`); restocking, ending, pausin
 sale are explicit actions that change the database with F() updates and need no version.
 """
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
@@ -36,6 +38,8 @@ STATUS_COLOURS = {
     SaleStatus.COMPLETED: "#5a6268",
 }
 NEWEST_PURCHASES_SHOWN = 20
+# A waiting room's purchases per second are counted over this much of the recent past.
+PURCHASE_RATE_WINDOW = timedelta(seconds=10)
 
 
 def _list_time(moment) -> str:
@@ -57,6 +61,28 @@ def _duration(span) -> str:
 def _purchase_time(moment) -> str:
     """When a purchase was made, to the second: purchases of one minute are told apart by it."""
     return formats.date_format(timezone.localtime(moment), "Y-m-d H:i:s T")
+
+
+def _line_figures(sale) -> dict:
+    """A waiting room's line as staff watch it (the change page and its live JSON)."""
+    line = queue.line_summary(sale)
+    now = timezone.now()
+    rate = selectors.purchases_per_second(sale.pk, over=PURCHASE_RATE_WINDOW, moment=now)
+    if sale.end_time <= now or sale.current_stock == 0:
+        admission = "closed"
+    elif sale.admission_paused:
+        admission = "admission paused"
+    else:
+        admission = f"admitting {sale.admit_per_second}/s"
+    return {
+        "queueLength": line.queue_length,
+        "admittedThrough": line.admitted_through,
+        "admittedNotBought": line.admitted_not_bought,
+        "purchasesPerSecond": f"{rate:.1f}",
+        "admitPerSecond": sale.admit_per_second,
+        "admissionPaused": sale.admission_paused,
+        "admission": admission,
+    }
 
 
 def _purchases_text(count: int) -> str:
@@ -369,18 +395,29 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
             _units(sale.units_sold),
         )
 
-    @admin.display(description="purchases")
     @admin.display(description="Line")
     def waiting_room_summary(self, sale):
-        # Read when the page is drawn; tick "Admission paused" and save to hold the line.
-        line = queue.line_summary(sale)
+        # admin_live_stock.js keeps the figures live from the page's JSON (live_view) whenever the
+        # sale's socket tells of a change (queue_advanced, purchases) and every few seconds; tick
+        # "Admission paused" or change the rate and save to steer the line.
+        if not sale.waiting_room:
+            return "No waiting room."
+        line = _line_figures(sale)
         return format_html(
-            '<span class="waiting-room-summary">{} in line · admitted through {} · {} admitted, not yet bought</span>',
-            line.queue_length,
-            line.admitted_through,
-            line.admitted_not_bought,
+            '<div class="waiting-room-summary" data-waiting-room>'
+            '<span class="line-length">{}</span> in line'
+            ' · admitted through <span class="line-admitted-through">{}</span>'
+            ' · <span class="line-admitted-not-bought">{}</span> admitted, not yet bought'
+            ' · <span class="line-purchase-rate">{}</span> purchases/s'
+            ' · <span class="line-admission">{}</span></div>',
+            line["queueLength"],
+            line["admittedThrough"],
+            line["admittedNotBought"],
+            line["purchasesPerSecond"],
+            line["admission"],
         )
 
+    @admin.display(description="purchases")
     def purchases_link(self, sale):
         query = f"?sale__id__exact={sale.pk}"
         return format_html(
@@ -648,6 +685,7 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
                 "originalStock": sale.original_stock,
                 "purchaseCount": sale.purchase_count,
                 "purchaseCountText": _purchases_text(sale.purchase_count),
+                "waitingRoom": _line_figures(sale) if sale.waiting_room else None,
                 "purchases": [
                     {
                         "id": purchase.pk,

@@ -399,7 +399,8 @@ class FlashSaleViewSet(
         description=(
             "A sale with `waitingRoom` takes places from `queueOpensAt`. Places taken before `startTime` "
             "form a pre-queue (`position` null) whose order the sale clock draws at random at the start; "
-            "later places are numbered in the order they were recorded. Joins count against the purchase "
+            "later places have their position in the answer, in the order the database recorded the joins. "
+            "Joins count against the purchase "
             "rate limit per user, RATELIMIT_QUEUE_JOIN_IP per address and the global one per address. "
             "A sale with `joinDifficulty` > 0 takes a place only with `{challenge, solution}`: a challenge "
             "from GET .../queue/challenge, solved, each used once (400 `challenge_failed`, `details.reason`: "

@@ -2,10 +2,13 @@
 numbers them (sales.queue.number_places, one call in its tick).
 
 A join is one INSERT into its own row (QueuePlace, unique per sale and buyer): no row is updated by
-every join, so joins never wait for each other. Positions are given by the sale clock, one per
-deployment: places taken before the start (the pre-queue) in a uniform shuffle drawn at the start, so
-arriving a millisecond before someone else buys nothing; later places in the order their inserts
-became visible to the clock, which is the order they committed in.
+every join, so joins never wait for each other. Places taken before the start (the pre-queue) get
+their positions from the sale clock's draw at the start, a uniform shuffle, so arriving a
+millisecond before someone else buys nothing. After the draw a join takes the next position in the
+same INSERT, from a sequence of the sale's own on PostgreSQL (sequences are never locked by a
+transaction, so joins still do not wait for each other) and from the highest position plus one on
+SQLite (which has one writer at a time anyway): arrival order as the database recorded it, answered
+at once. A place whose insert raced the draw is numbered by the clock's next step.
 """
 
 import math
@@ -14,12 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, Max, OuterRef, Q
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from accounts.models import User
-from sales import join_challenge
+from sales import join_challenge, selectors
 from sales.exceptions import (
     AdmissionExpired,
     NotAdmitted,
@@ -73,15 +77,74 @@ def join(*, user: User, sale_id: int, challenge: Any = None, solution: Any = Non
         raise QueueNotOpen(details={"saleId": sale_id, "queueOpensAt": sale.queue_opening})
     if sale.join_difficulty:
         join_challenge.redeem(user=user, sale=sale, challenge=challenge, solution=solution)
-    try:
-        with transaction.atomic():
-            place = QueuePlace.objects.create(
-                sale_id=sale_id, user=user, joined_at=now, pre_queue=now < sale.start_time
-            )
-    except IntegrityError:
+    place = _insert_place(sale=sale, user=user, moment=now)
+    if place is None:
         # A twin request took the place between the read and the insert (the unique constraint).
         return view(sale=sale, place=QueuePlace.objects.get(sale_id=sale_id, user=user))
     return view(sale=sale, place=place, created=True)
+
+
+def _insert_place(*, sale: FlashSale, user: User, moment: datetime) -> QueuePlace | None:
+    """One statement: the place, numbered at once once the sale's line is drawn; None when the
+    buyer already has one (ON CONFLICT DO NOTHING, no savepoint)."""
+    numbered = sale.queue_drawn_at is not None
+    position_sql, position_params = _next_position(sale.pk) if numbered else ("CAST(NULL AS integer)", [])
+    table = QueuePlace._meta.db_table
+    at = connection.ops.adapt_datetimefield_value(moment)
+    with connection.cursor() as cursor:
+        # INSERT ... SELECT, so numbered_at is set only when a position was; SQLite needs the WHERE
+        # to read ON CONFLICT as the INSERT's clause.
+        cursor.execute(
+            f"INSERT INTO {table} (sale_id, user_id, joined_at, pre_queue, position, numbered_at) "
+            "SELECT %s, %s, %s, %s, numbering.position, CASE WHEN numbering.position IS NULL THEN NULL ELSE %s END "
+            f"FROM (SELECT {position_sql} AS position) AS numbering WHERE true "
+            "ON CONFLICT (sale_id, user_id) DO NOTHING RETURNING id, position",
+            [sale.pk, user.pk, at, moment < sale.start_time, at, *position_params],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    place_id, position = row
+    return QueuePlace(
+        pk=place_id,
+        sale_id=sale.pk,
+        user=user,
+        joined_at=moment,
+        pre_queue=moment < sale.start_time,
+        position=position,
+        numbered_at=moment if position is not None else None,
+    )
+
+
+def _position_sequence(sale_id: int) -> str:
+    return f"flashsale_queue_positions_{int(sale_id)}"
+
+
+def _next_position(sale_id: int) -> tuple[str, list]:
+    """SQL for the next position of a drawn line. On PostgreSQL nextval() on the sale's sequence:
+    never rolled back, so a place whose insert fails (a twin's) leaves a gap of one, which admits
+    nobody and costs one place of outflow; NULL while the sequence does not exist yet (nextval() of
+    a NULL is NULL), a place the clock's next step numbers. On SQLite the statement holds the only
+    write lock."""
+    if connection.vendor == "postgresql":
+        return "nextval(to_regclass(%s))", [_position_sequence(sale_id)]
+    table = QueuePlace._meta.db_table
+    return f"(SELECT COALESCE(MAX(position), 0) + 1 FROM {table} WHERE sale_id = %s)", [sale_id]
+
+
+def _start_position_sequence(sale_id: int, *, after: int) -> None:
+    """The draw's last act, in its transaction: later joins number themselves from `after` + 1."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            name = connection.ops.quote_name(_position_sequence(sale_id))
+            cursor.execute(f"CREATE SEQUENCE IF NOT EXISTS {name} START WITH {int(after) + 1}")
+
+
+def forget_line(sale_id: int) -> None:
+    """Drop a deleted sale's position sequence (inside the deleting transaction)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP SEQUENCE IF EXISTS {connection.ops.quote_name(_position_sequence(sale_id))}")
 
 
 def challenge_for(*, user: User, sale_id: int) -> join_challenge.IssuedChallenge:
@@ -208,7 +271,7 @@ class LineSummary:
 
 def line_summary(sale: FlashSale) -> LineSummary:
     return LineSummary(
-        queue_length=QueuePlace.objects.filter(sale=sale).count(),
+        queue_length=selectors.queue_length(sale.pk),
         admitted_through=sale.admitted_through,
         admitted_not_bought=admitted_not_bought(sale.pk, moment=timezone.now()),
     )
@@ -247,17 +310,35 @@ _shuffler = random.SystemRandom()
 def _number_sale(sale_id: int, *, moment: datetime) -> int:
     try:
         with transaction.atomic():
-            last = QueuePlace.objects.filter(sale_id=sale_id).aggregate(last=Max("position"))["last"] or 0
             unnumbered = list(QueuePlace.objects.filter(sale_id=sale_id, position__isnull=True).order_by("id"))
             drawn = FlashSale.objects.filter(pk=sale_id, queue_drawn_at__isnull=True).update(queue_drawn_at=moment)
-            if drawn:
-                pre_queue = [place for place in unnumbered if place.pre_queue]
-                _shuffler.shuffle(pre_queue)
-                unnumbered = pre_queue + [place for place in unnumbered if not place.pre_queue]
+            if not drawn:
+                return _number_stragglers(sale_id, unnumbered, moment=moment)
+            last = QueuePlace.objects.filter(sale_id=sale_id).aggregate(last=Max("position"))["last"] or 0
+            pre_queue = [place for place in unnumbered if place.pre_queue]
+            _shuffler.shuffle(pre_queue)
+            unnumbered = pre_queue + [place for place in unnumbered if not place.pre_queue]
             for offset, place in enumerate(unnumbered, start=1):
                 place.position, place.numbered_at = last + offset, moment
             QueuePlace.objects.bulk_update(unnumbered, ["position", "numbered_at"], batch_size=1000)
+            _start_position_sequence(sale_id, after=last + len(unnumbered))
     except IntegrityError:
         # Another sale clock (a failover's overlap) numbered these places first: its numbers stand.
         return 0
     return len(unnumbered)
+
+
+def _number_stragglers(sale_id: int, places: list[QueuePlace], *, moment: datetime) -> int:
+    """Places whose insert raced the draw (it read the line undrawn, committed after it) take the
+    next positions as a join would; conditional, so an overlapping clock numbers each only once."""
+    if connection.vendor == "postgresql":
+        # A line drawn before joins numbered themselves has no sequence yet.
+        last = QueuePlace.objects.filter(sale_id=sale_id).aggregate(last=Max("position"))["last"] or 0
+        _start_position_sequence(sale_id, after=last)
+    position_sql, position_params = _next_position(sale_id)
+    numbered = 0
+    for place in places:
+        numbered += QueuePlace.objects.filter(pk=place.pk, position__isnull=True).update(
+            position=RawSQL(position_sql, position_params), numbered_at=moment
+        )
+    return numbered

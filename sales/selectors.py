@@ -2,14 +2,22 @@
 sales/services.py, for this app and the apps above it (live, leaderboard)."""
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db.models import Max, Q, QuerySet, Sum
 from django.utils import timezone
 
 from accounts.models import User
 from sales.exceptions import NoActiveSale, SaleNotFound
-from sales.models import FlashSale, Purchase, PurchaseStatus, WaitlistEntry, WaitlistState
+from sales.models import (
+    QUEUE_OPENS_BEFORE,
+    FlashSale,
+    Purchase,
+    PurchaseStatus,
+    QueuePlace,
+    WaitlistEntry,
+    WaitlistState,
+)
 
 
 def get_sale(sale_id: int) -> FlashSale:
@@ -189,3 +197,33 @@ def waitlist_offers_after(served_after: dict[int, datetime]) -> list[WaitlistEnt
         after |= Q(sale_id=sale_id, served_at__gt=moment)
     offered = WaitlistEntry.objects.filter(after, state=WaitlistState.OFFERED, purchase__isnull=False)
     return list(offered.select_related("user", "purchase").order_by("served_at", "id"))
+
+
+# --- the waiting room's line (sales.queue), as pushed and shown to staff ----------------------
+
+
+def queue_length(sale_id: int) -> int:
+    """Places taken in the sale's waiting room: the last position given (read backwards on the
+    unique (sale, position) index) plus the places not numbered yet (on their partial index), so
+    a long line costs two index probes rather than a count of every place. Before the start every
+    place waits unnumbered in the pre-queue and is counted on that partial index."""
+    places = QueuePlace.objects.filter(sale_id=sale_id)
+    last = places.aggregate(last=Max("position"))["last"] or 0
+    return last + places.filter(position__isnull=True).count()
+
+
+def open_waiting_rooms(moment: datetime) -> list[FlashSale]:
+    """Waiting-room sales whose line is open at `moment` and not closed: taking places (from
+    queueOpensAt) or admitting them, before the end, with stock left."""
+    opened = Q(queue_opens_at__lte=moment) | Q(queue_opens_at__isnull=True, start_time__lte=moment + QUEUE_OPENS_BEFORE)
+    return list(FlashSale.objects.filter(opened, waiting_room=True, end_time__gt=moment, current_stock__gt=0))
+
+
+def has_waiting_room(sale_id: int) -> bool:
+    return FlashSale.objects.filter(pk=sale_id, waiting_room=True).exists()
+
+
+def purchases_per_second(sale_id: int, *, over: timedelta, moment: datetime) -> float:
+    """The sale's purchases per second over the last `over` (on the (sale, created_at) index)."""
+    recent = Purchase.objects.filter(sale_id=sale_id, created_at__gt=moment - over, created_at__lte=moment).count()
+    return recent / over.total_seconds()

@@ -10,7 +10,7 @@ from django.db.models import DateTimeField, F, Func, Q
 from django.utils import timezone
 
 from live import events
-from sales import gate
+from sales import gate, queue
 from sales.exceptions import (
     InvalidSaleChange,
     SaleNotActive,
@@ -339,7 +339,9 @@ def delete_sale(*, sale: FlashSale) -> None:
     if sale.is_live_at(timezone.now()):
         raise InvalidSaleChange("A live sale cannot be deleted; end it first.", details={"saleId": sale.pk})
     sale_id = sale.pk  # delete() clears it
-    sale.delete()
+    with transaction.atomic():
+        sale.delete()
+        queue.forget_line(sale_id)
     events.sale_deleted(sale_id=sale_id)
 
 

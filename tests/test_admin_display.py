@@ -215,7 +215,41 @@ def test_a_waiting_room_sales_change_page_shows_its_line(superuser_browser):
     assert response.status_code == 200
     html = response.content.decode()
     assert (
-        '<span class="waiting-room-summary">3 in line · admitted through 2 · 2 admitted, not yet bought</span>' in html
+        '<span class="line-length">3</span> in line · admitted through <span class="line-admitted-through">2</span>'
+        ' · <span class="line-admitted-not-bought">2</span> admitted, not yet bought'
+        ' · <span class="line-purchase-rate">0.0</span> purchases/s'
+        ' · <span class="line-admission">admitting 20/s</span>' in html
     )
     assert 'name="admission_paused"' in html and 'name="admit_per_second"' in html
     assert QueuePlace.objects.filter(sale=sale).count() == 3
+
+
+def test_a_waiting_room_sales_live_json_has_its_line_and_a_plain_sales_has_none(superuser_browser):
+    from django.utils import timezone
+
+    from sales.models import QueuePlace
+
+    sale = SaleFactory(waiting_room=True, original_stock=10, admitted_through=2, admit_per_second=7)
+    plain = SaleFactory()
+    now = timezone.now()
+    buyers = [UserFactory() for _ in range(4)]
+    for position, buyer in enumerate(buyers, start=1):
+        admitted = now + timedelta(minutes=2) if position <= 2 else None
+        QueuePlace.objects.create(sale=sale, user=buyer, position=position, admitted_until=admitted)
+    purchase.purchase(user=buyers[0], sale_id=sale.pk, quantity=1)
+
+    line = superuser_browser.get(reverse("admin:sales_flashsale_live", args=[sale.pk])).json()["waitingRoom"]
+    none = superuser_browser.get(reverse("admin:sales_flashsale_live", args=[plain.pk])).json()["waitingRoom"]
+
+    # One purchase in the last ten seconds; the buyer who bought no longer counts as admitted, not bought.
+    assert line == {
+        "queueLength": 4,
+        "admittedThrough": 2,
+        "admittedNotBought": 1,
+        "purchasesPerSecond": "0.1",
+        "admitPerSecond": 7,
+        "admissionPaused": False,
+        "admission": "admitting 7/s",
+    }
+    assert none is None
+    assert FlashSale.objects.get(pk=sale.pk).current_stock == 9

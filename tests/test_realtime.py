@@ -77,6 +77,7 @@ async def test_connecting_sends_a_snapshot_of_the_sale_as_stored():
         "maxPerBuyer": stored.buyer_limit,
         "maxPerPurchase": stored.purchase_limit,
         "heldStock": 0,
+        "waitingRoom": False,
     }
     assert snapshot["startTime"].endswith("Z")
     await close(socket)

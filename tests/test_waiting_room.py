@@ -1,5 +1,5 @@
 """The waiting room (issue 22): a sale's settings, taking and reading a place, and the sale clock's
-numbering: the pre-queue in a uniform shuffle at the start, later places in commit order."""
+numbering: the pre-queue in a uniform shuffle at the start, later places numbered by their own join."""
 
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +12,7 @@ from django.utils.dateparse import parse_datetime
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from sales import queue
+from sales import queue, services
 from sales.models import FlashSale, Purchase, QueuePlace
 from tests.factories import SaleFactory, TokenFactory
 
@@ -107,29 +107,64 @@ def test_out_of_range_waiting_room_settings_are_refused_and_change_nothing(staff
 
 def test_a_buyer_takes_one_place_201_then_200_with_the_same_place(buyer_api, buyer):
     sale = SaleFactory(waiting_room=True, admit_per_second=2)
-    QueuePlace.objects.create(sale=sale, user=TokenFactory().user, position=1)
-    QueuePlace.objects.create(sale=sale, user=TokenFactory().user, position=2)
-    FlashSale.objects.filter(pk=sale.pk).update(queue_drawn_at=timezone.now())
+    QueuePlace.objects.create(sale=sale, user=TokenFactory().user)
+    QueuePlace.objects.create(sale=sale, user=TokenFactory().user)
+    assert queue.number_places() == 2  # the draw at the start
 
     first = buyer_api.post(queue_path(sale.pk))
-    queue.number_places()
     again = buyer_api.post(queue_path(sale.pk))
     read = buyer_api.get(queue_path(sale.pk))
 
     assert (first.status_code, again.status_code, read.status_code) == (201, 200, 200)
+    # After the draw a join is numbered in its own INSERT: the answer has the place at once.
     assert first.json()["data"] == {
         "saleId": sale.pk,
         "status": "waiting",
-        "position": None,
-        "aheadOfYou": None,
-        "estimatedWaitSeconds": None,
+        "position": 3,
+        "aheadOfYou": 2,
+        "estimatedWaitSeconds": 1,
         "admittedUntil": None,
     }
-    numbered = {**first.json()["data"], "position": 3, "aheadOfYou": 2, "estimatedWaitSeconds": 1}
-    assert again.json()["data"] == read.json()["data"] == numbered
+    assert again.json()["data"] == read.json()["data"] == first.json()["data"]
     place = QueuePlace.objects.get(sale=sale, user=buyer)
-    assert (place.position, place.pre_queue) == (3, False)
+    assert (place.position, place.pre_queue, place.numbered_at is not None) == (3, False, True)
     assert QueuePlace.objects.filter(sale=sale).count() == 3
+    assert queue.number_places() == 0
+
+
+def test_a_place_whose_insert_raced_the_draw_is_numbered_by_the_next_step_after_the_line(buyer_api, buyer):
+    sale = SaleFactory(waiting_room=True)
+    QueuePlace.objects.create(sale=sale, user=TokenFactory().user)
+    queue.number_places()
+    # Read the line as undrawn, committed after the draw: no position yet.
+    straggler = QueuePlace.objects.create(sale=sale, user=TokenFactory().user)
+
+    joined = buyer_api.post(queue_path(sale.pk))
+    assert queue.number_places() == 1
+
+    assert joined.json()["data"]["position"] == 2
+    straggler.refresh_from_db()
+    assert (straggler.position, straggler.numbered_at is not None) == (3, True)
+    later = client(TokenFactory().key).post(queue_path(sale.pk))
+    assert later.json()["data"]["position"] == 4
+
+
+@pytest.mark.postgres
+def test_deleting_a_waiting_room_sale_drops_its_position_sequence():
+    sale = SaleFactory(waiting_room=True)
+    queue.number_places()
+    # Only a sale that is not live can be deleted.
+    FlashSale.objects.filter(pk=sale.pk).update(end_time=timezone.now() - timedelta(seconds=1))
+    sequence = f"flashsale_queue_positions_{sale.pk}"
+
+    def exists() -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [sequence])
+            return cursor.fetchone()[0]
+
+    assert exists()
+    services.delete_sale(sale=FlashSale.objects.get(pk=sale.pk))
+    assert not exists()
 
 
 def test_joins_are_refused_outside_the_waiting_room_and_take_no_place(buyer_api):
@@ -248,26 +283,29 @@ def test_every_order_of_three_pre_queue_places_is_drawn_about_equally_often():
 def test_parallel_joins_take_unique_places_numbered_in_commit_order(settings):
     settings.RATELIMIT_ENABLE = False
     sale = SaleFactory(waiting_room=True)
-    FlashSale.objects.filter(pk=sale.pk).update(queue_drawn_at=timezone.now())
+    queue.number_places()  # the draw of an empty line: joins number themselves from 1
     tokens = [TokenFactory().key for _ in range(30)]
 
     def join(token):
         try:
             answers = [client(token).post(queue_path(sale.pk)) for _ in range(2)]
-            return [answer.status_code for answer in answers]
+            return [(answer.status_code, answer.json()["data"]["position"]) for answer in answers]
         finally:
             connection.close()
 
     with ThreadPoolExecutor(max_workers=10) as pool:
-        statuses = list(pool.map(join, tokens))
-    queue.number_places()
+        answers = list(pool.map(join, tokens))
 
-    assert statuses == [[201, 200]] * len(tokens)
-    places = list(QueuePlace.objects.filter(sale=sale).order_by("position"))
-    assert [place.position for place in places] == list(range(1, len(tokens) + 1))
-    assert len({place.user_id for place in places}) == len(tokens)
-    # Numbered in the order the inserts were recorded (ids taken inside each join's transaction).
-    assert [place.pk for place in places] == sorted(place.pk for place in places)
+    assert [[status for status, _ in pair] for pair in answers] == [[201, 200]] * len(tokens)
+    # Each answer has its place at once, the same on the repeat, and the places are 1..30.
+    assert all(first == repeat for (_, first), (_, repeat) in answers)
+    assert sorted(first for (_, first), _ in answers) == list(range(1, len(tokens) + 1))
+    stored = dict(QueuePlace.objects.filter(sale=sale).values_list("user__auth_token__key", "position"))
+    assert stored == {token: pair[0][1] for token, pair in zip(tokens, answers, strict=True)}
+    # A join that commits after another is behind it.
+    later = [client(TokenFactory().key).post(queue_path(sale.pk)).json()["data"]["position"] for _ in range(3)]
+    assert later == [31, 32, 33]
+    assert queue.number_places() == 0
 
 
 # --- admission by the sale clock ----------------------------------------------------------------

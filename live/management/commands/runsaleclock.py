@@ -13,6 +13,7 @@ from django.utils import timezone
 from idempotency.services import purge_expired
 from live import events, realtime
 from live.clock_lease import ClockLease
+from live.queue_news import LineNews, announce_lines
 from sales import holds, queue, selectors
 
 logger = logging.getLogger("flashsale.saleclock")
@@ -35,6 +36,11 @@ class Command(BaseCommand):
         "of them (the holder of a PostgreSQL advisory lock) does both, the others take over when it dies. "
         "Its announcements need REDIS_URL to reach the Daphne processes."
     )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The lines this clock last told (queue_advanced); a clock taking over tells them afresh.
+        self.line_news = LineNews()
 
     def add_arguments(self, parser):
         parser.add_argument("--interval", type=float, default=0.5, help="seconds between ticks (default 0.5)")
@@ -128,9 +134,15 @@ class Command(BaseCommand):
         queue.number_places()
         queue.admit()
         now = timezone.now()
+        # Each open line that moved, at most once a second per sale: not a message per waiting buyer.
+        announce_lines(self.line_news, now)
         passed = selectors.sales_whose_window_passed(since=since, until=now)
         for sale in passed:
             events.sale_window_passed(sale_id=sale.pk, status=sale.status_at(now))
+            reason = realtime.queue_closing_reason(sale, now)
+            if reason is not None:
+                # A waiting room whose end passed: everyone still in line is told at once.
+                events.queue_closed(sale_id=sale.pk, reason=reason)
         if passed:
             realtime.announce_featured()
         cache.set(SINCE_KEY, now, timeout=None)

@@ -1,7 +1,10 @@
 // Live flash sales in the admin, from the same WebSocket feed as the live page (ws/sales/<id>/, see
 // live/consumers.py; the socket itself is live/socket.js), so staff watching a drop see purchases land:
 // - a sale's change page: its stock, and on every push its purchase count, newest purchases table and
-//   version, read from the page's JSON (data-live-url: the socket carries no buyer's email);
+//   version, read from the page's JSON (data-live-url: the socket carries no buyer's email); for a
+//   waiting room also its line (in line, admitted through, admitted and not yet bought, purchases per
+//   second), read on every push (queue_advanced included) and every LINE_REFRESH_MS, so the rate
+//   falls back when purchases stop;
 // - the sale list: the stock of each live or upcoming sale listed.
 // It only reads: every write still goes through the admin's forms and actions.
 (function () {
@@ -11,6 +14,8 @@
   var LIST_SOCKETS = 20;
   // A burst of purchases is read back once, not once per purchase.
   var REFRESH_AFTER_MS = 250;
+  // A waiting room's purchases per second change with no push when purchases stop.
+  var LINE_REFRESH_MS = 3000;
 
   function colour(share) { return share > 0.25 ? "#1e7e34" : share > 0 ? "#d39e00" : "#bd2130"; }
 
@@ -71,7 +76,9 @@
       note.textContent = NOTES[state];
     }
 
-    follow(saleId, box.dataset.socketPort, stock, render, refresher(box.dataset.liveUrl), onState);
+    var refresh = refresher(box.dataset.liveUrl);
+    follow(saleId, box.dataset.socketPort, stock, render, refresh, onState);
+    if (document.querySelector("[data-waiting-room]")) { setInterval(refresh, LINE_REFRESH_MS); }
   }
 
   // Reads the page's live JSON after a push; one read at a time, and one more if pushes came meanwhile.
@@ -99,9 +106,21 @@
     return schedule;
   }
 
+  function showLine(line) {
+    var box = document.querySelector("[data-waiting-room]");
+    if (!box || !line) { return; }
+    [["line-length", line.queueLength], ["line-admitted-through", line.admittedThrough],
+      ["line-admitted-not-bought", line.admittedNotBought], ["line-purchase-rate", line.purchasesPerSecond],
+      ["line-admission", line.admission]].forEach(function (figure) {
+      var span = box.querySelector("." + figure[0]);
+      if (span) { span.textContent = String(figure[1]); }
+    });
+  }
+
   function show(sale) {
     var version = document.querySelector(".field-version .readonly");
     if (version) { version.textContent = String(sale.version); }
+    showLine(sale.waitingRoom);
     Array.prototype.forEach.call(document.querySelectorAll(".live-purchase-count"), function (count) {
       count.textContent = sale.purchaseCountText;
     });

@@ -28,7 +28,9 @@
     message: $("message"), purchases: $("purchases"), noPurchases: $("no-purchases"),
     switchNotice: $("switch-notice"), zone: $("zone"), next: $("next"), nextLink: $("next-link"),
     alsoLive: $("also-live"), alsoLiveLink: $("also-live-link"),
-    others: $("others"), othersCard: $("others-card")
+    others: $("others"), othersCard: $("others-card"),
+    queueNote: $("queue-note"), queue: $("queue"), queueStatus: $("queue-status"), queueDetail: $("queue-detail"),
+    joinButton: $("join-button")
   };
 
   // The sale as last told by the server. `stockVersion` only moves forward within one sale.
@@ -70,7 +72,13 @@
     unsupported_media_type: "The request was not sent as JSON.",
     rate_limited: "Too many attempts. Please wait a moment.",
     internal_error: "Something went wrong on our side. Please try again.",
-    service_unavailable: "The shop is overloaded right now. Please try again in a moment."
+    service_unavailable: "The shop is overloaded right now. Please try again in a moment.",
+    no_waiting_room: "This sale has no waiting room: buy directly.",
+    queue_not_open: "The line of this sale is not open yet.",
+    not_in_queue: "You have no place in this sale's line yet.",
+    not_admitted: "It is not your turn yet: join the line and buy when you are let in.",
+    admission_expired: "Your turn to buy ran out.",
+    challenge_failed: "Joining the line failed its check. Please try again."
   };
 
   function describeError(error) {
@@ -84,6 +92,10 @@
       var start = new Date(details.startTime);
       text = start > new Date() ? "The sale has not started yet. It opens at " + localMinute(details.startTime) + "."
                                 : "This sale has ended.";
+    } else if (error.code === "not_admitted" && typeof details.aheadOfYou === "number") {
+      text = "It is not your turn yet: " + aheadText(details.aheadOfYou) + ".";
+    } else if (error.code === "queue_not_open" && details.queueOpensAt) {
+      text = "The line opens at " + localMinute(details.queueOpensAt) + ".";
     } else if (error.code === "user_limit_reached") {
       var limit = details.maxUnitsPerUser !== undefined ? details.maxUnitsPerUser : details.maxPerBuyer;
       if (typeof details.held === "number" && typeof limit === "number") {
@@ -201,9 +213,10 @@
     } else {
       el.countdown.textContent = sale.currentStock <= 0 ? "Every unit has been sold." : "This sale has ended.";
     }
-    el.buyButton.disabled = status !== "active" || atCap();
+    el.buyButton.disabled = status !== "active" || atCap() || (line.waitingRoom === true && lineState(now, status) !== "admitted");
     el.quantity.max = String(maxQuantity());
     renderOthers(now, status);
+    renderLine(now, status);
   }
 
   // --- other sales: live and upcoming, each with its countdown; the first is "next" --------------
@@ -295,6 +308,8 @@
     }
     if (snapshot.saleId === null) {
       sale = { saleId: null };
+      line = newLine(null);
+      forgetPlace();
       el.name.textContent = "No sale yet";
       document.title = "flashsale";
       el.purchases.textContent = "";
@@ -314,6 +329,7 @@
     };
     el.name.textContent = snapshot.name;
     document.title = snapshot.name + " · flashsale";
+    lineFromSnapshot(snapshot, sameSale);
     renderStock();
     if (!rendered) { loadRecentPurchases(snapshot.saleId); }
   }
@@ -369,6 +385,8 @@
     else if (message.type === "stock") { onStock(message); }
     else if (message.type === "status") { onStatus(message); }
     else if (message.type === "purchase") { onPurchase(message); }
+    else if (message.type === "queue_advanced") { onQueueAdvanced(message); }
+    else if (message.type === "queue_closed") { onQueueClosed(message); }
   }
 
   // --- account and buying -------------------------------------------------------------------
@@ -379,6 +397,9 @@
     el.signedIn.hidden = !token;
     el.buyForm.hidden = !token;
     el.signedInEmail.textContent = token && localStorage.getItem(EMAIL_KEY) ? " as " + localStorage.getItem(EMAIL_KEY) : "";
+    // Another account, or none: the place read before is not theirs.
+    forgetPlace();
+    renderLine();
   }
 
   function forgetLogin() {
@@ -469,6 +490,14 @@
         if (error.code === "user_limit_reached" && error.details && typeof error.details.held === "number" && sale && sale.saleId === saleId) {
           held = error.details.held;
         }
+        if ((error.code === "not_admitted" || error.code === "admission_expired") && sale && sale.saleId === saleId) {
+          // The page thought this buyer's turn had come (or did not know the sale has a line): re-read the place.
+          line.waitingRoom = true;
+          if (error.code === "admission_expired") { place.state = "expired"; }
+          nextReadAt = 0;
+          // The line's card says where the buyer stands now; a second message would only repeat it.
+          return;
+        }
         say(describeError(error), "error");
       })
       .then(renderClock);
@@ -484,6 +513,271 @@
     bought = units;
   }
 
+  // --- the waiting room -----------------------------------------------------------------------
+  // A sale with a waiting room sells only to buyers whose turn it is: "Join the line" takes a place
+  // (POST .../queue), the page follows the line (queue_advanced on the socket; GET .../queue on a
+  // timer, as a fallback and for what only the server knows: the place's position and admittedUntil),
+  // and shows the buy form while the place is admitted.
+
+  // The line of the shown sale. waitingRoom: true, false, or null while not known (a sale `/` moved
+  // on to; GET .../queue tells). admittedThrough only moves forward.
+  var line = newLine(null);
+  // The signed-in buyer's place in it: state "unknown" (not read yet), "none" (no place), or the API's
+  // status (waiting, admitted, expired, closed); position is null while the pre-queue waits for its draw.
+  var place = null;
+  forgetPlace();
+  var joining = false, reading = false;
+  // When the page next re-reads the place (ms; Infinity: nothing changes by itself).
+  var nextReadAt = 0;
+  // The fallback re-reads waiting places this often, and far less while the socket tells the line's moves.
+  var READ_MS = 5000, READ_PUSHED_MS = 30000;
+
+  function newLine(saleId) {
+    var data = app.dataset;
+    var rendered = saleId !== null && String(saleId) === data.saleId;
+    return {
+      saleId: saleId,
+      waitingRoom: saleId === null ? false : (rendered ? data.waitingRoom === "true" : null),
+      opensAt: rendered && data.queueOpensAt ? Date.parse(data.queueOpensAt) : 0,
+      admitPerSecond: rendered ? parseInt(data.admitPerSecond, 10) || 1 : 1,
+      admittedThrough: rendered ? parseInt(data.admittedThrough, 10) || 0 : 0,
+      admissionPaused: rendered && data.admissionPaused === "true",
+      queueLength: null, closed: false, pushedAt: 0
+    };
+  }
+
+  function forgetPlace() {
+    place = { state: "unknown", position: null, admittedUntil: null };
+    nextReadAt = 0;
+  }
+
+  // The socket's snapshot carries the line's figures (on every connect): a new sale starts a new line.
+  function lineFromSnapshot(snapshot, sameSale) {
+    if (!sameSale) {
+      line = newLine(snapshot.saleId);
+      forgetPlace();
+    }
+    if (typeof snapshot.waitingRoom === "boolean") { line.waitingRoom = snapshot.waitingRoom; }
+    if (snapshot.queueOpensAt) { line.opensAt = Date.parse(snapshot.queueOpensAt); }
+    if (typeof snapshot.admissionPaused === "boolean") { line.admissionPaused = snapshot.admissionPaused; }
+    // A moved start (staff's "start now") moves the draw; a reconnect may have missed moves of the line.
+    if (sameSale && place.state === "waiting") { scheduleRead(); }
+    advanceLine(snapshot);
+  }
+
+  function queuePath(saleId) { return "/api/v1/flashsales/" + encodeURIComponent(saleId) + "/queue"; }
+
+  // The one place where a join's body is made: {} today. A sale with a proof of work (joinDifficulty)
+  // fetches its challenge and solves it here (in a Web Worker) before the join is sent. Returns a
+  // Promise of the body; a rejection is shown to the buyer as an error ({code, message}).
+  function joinBody(joiningSale) {
+    return Promise.resolve({});
+  }
+
+  function takePlace(data) {
+    place = {
+      state: data.status, position: data.position,
+      admittedUntil: data.admittedUntil ? Date.parse(data.admittedUntil) : null
+    };
+    // The answer tells how far admission got: aheadOfYou = position - admittedThrough - 1.
+    if (data.status === "waiting" && data.position !== null && typeof data.aheadOfYou === "number") {
+      line.admittedThrough = Math.max(line.admittedThrough, data.position - 1 - data.aheadOfYou);
+    } else if ((data.status === "admitted" || data.status === "expired") && data.position !== null) {
+      line.admittedThrough = Math.max(line.admittedThrough, data.position);
+    } else if (data.status === "closed") {
+      line.closed = true;
+    }
+    scheduleRead();
+  }
+
+  function scheduleRead() {
+    var now = Date.now();
+    if (place.state === "unknown") {
+      nextReadAt = now + READ_MS;  // the last read failed: try again
+    } else if (place.state === "waiting" && place.position === null) {
+      // The draw is at the start: nothing to read before it; spread the whole pre-queue's reads after it.
+      nextReadAt = sale && now < sale.start ? sale.start + 500 + Math.random() * 3000 : now + 1000;
+    } else if (place.state === "waiting") {
+      nextReadAt = now + (now - line.pushedAt < READ_MS ? READ_PUSHED_MS : READ_MS);
+    } else if (place.state === "admitted" && place.admittedUntil) {
+      nextReadAt = place.admittedUntil + 500;  // to hear that the turn ran out
+    } else {
+      nextReadAt = Infinity;  // no place, expired or closed: nothing changes by itself
+    }
+  }
+
+  function readPlace() {
+    if (reading || !line.saleId || line.waitingRoom === false || !localStorage.getItem(TOKEN_KEY)) { return; }
+    var saleId = line.saleId;
+    reading = true;
+    nextReadAt = Infinity;
+    api("GET", queuePath(saleId)).then(function (payload) {
+      if (line.saleId !== saleId) { return; }
+      line.waitingRoom = true;
+      takePlace(payload.data);
+    }, function (error) {
+      if (line.saleId !== saleId) { return; }
+      if (error.code === "not_in_queue") {
+        line.waitingRoom = true;
+        place = { state: "none", position: null, admittedUntil: null };
+      } else if (error.code === "no_waiting_room") {
+        line.waitingRoom = false;
+      }
+      scheduleRead();
+    }).then(function () {
+      reading = false;
+      renderClock();
+    });
+  }
+
+  // Called every 250 ms: re-read the place when it is due.
+  function followLine() {
+    if (Date.now() >= nextReadAt) { readPlace(); }
+  }
+
+  // The line's figures from a snapshot or a queue_advanced message (absent fields: not told).
+  function advanceLine(message) {
+    if (typeof message.admittedThrough === "number") {
+      line.admittedThrough = Math.max(line.admittedThrough, message.admittedThrough);
+    }
+    if (typeof message.admitPerSecond === "number" && message.admitPerSecond >= 1) { line.admitPerSecond = message.admitPerSecond; }
+    if (typeof message.queueLength === "number") { line.queueLength = message.queueLength; }
+    // The buyer's turn came: only the server knows until when (admittedUntil).
+    if (place.state === "waiting" && place.position !== null && line.admittedThrough >= place.position) { nextReadAt = 0; }
+  }
+
+  function onQueueAdvanced(message) {
+    if (!sale || sale.saleId !== message.saleId) { return; }
+    line.waitingRoom = true;
+    line.pushedAt = Date.now();
+    advanceLine(message);
+    renderLine();
+  }
+
+  function onQueueClosed(message) {
+    if (!sale || sale.saleId !== message.saleId) { return; }
+    line.waitingRoom = true;
+    line.closed = true;
+    if (place.state === "waiting" || place.state === "admitted") { place.state = "closed"; }
+    nextReadAt = Infinity;
+    renderClock();
+  }
+
+  // What the buyer's place is now, by the page's clock: an admission ends at admittedUntil even
+  // before the server says so, and a sold-out or ended sale closes its line.
+  function lineState(now, status) {
+    if (status === "completed" || line.closed || place.state === "closed") { return "closed"; }
+    if (place.state === "admitted" && place.admittedUntil !== null && place.admittedUntil <= now) { return "expired"; }
+    return place.state;
+  }
+
+  function count(n) { return Number(n).toLocaleString("en-US"); }
+
+  function aheadText(ahead) { return ahead === 1 ? "1 ahead of you" : count(ahead) + " ahead of you"; }
+
+  function about(seconds) {
+    if (seconds < 60) { return "less than a minute"; }
+    var minutes = Math.round(seconds / 60);
+    if (minutes < 60) { return "about " + minutes + " min"; }
+    return "about " + Math.floor(minutes / 60) + " h " + (minutes % 60) + " min";
+  }
+
+  // The line's card: its status, a detail line, the join button; the buy form only in the buyer's turn.
+  function renderLine(now, status) {
+    now = now || Date.now();
+    status = status === undefined ? derivedStatus(now) : status;
+    var token = !!localStorage.getItem(TOKEN_KEY);
+    var inLine = line.waitingRoom === true;
+    el.queueNote.hidden = !inLine;
+    el.queue.hidden = !(inLine && token);
+    if (!inLine || !token) {
+      el.buyForm.hidden = !token;
+      return;
+    }
+    var state = lineState(now, status), text = "", detail = "", join = false;
+    var soldOut = sale && sale.currentStock <= 0;
+    if (state === "unknown") {
+      text = "Checking your place in the line…";
+    } else if (state === "none" && status === "completed") {
+      text = soldOut ? "Sold out — the line is closed." : "This sale has ended — the line is closed.";
+    } else if (state === "none") {
+      join = true;
+      if (now < line.opensAt) {
+        text = "The line opens at " + localMinute(new Date(line.opensAt).toISOString()) + ", in " + duration(line.opensAt - now) + ".";
+      } else {
+        text = "Join the line to buy.";
+        detail = now < sale.start
+          ? "The line's order is drawn at random at the start: joining early gives no head start."
+          : "Buyers who join now are let in in the order they joined.";
+      }
+    } else if (state === "waiting" && place.position === null) {
+      text = "You're in the line.";
+      detail = now < sale.start
+        ? "The order is drawn at random when the sale starts, in " + duration(sale.start - now) + ". Keep this page open."
+        : "Drawing the order… your place shows in a moment.";
+    } else if (state === "waiting") {
+      var ahead = Math.max(0, place.position - line.admittedThrough - 1);
+      if (line.admittedThrough >= place.position) {
+        text = "Your turn is coming up…";
+      } else if (sale.paused || line.admissionPaused) {
+        text = (ahead ? aheadText(ahead) : "You're next") + ". The shop has paused the line for a moment.";
+      } else if (ahead === 0) {
+        text = "You're next.";
+      } else {
+        text = aheadText(ahead) + ", " + about(Math.ceil(ahead / line.admitPerSecond));
+      }
+      detail = "Place " + count(place.position) + (line.queueLength ? " of " + count(line.queueLength) : "") +
+        " in the line. Keep this page open: it moves by itself.";
+    } else if (state === "admitted") {
+      // What was bought is said under the form (renderBought), with the stock left.
+      text = atCap() ? "Your turn is done." : "Your turn: " + minutesSeconds(place.admittedUntil - now) + " left to buy" + (held ? " more" : "");
+    } else if (state === "expired") {
+      text = held ? "Your turn is over." : "Your turn to buy ran out.";
+      detail = held ? "" : "Each account has one place in the line.";
+    } else if (state === "closed") {
+      text = soldOut ? "Sold out — the line is closed." : "This sale has ended — the line is closed.";
+    }
+    // The outcome's colour: a buyer who bought is done, whatever became of the line since.
+    el.queue.dataset.state = held && (state === "expired" || state === "closed" || (state === "admitted" && atCap())) ? "bought" : state;
+    el.queueStatus.textContent = text;
+    el.queueDetail.textContent = detail;
+    el.queueDetail.hidden = !detail;
+    el.joinButton.hidden = !join;
+    el.joinButton.disabled = joining || now < line.opensAt;
+    el.buyForm.hidden = state !== "admitted";
+    // A tab in the background shows that the turn came.
+    if (sale && sale.name) { document.title = (state === "admitted" && !atCap() ? "Your turn · " : "") + sale.name + " · flashsale"; }
+  }
+
+  function minutesSeconds(ms) {
+    var s = Math.max(0, Math.ceil(ms / 1000));
+    return Math.floor(s / 60) + ":" + two(s % 60);
+  }
+
+  el.joinButton.addEventListener("click", function () {
+    if (!sale || !sale.saleId || joining) { return; }
+    var saleId = sale.saleId;
+    joining = true;
+    say("");
+    renderLine();
+    joinBody(sale)
+      .then(function (body) { return api("POST", queuePath(saleId), body); })
+      .then(function (payload) {
+        if (line.saleId !== saleId) { return; }
+        line.waitingRoom = true;
+        takePlace(payload.data);
+      }, function (error) {
+        if (line.saleId !== saleId) { return; }
+        if (error.code === "no_waiting_room") { line.waitingRoom = false; }
+        if (error.code === "sold_out" || error.code === "sale_not_active") { line.closed = true; }
+        say(describeError(error || {}), "error");
+      })
+      .then(function () {
+        joining = false;
+        renderClock();
+      });
+  });
+
   // The server rendered the page from this snapshot: start from it, so nothing changes on first paint.
   onSnapshot(JSON.parse($("sale-snapshot").textContent), true);
   renderZone();
@@ -491,6 +785,7 @@
   showLogin();
   renderClock();
   setInterval(renderClock, 1000);
+  setInterval(followLine, 250);
   window.flashsaleSocket.open({
     path: app.dataset.socketPath, port: app.dataset.socketPort, onMessage: onMessage, onState: onConnection
   });

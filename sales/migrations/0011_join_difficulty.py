@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('sales', '0009_purchase_function_v4'),
+        ('sales', '0010_queue_position_sequences'),
     ]
 
     operations = [
