@@ -83,6 +83,7 @@ def waiting_room_settings(sale: FlashSale | None) -> dict[str, str]:
         "admit-per-second": str(sale.admit_per_second),
         "admitted-through": str(sale.admitted_through),
         "admission-paused": "true" if sale.admission_paused else "false",
+        "join-difficulty": str(sale.join_difficulty),
     }
 
 

@@ -2,16 +2,19 @@
 (sales/static/sales/join_challenge.js) fetches a buyer's challenge and solves it in its Web Workers,
 the API takes that solution, and refuses a spoiled one."""
 
+import re
 import subprocess
 import sys
 from uuid import uuid4
 
 import pytest
+from playwright.sync_api import expect
 
 from harness.servers import PROJECT_DIR, daphne_server, server_env
+from sales import queue
 from sales.models import QueuePlace
 from tests.browsers import page_in
-from tests.factories import SaleFactory, TokenFactory
+from tests.factories import PASSWORD, SaleFactory, TokenFactory, UserFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
@@ -50,12 +53,11 @@ JOIN = """async ([saleId, token, spoil]) => {
 
 
 def open_with_script(page, server: str, sale_id: int) -> list[str]:
-    """The sale's live page (the site's CSP in force) with the join challenge's script added; returns
+    """The sale's live page (the site's CSP in force), which loads the join challenge's script; returns
     the list that collects every CSP violation Chromium reports."""
     violations: list[str] = []
     page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
     page.goto(f"{server}/sales/{sale_id}/")
-    page.add_script_tag(url="/static/sales/join_challenge.js")
     page.wait_for_function("() => window.flashsaleJoinChallenge !== undefined")
     return violations
 
@@ -104,3 +106,22 @@ def test_a_refused_challenge_rejects_with_the_apis_code(server, browser, request
 
     assert code == "409 no_waiting_room"
     assert not QueuePlace.objects.exists()
+
+
+def test_a_buyer_joins_a_line_with_a_proof_of_work_by_clicking_join(server, browser, request):
+    sale = SaleFactory(waiting_room=True, join_difficulty=DIFFICULTY)
+    queue.number_places()  # the clock's draw at the start: joins are numbered from here on
+    buyer = UserFactory()
+
+    with page_in(browser, request) as page:
+        violations = open_with_script(page, server, sale.pk)
+        page.fill("#email", buyer.email)
+        page.fill("#password", PASSWORD)
+        page.click("#login-button")
+        expect(page.get_by_test_id("queue-status")).to_have_text("Join the line to buy.", timeout=10_000)
+        page.click("#join-button")
+
+        expect(page.get_by_test_id("queue-status")).to_have_text(re.compile("ahead of you|You're next"), timeout=10_000)
+        assert violations == []
+    place = QueuePlace.objects.get(sale=sale)
+    assert (place.user_id, place.position) == (buyer.pk, 1)

@@ -16,6 +16,7 @@ from playwright.sync_api import expect
 
 from harness.servers import PROJECT_DIR, daphne_server, server_env, stop
 from live.management.commands.runsaleclock import Command as SaleClock
+from live.queue_news import LineNews
 from sales import services
 from sales.models import FlashSale, Purchase, QueuePlace
 from tests.browsers import WAIT_MS, page_in
@@ -50,6 +51,8 @@ class SteppedClock:
     def admit_one_second(self, sale) -> None:
         """A tick one second after admission last advanced: admitPerSecond places are let in."""
         FlashSale.objects.filter(pk=sale.pk).update(admitted_at=timezone.now() - timedelta(seconds=1.2))
+        # As a second later: the clock reads each line at most once a second to announce it.
+        self.command.line_news = LineNews()
         self.tick()
 
 

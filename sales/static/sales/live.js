@@ -542,6 +542,8 @@
       admitPerSecond: rendered ? parseInt(data.admitPerSecond, 10) || 1 : 1,
       admittedThrough: rendered ? parseInt(data.admittedThrough, 10) || 0 : 0,
       admissionPaused: rendered && data.admissionPaused === "true",
+      // null: not known (a sale the page moved on to), so the join asks for a challenge to learn it.
+      joinDifficulty: rendered && data.joinDifficulty !== undefined ? parseInt(data.joinDifficulty, 10) || 0 : null,
       queueLength: null, closed: false, pushedAt: 0
     };
   }
@@ -567,11 +569,13 @@
 
   function queuePath(saleId) { return "/api/v1/flashsales/" + encodeURIComponent(saleId) + "/queue"; }
 
-  // The one place where a join's body is made: {} today. A sale with a proof of work (joinDifficulty)
-  // fetches its challenge and solves it here (in a Web Worker) before the join is sent. Returns a
-  // Promise of the body; a rejection is shown to the buyer as an error ({code, message}).
+  // The one place where a join's body is made: a sale with a proof of work (joinDifficulty > 0) has its
+  // challenge fetched and solved in Web Workers (join_challenge.js) first. Returns a Promise of the
+  // body; a rejection is shown to the buyer as an error ({code, message}).
   function joinBody(joiningSale) {
-    return Promise.resolve({});
+    if (line.joinDifficulty === 0 || !window.flashsaleJoinChallenge) { return Promise.resolve({}); }
+    say("Proving you are not a bot: this takes a few seconds…");
+    return window.flashsaleJoinChallenge.solveJoinChallenge(joiningSale.saleId, localStorage.getItem(TOKEN_KEY));
   }
 
   function takePlace(data) {
@@ -764,6 +768,7 @@
       .then(function (body) { return api("POST", queuePath(saleId), body); })
       .then(function (payload) {
         if (line.saleId !== saleId) { return; }
+        say("");
         line.waitingRoom = true;
         takePlace(payload.data);
       }, function (error) {
