@@ -1,6 +1,7 @@
 """The client host of harness/cluster.py: drives a keyed purchase herd and WebSocket watchers through lb.
 
     python -m harness.cluster_client herd --stock 150 --users 60 --attempts 3 --watchers 20
+    python -m harness.cluster_client queue --stock 30 --users 40 --rate 10
 
 Run inside the client namespace with the cluster's DATABASE_URL (to create the sale and buyers and to
 check the outcome against the database afterwards) and CLUSTER_LB_URL. Prints "progress N" lines
@@ -24,7 +25,7 @@ RETRY_DEADLINE = 90
 SETTLE_DEADLINE = 20
 
 
-def setup(stock: int, users: int):
+def setup(stock: int, users: int, **sale_settings):
     from datetime import timedelta
 
     from django.utils import timezone
@@ -40,6 +41,7 @@ def setup(stock: int, users: int):
         end_time=now + timedelta(hours=1),
         original_stock=stock,
         current_stock=stock,
+        **sale_settings,
     )
     run = uuid.uuid4().hex[:10]
     buyers = User.objects.bulk_create(
@@ -190,17 +192,111 @@ def check(sale, tokens, results) -> dict:
     }
 
 
+async def waiting_room(args, sale, tokens):
+    """Every buyer joins the sale's line on one app host or the other (directly, so both take places
+    in the same line), tries to buy through lb at once, then watches their place through lb and buys
+    once admitted, or stops when the line closes."""
+    import httpx
+    from asgiref.sync import sync_to_async
+
+    from harness.cluster import ADDRESSES, APP_HOSTS, HTTP_PORT
+
+    lb = os.environ["CLUSTER_LB_URL"]
+    hosts = [f"http://{ADDRESSES[host]}:{HTTP_PORT}" for host in APP_HOSTS]
+    drawn = sync_to_async(lambda: type(sale).objects.filter(pk=sale.pk, queue_drawn_at__isnull=False).exists())
+    deadline = time.monotonic() + SETTLE_DEADLINE
+    while not await drawn() and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+
+    limits = httpx.Limits(max_connections=args.concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=10) as client:
+        gate = asyncio.Semaphore(args.concurrency)
+
+        async def call(method, url, token, **kwargs):
+            async with gate:
+                response = await client.request(method, url, headers={"Authorization": f"Token {token}"}, **kwargs)
+            return response.status_code, response.json()
+
+        queue_path = f"/api/v1/flashsales/{sale.pk}/queue"
+        purchase = {"saleId": sale.pk, "quantity": 1}
+        joins = await asyncio.gather(
+            *(call("POST", f"{hosts[n % len(hosts)]}{queue_path}", token) for n, token in enumerate(tokens))
+        )
+        first_tries = await asyncio.gather(
+            *(call("POST", f"{lb}/api/v1/flashsales/purchase", token, json=purchase) for token in tokens)
+        )
+
+        async def wait_and_buy(token, first_try):
+            # "key" names the attempt in check()'s report, as the herd's Idempotency-Key does.
+            outcome = {"token": token, "key": token[:8], "first_try": first_try[0], "first_code": code_of(first_try[1])}
+            if first_try[0] == 201:
+                return {**outcome, "status": 201, "body": first_try[1], "seen": "admitted"}
+            deadline = time.monotonic() + RETRY_DEADLINE
+            seen = None
+            while time.monotonic() < deadline:
+                _, body = await call("GET", f"{lb}{queue_path}", token)
+                seen = body["data"]["status"]
+                if seen != "waiting":
+                    break
+                await asyncio.sleep(0.25)
+            status, body = await call("POST", f"{lb}/api/v1/flashsales/purchase", token, json=purchase)
+            return {**outcome, "status": status, "body": body, "seen": seen}
+
+        results = await asyncio.gather(*(wait_and_buy(t, first) for t, first in zip(tokens, first_tries, strict=True)))
+    return joins, results
+
+
+def code_of(body: dict) -> str | None:
+    return body["error"]["code"] if not body.get("success", True) else None
+
+
+def admission_summary(sale) -> dict:
+    """The line as the database holds it: places, how far admission went, each admission step."""
+    from datetime import timedelta
+
+    from django.db.models import Max
+
+    from sales.models import Purchase, QueuePlace
+
+    sale.refresh_from_db()
+    places = QueuePlace.objects.filter(sale=sale)
+    lease = timedelta(seconds=sale.admission_seconds)
+    steps = (
+        places.filter(admitted_until__isnull=False)
+        .values("admitted_until")
+        .annotate(through=Max("position"))
+        .order_by("admitted_until")
+    )
+    bought = set(Purchase.objects.filter(sale=sale).values_list("user_id", flat=True))
+    return {
+        "places": places.count(),
+        "positions": sorted(places.values_list("position", flat=True)),
+        "admitted_through": sale.admitted_through,
+        "admitted_positions": sorted(places.filter(admitted_until__isnull=False).values_list("position", flat=True)),
+        "bought_positions": sorted(places.filter(user_id__in=bought).values_list("position", flat=True)),
+        # Each step's moment, in seconds after the draw, and the position it admitted through.
+        "steps": [
+            [round((step["admitted_until"] - lease - sale.queue_drawn_at).total_seconds(), 3), step["through"]]
+            for step in steps
+        ],
+        "rate": sale.admit_per_second,
+    }
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("command", choices=["herd"])
+    parser.add_argument("command", choices=["herd", "queue"])
     parser.add_argument("--stock", type=int, default=150)
     parser.add_argument("--users", type=int, default=60)
     parser.add_argument("--attempts", type=int, default=3, help="keyed purchases per user, one unit each")
     parser.add_argument("--watchers", type=int, default=20)
     parser.add_argument("--concurrency", type=int, default=30)
+    parser.add_argument("--rate", type=int, default=10, help="queue: the waiting room's admitPerSecond")
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flashsale.settings")
     django.setup()
+    if args.command == "queue":
+        return queue_main(args)
 
     sale, tokens = setup(args.stock, args.users)
     started = time.monotonic()
@@ -226,6 +322,31 @@ def main():
         tries=sum(r["tries"] for r in results),
     )
     print(json.dumps(summary), flush=True)
+
+
+def queue_main(args):
+    from django.db import connection
+
+    sale, tokens = setup(args.stock, args.users, waiting_room=True, admit_per_second=args.rate)
+    joins, results = asyncio.run(waiting_room(args, sale, list(tokens)))
+    connection.close()
+    summary = check(sale, tokens, results)
+    from sales.models import QueuePlace
+
+    position_of = dict(QueuePlace.objects.filter(sale=sale).values_list("user_id", "position"))
+    summary.update(
+        sale=sale.pk,
+        joins=dict(Counter(str(status) for status, _ in joins)),
+        join_positions=sorted(body["data"]["position"] or 0 for status, body in joins),
+        statuses=dict(Counter(str(r["status"]) for r in results)),
+        codes=dict(Counter(code_of(r["body"]) for r in results if r["status"] != 201)),
+        seen=dict(Counter(str(r["seen"]) for r in results)),
+        # Each buyer's first try, right after joining, by the buyer's position in the line.
+        first_tries={str(position_of[tokens[r["token"]]]): [r["first_try"], r["first_code"]] for r in results},
+        **admission_summary(sale),
+    )
+    print(json.dumps(summary), flush=True)
+    return 0
 
 
 if __name__ == "__main__":

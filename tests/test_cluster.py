@@ -1,6 +1,7 @@
 """Two app hosts behind HAProxy on shared PostgreSQL and Redis (harness/cluster.py), through real faults:
 an app host killed, an app host cut off from db (and a transaction it left open), Redis restarted
-empty, each in the middle of a keyed purchase herd with WebSocket watchers.
+empty, each in the middle of a keyed purchase herd with WebSocket watchers; and a waiting-room sale
+whose buyers join on both hosts and buy through lb once the leading clock admits them.
 
 The module starts one cluster (about 10 s) and every test leaves both app hosts in rotation; the
 figures the tests print are in docs/cluster.md (run with -s to see them).
@@ -10,6 +11,7 @@ received is exactly one stored purchase of that client, and `manage.py auditsale
 """
 
 import json
+import math
 import os
 import shutil
 import sys
@@ -267,3 +269,33 @@ def test_a_transaction_a_cut_off_host_left_open_stops_blocking_the_sale_within_s
         holder.kill()
         holder.wait(timeout=10)
     assert locked.stdout.strip() == "5", locked
+
+
+def test_a_waiting_room_sale_through_lb_admits_in_order_at_the_rate_and_sells_only_to_admitted_buyers(healthy_cluster):
+    # 40 buyers join on app1 and app2 alike; the leading clock (one of the two hosts') admits 10 a
+    # second, never past the 30 units: the first 30 buy, the last 10 are never admitted.
+    cluster = healthy_cluster
+    stock, users, rate = 30, 40, 10
+    result = cluster.client("queue", "--stock", str(stock), "--users", str(users), "--rate", str(rate))
+    print(json.dumps({key: value for key, value in result.items() if key not in {"first_tries", "positions"}}))
+
+    # Places taken on both hosts form one line: one place each, every position once.
+    assert result["joins"] == {"201": users}, result
+    assert result["positions"] == list(range(1, users + 1)) == result["join_positions"], result
+    # Admission reached exactly the stock, in order, and stopped there.
+    assert result["admitted_through"] == stock, result
+    assert result["admitted_positions"] == list(range(1, stock + 1)), result
+    # Never ahead of the rate: one clock admitted, not one per host.
+    for seconds, through in result["steps"]:
+        assert through <= math.floor(seconds * rate) + 1, result["steps"]
+    # Every admitted buyer bought through lb; the others were refused not_admitted while stock
+    # lasted, then told the line closed, and refused sold_out.
+    assert result["statuses"] == {"201": stock, "409": users - stock}, result
+    assert result["codes"] == {"sold_out": users - stock}, result
+    assert result["bought_positions"] == list(range(1, stock + 1)), result
+    never_admitted = {str(position) for position in range(stock + 1, users + 1)}
+    assert {result["first_tries"][p][1] for p in never_admitted} == {"not_admitted"}, result["first_tries"]
+    assert result["seen"].get("closed", 0) >= users - stock, result
+    # No oversell, every 201 one stored purchase, every purchase with a valid admission (auditsales).
+    assert result["sold"] == result["original"] - result["current"] == stock, result
+    assert_invariants(cluster, result)
