@@ -243,12 +243,12 @@ def admit() -> int:
     `admit_per_second` places for each second since the last step, never more than the stock can
     still serve. Returns how many places were admitted."""
     now = timezone.now()
-    sale_ids = (
-        FlashSale.objects.live(now)
-        .filter(waiting_room=True, paused=False, admission_paused=False, current_stock__gt=0)
-        .exclude(queue_drawn_at=None)
-        .values_list("pk", flat=True)
-    )
+    drawn = FlashSale.objects.live(now).filter(waiting_room=True).exclude(queue_drawn_at=None)
+    admitting = Q(paused=False, admission_paused=False, current_stock__gt=0)
+    # A held line (paused, or sold out until a restock) does not save up its outflow: resumed, it
+    # goes on at the rate from the moment it was last held, not with a burst of the time it missed.
+    drawn.exclude(admitting).update(admitted_at=now)
+    sale_ids = drawn.filter(admitting).values_list("pk", flat=True)
     return sum(_admit_sale(sale_id, moment=now) for sale_id in list(sale_ids))
 
 

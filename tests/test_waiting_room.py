@@ -382,6 +382,25 @@ def test_staff_paused_admission_admits_no_one():
     assert admitted_positions(sale) == []
 
 
+@pytest.mark.parametrize("pause", ["admission_paused", "paused", "sold_out"])
+def test_a_line_held_by_a_pause_or_a_sell_out_resumes_at_the_rate_without_the_outflow_it_missed(pause):
+    sale = SaleFactory(waiting_room=True, admit_per_second=10, original_stock=100)
+    line(sale, 50, drawn_seconds_ago=5)
+    held = {
+        "admission_paused": {"admission_paused": True},
+        "paused": {"paused": True},
+        "sold_out": {"current_stock": 0},
+    }
+    FlashSale.objects.filter(pk=sale.pk).update(**held[pause])
+    assert queue.admit() == 0  # the clock ticks while the line is held
+
+    # Staff resume (or restock) at once: the five seconds since the draw were not the line's to serve.
+    FlashSale.objects.filter(pk=sale.pk).update(admission_paused=False, paused=False, current_stock=100)
+    assert queue.admit() == 0
+
+    assert admitted_positions(sale) == []
+
+
 def test_staff_pause_admission_through_the_api(staff_api):
     sale = SaleFactory(waiting_room=True)
 
