@@ -11,13 +11,14 @@ waiting-room sales in the same state but for the line:
   big:   --big places (default 100,000), the same admissions;
   late:  --big places, admitted through 50,000: all but the last 20 admissions expired (a line that has
          been moving for a long time), 5 of the running ones bought.
-Each has 10 places still to number (joined since the last tick).
+Each has 10 places still to number (joins that raced the draw: since the draw a join numbers itself).
 
 Then, interleaved over the sales, --repeats times each (median kept), every step inside a transaction
 that is rolled back so each repeat starts from the same state:
   - one admission step (sales.queue._admit_sale, admitting one second's worth: admitPerSecond = 20),
     and its parts: admitted_not_bought, the line's last position, line_summary;
-  - one numbering step (sales.queue._number_sale: the 10 new places);
+  - one numbering step (sales.queue._number_sale: the 10 unnumbered places), and the draw of a
+    pre-queue of 100 and of 100,000 places (the first numbering step after the start);
   - GET /api/v1/flashsales/<id>/queue and GET /api/v1/health through Django's handler in-process
     (django.test.Client, Redis cache, no server): wall and CPU microseconds per request.
 Then, unless --no-http, it starts the service as bench/herd.py does (deploy/run: HAProxy -> gunicorn) and
@@ -211,7 +212,7 @@ def step_timings(sales: dict[str, int], repeats: int) -> dict[str, dict[str, flo
             lambda: QueuePlace.objects.filter(sale_id=sale_id).aggregate(last=Max("position"))
         ),
         "  line_summary": lambda sale_id: rolled_back(lambda: queue.line_summary(FlashSale.objects.get(pk=sale_id))),
-        "numbering step": numbering,
+        "numbering step (10 places)": numbering,
     }
     samples: dict[str, dict[str, list[float]]] = {step: {name: [] for name in sales} for step in steps}
     for _ in range(repeats):
@@ -384,7 +385,7 @@ def main() -> int:
             f"{big_ratio:10.2f} {late_ratio:10.2f}"
         )
         if not step.startswith(" "):
-            key = step.replace(" ", "_")
+            key = step.split(" (")[0].replace(" ", "_")
             targets[f"{key}_big_vs_small <= 1.5"] = big_ratio <= 1.5
             targets[f"{key}_late_vs_small <= 1.5"] = late_ratio <= 1.5
     print(
