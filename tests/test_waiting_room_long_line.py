@@ -1,7 +1,7 @@
-"""The waiting room's reads that stay cheap however long the line (issue 22, bench/queue_step.py): a
-buyer's place in one read, the line's length from positions, the running admissions from an index,
-the numbering in one statement.
-Each answers what the plain reads answered."""
+"""The waiting room's reads and steps that stay cheap however long the line (issue 22,
+bench/queue_step.py): a buyer's place in one read, the line's length from positions, the running
+admissions from an index, the draw's positions in one statement. Each answers what the plain reads
+and writes answered."""
 
 from datetime import timedelta
 
@@ -110,7 +110,7 @@ def test_reading_a_place_names_the_refusal_as_before_and_changes_nothing(buyer_a
     assert not QueuePlace.objects.filter(user=buyer, sale=line).exists()
 
 
-def test_the_line_length_counts_numbered_and_unnumbered_places_like_a_count_of_rows():
+def test_the_line_length_counts_numbered_and_unnumbered_places():
     sale = waiting_room_sale()
     places(sale, 7)
     for _ in range(3):
