@@ -10,7 +10,12 @@
 -- request, with the staff token, as a shop's payment back end confirms after the payment. (A thread's
 -- answers arrive in the order of its connections, not of its requests, so a buyer's own token could
 -- not be paired with its purchase here.)
--- Every response is counted by status and error code; done() prints one JSON line for herd.py.
+-- mode "join" (args: tokens_file sale_id wrk_threads): POST /api/v1/flashsales/<sale_id>/queue, no body, each
+-- request with the next token, so every request takes (or, on a second pass, reads) a different
+-- buyer's place in the sale's waiting room.
+-- mode "queue" (args: tokens_file sale_id wrk_threads): GET /api/v1/flashsales/<sale_id>/queue, the same way.
+-- Every response is counted by status and error code; done() prints one JSON line for herd.py, with
+-- how many requests were sent, so herd.py knows how many were still unanswered when wrk stopped.
 
 local threads = {}
 local counter = 0
@@ -27,6 +32,7 @@ local confirms = {}
 local hold_mode = false
 local staff_token = nil
 counts = {}
+sent = 0
 
 function init(args)
   local mode = args[1] or "get"
@@ -43,12 +49,24 @@ function init(args)
     end
     -- Threads start at different users so they do not march over the same tokens in step.
     next_request = ((thread_index - 1) * 997) % #requests + 1
+  elseif mode == "join" or mode == "queue" then
+    local tokens_file, sale_id = args[2], args[3]
+    local method = mode == "join" and "POST" or "GET"
+    for token in io.lines(tokens_file) do
+      requests[#requests + 1] = wrk.format(method, "/api/v1/flashsales/" .. sale_id .. "/queue", {
+        ["Authorization"] = "Token " .. token,
+      })
+    end
+    -- Each thread takes its own share of the tokens, so no buyer is sent by two threads at once.
+    local share = math.floor(#requests / tonumber(args[4] or "1"))
+    next_request = (thread_index - 1) * share + 1
   else
     requests[1] = wrk.format("GET", wrk.path)
   end
 end
 
 function request()
+  sent = sent + 1
   if #confirms > 0 then
     return table.remove(confirms, 1)
   end
@@ -82,18 +100,20 @@ end
 
 function done(summary, latency, requests_stats)
   local merged = {}
+  local sent_total = 0
   for _, thread in ipairs(threads) do
     local c = thread:get("counts") or {}
     for k, v in pairs(c) do merged[k] = (merged[k] or 0) + v end
+    sent_total = sent_total + (thread:get("sent") or 0)
   end
   local parts = {}
   for k, v in pairs(merged) do parts[#parts + 1] = string.format('"%s": %d', k, v) end
   io.write(string.format(
     'WRKJSON {"duration_us": %d, "requests": %d, "connect_errors": %d, "read_errors": %d, '
       .. '"write_errors": %d, "timeouts": %d, "status_errors": %d, '
-      .. '"p50_us": %d, "p90_us": %d, "p99_us": %d, "max_us": %d, "counts": {%s}}\n',
+      .. '"p50_us": %d, "p90_us": %d, "p99_us": %d, "max_us": %d, "sent": %d, "counts": {%s}}\n',
     summary.duration, summary.requests, summary.errors.connect, summary.errors.read,
     summary.errors.write, summary.errors.timeout, summary.errors.status,
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max,
-    table.concat(parts, ", ")))
+    sent_total, table.concat(parts, ", ")))
 end

@@ -11,9 +11,10 @@ service the way docs/performance.md "Performance" deploys it on free loopback po
 sales, drives load from wrk (a separate process), then drives the framework-free floor
 (bench/floor_wsgi.py: the same transaction in a bare WSGI function under the same gunicorn
 settings) the same way, runs pgbench with the purchase's transaction shape, checks the stock
-invariants and prints the service, the floor and pgbench side by side. Results also go to
-bench/results/. Everything is bounded: about 10 x --duration seconds of load plus setup (7 x with
---no-floor), then it stops by itself.
+invariants and the join phase's places (a waiting-room sale joined by every connection at once) and
+prints the service, the floor and pgbench side by side. Results also go to bench/results/.
+Everything is bounded: about 11 x --duration seconds of load plus setup (8 x with --no-floor), then
+it stops by itself.
 """
 
 import argparse
@@ -56,6 +57,13 @@ def parse_args():
     parser.add_argument("--connections", type=int, default=500)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--users", type=int, default=2000)
+    parser.add_argument(
+        "--join-users",
+        type=int,
+        default=20000,
+        help="buyers of the join phase (users of their own, one token each): enough that every join in "
+        "the window is a first join (201), none a repeat",
+    )
     parser.add_argument(
         "--herd-stock",
         type=int,
@@ -344,6 +352,12 @@ def seed(args, tokens_file: Path) -> dict:
     )
     tokens = Token.objects.bulk_create(Token(user=user, key=Token.generate_key()) for user in users)
     tokens_file.write_text("\n".join(token.key for token in tokens) + "\n")
+    # The join phase's buyers: none of them has a place before it, so each join is a first one.
+    joiners = User.objects.bulk_create(
+        User(email=f"joiner{i}@bench.example", name=f"Joiner {i}", password=password) for i in range(args.join_users)
+    )
+    join_tokens = Token.objects.bulk_create(Token(user=user, key=Token.generate_key()) for user in joiners)
+    join_tokens_file(tokens_file).write_text("\n".join(token.key for token in join_tokens) + "\n")
     # The shop's payment back end confirms the hold phase's purchases with a staff token.
     staff = User.objects.create(email="payments@bench.example", name="Payments", password=password, is_staff=True)
     staff_token = Token.objects.create(user=staff, key=Token.generate_key()).key
@@ -357,8 +371,16 @@ def seed(args, tokens_file: Path) -> dict:
 
     from django.conf import settings
 
+    from sales import queue
+
     cap = settings.MAX_UNITS_PER_USER
     herd_stock = args.herd_stock or args.users * cap
+    # A live waiting-room sale whose (empty) line the sale clock has drawn, as it does at the start:
+    # from then on each join takes the next position in its own INSERT.
+    join_sale = FlashSale.objects.create(
+        name="waiting room", original_stock=1000, current_stock=1000, waiting_room=True, **live
+    )
+    queue.number_places()
     return {
         "cap": cap,
         "user_ids": (users[0].pk, users[-1].pk),
@@ -369,9 +391,51 @@ def seed(args, tokens_file: Path) -> dict:
         "floor_herd": sale("floor herd", herd_stock).pk,
         "sellout": sale("sell-out", args.sellout_stock).pk,
         "pending": sale("pending", 1000, start_time=now + timedelta(hours=1), end_time=now + timedelta(hours=2)).pk,
+        "join": join_sale.pk,
         "pgbench": sale("pgbench", 1_000_000_000).pk,
         # The bucket run takes stock from bench_stock_bucket rows; this sale only owns its purchase rows.
         "pgbench_buckets": sale("pgbench-buckets", 1).pk,
+    }
+
+
+def join_tokens_file(tokens_file: Path) -> Path:
+    return tokens_file.with_name("join-tokens.txt")
+
+
+def join_report(sale_id: int, phase: dict, join_users: int) -> dict:
+    """Whether the join phase's places are right: one per buyer, as many as the 201s wrk received
+    plus at most the requests it left unanswered when it stopped (the server still served them), and
+    positions 1..n, each given once (the joins numbered themselves; no twin request leaves a gap), and
+    nothing left for the sale clock's numbering step."""
+    from django.db.models import Count
+
+    from sales import queue
+    from sales.models import QueuePlace
+
+    places = QueuePlace.objects.filter(sale_id=sale_id)
+    count = places.count()
+    users = places.values("user_id").distinct().count()
+    twice = places.values("user_id").annotate(n=Count("id")).filter(n__gt=1).count()
+    foreign = places.exclude(user__email__startswith="joiner").count()
+    created = phase["counts"].get("201", 0)
+    unanswered = max(0, phase["sent"] - phase["requests"])
+    started = time.perf_counter()
+    numbered = queue.number_places()
+    number_seconds = time.perf_counter() - started
+    positions = sorted(places.values_list("position", flat=True))
+    return {
+        "places": count,
+        "distinct_users": users,
+        "users_with_two_places": twice,
+        "places_of_other_users": foreign,
+        "answered_201": created,
+        "answered_200": phase["counts"].get("200", 0),
+        "unanswered_at_stop": unanswered,
+        "first_joins_only": created + phase["counts"].get("200", 0) <= join_users,
+        "places_ok": users == count and twice == 0 and foreign == 0 and created <= count <= created + unanswered,
+        "numbered": numbered,
+        "number_step_s": number_seconds,
+        "positions_ok": positions == list(range(1, count + 1)) and numbered == 0,
     }
 
 
@@ -432,6 +496,8 @@ def wrk(args, url: str, *script_args: str, duration: int | None = None, connecti
     result["successes"] = result["counts"].get("201", 0)
     result["success_rps"] = result["successes"] / seconds
     result["errors_5xx"] = sum(v for k, v in result["counts"].items() if k.startswith("5"))
+    result["ok_2xx"] = sum(v for k, v in result["counts"].items() if k.startswith("2"))
+    result["ok_rps"] = result["ok_2xx"] / seconds
     return result
 
 
@@ -573,6 +639,7 @@ def main() -> int:
     process, base_url = start_servers(args, server_env(args, database_url), args.topology)
     pids = server_pids(process)
     purchase_url = base_url + PURCHASE_PATH
+    join_url = f"{base_url}/api/v1/flashsales/{seeded['join']}/queue"
     phases = {}
     try:
         print(
@@ -587,6 +654,8 @@ def main() -> int:
             return measure_phase(args, phases, name, base_url, pids, url, *script_args, **kw)
 
         measure("trivial", base_url + "/api/v1/health", "get")
+        # The waiting room's herd: every connection joins at once, each request a different buyer.
+        measure("join", join_url, "join", str(join_tokens_file(tokens_file)), str(seeded["join"]), str(args.threads))
         measure("herd", purchase_url, "purchase", str(tokens_file), str(seeded["herd"]))
         # Holds: every buyer purchases, then the payment back end confirms (POST .../confirm).
         measure("hold", purchase_url, "hold", str(tokens_file), str(seeded["hold"]), seeded["staff_token"])
@@ -621,6 +690,7 @@ def main() -> int:
         bucket_units_taken = cursor.fetchone()[0]
 
     checks = {name: sale_report(seeded[name], cap) for name in ("herd", "hold", "sellout", "pending", "floor_herd")}
+    joins = join_report(seeded["join"], phases["join"], args.join_users)
     checks["pgbench"] = sale_report(seeded["pgbench"], None)
     bucket_rows = sale_report(seeded["pgbench_buckets"], None)
     checks["pgbench_buckets"] = {
@@ -666,7 +736,11 @@ def main() -> int:
     ]
     # Issue 20's targets. The old "herd p99 <= 3x trivial p99" compared a serialised row with an
     # endpoint that waits for nothing, which no server can meet; the floor's herd p99 replaced it.
+    join = phases["join"]
     targets = {
+        "joins_vs_trivial >= 0.9": ratio(join["ok_rps"], trivial["rps"]) >= 0.9,
+        "join_p99_vs_trivial_p99 <= 3.0": ratio(join["p99_ms"], trivial["p99_ms"]) <= 3.0,
+        "join_no_5xx": join["errors_5xx"] == 0,
         "herd_success_vs_pgbench >= 0.6": ratio(herd["committed_per_s"], pg_one["tps"]) >= 0.6,
         "after_sellout_vs_trivial >= 0.9": ratio(phases["after_sellout"]["rps"], trivial["rps"]) >= 0.9,
         "before_start_vs_trivial >= 0.9": ratio(phases["before_start"]["rps"], trivial["rps"]) >= 0.9,
@@ -679,8 +753,11 @@ def main() -> int:
         targets["after_sellout_vs_floor_refusals >= 1.0"] = ratio(phases["after_sellout"]["rps"], floor_refusals) >= 1.0
         targets["before_start_vs_floor_refusals >= 1.0"] = ratio(phases["before_start"]["rps"], floor_refusals) >= 1.0
         targets["trivial_vs_floor_trivial >= 0.5"] = ratio(trivial["rps"], floor["trivial"]["rps"]) >= 0.5
-    invariants_ok = all(c["stock_invariant_ok"] for c in checks.values()) and all(
-        c.get("cap_ok", True) for c in checks.values()
+    invariants_ok = (
+        all(c["stock_invariant_ok"] for c in checks.values())
+        and all(c.get("cap_ok", True) for c in checks.values())
+        and joins["places_ok"]
+        and joins["positions_ok"]
     )
     no_5xx = all(p["errors_5xx"] == 0 for p in [*phases.values(), *floor.values()])
 
@@ -711,6 +788,11 @@ def main() -> int:
             if not sh["left_after_herd"]
             else f"{sold_in_herd} sold in {args.duration}s, {sh['left_after_herd']} left (then bought directly)"
         )
+    )
+    print(
+        f"{'join the waiting room':32} {join['ok_rps']:8.0f} {join['success_rps']:8.0f} "
+        f"{join['p50_ms']:8.1f} {join['p99_ms']:8.1f} {ratio(join['ok_rps'], trivial['rps']):10.2f} "
+        f"{ratio(join['p99_ms'], trivial['p99_ms']):7.2f}  {join['counts']} (commit/s: first joins, 201)"
     )
     hold = phases["hold"]
     print(
@@ -745,6 +827,15 @@ def main() -> int:
             f"{check['original'] - check['current']} == sum of quantities {check['sold_units']}: "
             f"{'ok' if check['stock_invariant_ok'] else 'VIOLATED'}{cap_text}"
         )
+    print(
+        f"sale join    : {joins['places']} places for {joins['distinct_users']} buyers, "
+        f"{joins['users_with_two_places']} with two, {joins['places_of_other_users']} of other users; "
+        f"201s received {joins['answered_201']}, unanswered at wrk's stop {joins['unanswered_at_stop']} "
+        f"(places within 201s..201s+unanswered: {'ok' if joins['places_ok'] else 'VIOLATED'}); "
+        f"positions 1..n, each once, {joins['numbered']} left to the clock's numbering step "
+        f"({joins['number_step_s'] * 1000:.0f} ms): {'ok' if joins['positions_ok'] else 'VIOLATED'}"
+        + ("" if joins["first_joins_only"] else "; some joins were repeats (raise --join-users)")
+    )
     print(f"5xx responses: {sum(p['errors_5xx'] for p in [*phases.values(), *floor.values()])}")
     for name, met in targets.items():
         print(f"target {name}: {'met' if met else 'NOT met'}")
@@ -758,6 +849,7 @@ def main() -> int:
         "floor": floor,
         "pgbench": {"one_row": pg_one, "one_row_notify": pg_notify, "buckets_8": pg_buckets},
         "checks": checks,
+        "joins": joins,
         "targets": targets,
         "invariants_ok": invariants_ok,
         "no_5xx": no_5xx,

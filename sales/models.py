@@ -273,6 +273,13 @@ class QueuePlace(models.Model):
         indexes = [
             # The clock's search for places still to number reads only those.
             models.Index(fields=["sale", "id"], name="queue_unnumbered_idx", condition=Q(position__isnull=True)),
+            # The admission step counts the admissions still running (admitted_until in the future):
+            # a range of this index, however many places wait or were admitted long ago.
+            models.Index(
+                fields=["sale", "admitted_until"],
+                name="queue_admission_idx",
+                condition=Q(admitted_until__isnull=False),
+            ),
         ]
 
     def __str__(self):
