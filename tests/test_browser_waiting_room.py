@@ -253,3 +253,29 @@ def test_the_page_moves_the_place_with_the_sockets_queue_messages_and_reads_its_
         expect(line_status(page)).to_have_text(re.compile(r"the line is closed\.$"))
         expect(page.locator("#buy-form")).to_be_hidden()
         assert console == []
+
+
+def test_a_waiting_page_reads_its_place_only_while_its_socket_is_away(server, browser, request):
+    sale = SaleFactory(name="Quiet drop", waiting_room=True, original_stock=5)
+    buyer = UserFactory(name="Eve")
+    FlashSale.objects.filter(pk=sale.pk).update(queue_drawn_at=timezone.now())
+    QueuePlace.objects.create(sale=sale, user=buyer, joined_at=timezone.now(), position=25)
+    sockets, reads = [], []
+
+    with page_in(browser, request) as page:
+        page.route_web_socket("**/ws/**", lambda socket: sockets.append(socket))
+        page.on("request", lambda r: reads.append(r.url) if r.method == "GET" and r.url.endswith("/queue") else None)
+        page.goto(f"{server}/sales/{sale.pk}/")
+        sign_in_to_the_line(page, buyer.email)
+        expect(line_status(page)).to_have_text("24 ahead of you, less than a minute", timeout=WAIT_MS)
+        expect(page.locator("#connection")).to_have_text("Connected")
+        first_reads = len(reads)
+
+        # Longer than the fallback's interval: the connected socket tells the line, so no read.
+        page.wait_for_timeout(7000)
+        assert len(reads) == first_reads
+
+        sockets[-1].close()
+        expect(page.locator("#connection")).not_to_have_text("Connected")
+        page.wait_for_timeout(6000)
+        assert len(reads) > first_reads

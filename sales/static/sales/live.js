@@ -376,6 +376,11 @@
     el.connection.dataset.state = state;
     el.connection.textContent = CONNECTION[state];
     if (state === "closed") { say(FATAL[code], "error"); }
+    var wasLive = socketLive;
+    socketLive = state === "live";
+    // The socket went away: the fallback reads take over, spread over their interval so the pages of
+    // a Daphne process that died do not all read at once.
+    if (wasLive && !socketLive && place && place.state === "waiting") { nextReadAt = Date.now() + Math.random() * READ_MS; }
   }
 
   function onMessage(message) {
@@ -529,8 +534,11 @@
   var joining = false, reading = false;
   // When the page next re-reads the place (ms; Infinity: nothing changes by itself).
   var nextReadAt = 0;
-  // The fallback re-reads waiting places this often, and far less while the socket tells the line's moves.
-  var READ_MS = 5000, READ_PUSHED_MS = 30000;
+  // The fallback re-reads a waiting place this often without the socket; with it connected the socket
+  // tells every move of the line, and a read every few minutes only guards against a silent socket:
+  // a line of 100,000 pages costs the API hundreds of reads a second, not thousands.
+  var READ_MS = 5000, READ_CONNECTED_MS = 300000;
+  var socketLive = false;
 
   function newLine(saleId) {
     var data = app.dataset;
@@ -544,7 +552,7 @@
       admissionPaused: rendered && data.admissionPaused === "true",
       // null: not known (a sale the page moved on to), so the join asks for a challenge to learn it.
       joinDifficulty: rendered && data.joinDifficulty !== undefined ? parseInt(data.joinDifficulty, 10) || 0 : null,
-      queueLength: null, closed: false, pushedAt: 0
+      queueLength: null, closed: false
     };
   }
 
@@ -602,7 +610,7 @@
       // The draw is at the start: nothing to read before it; spread the whole pre-queue's reads after it.
       nextReadAt = sale && now < sale.start ? sale.start + 500 + Math.random() * 3000 : now + 1000;
     } else if (place.state === "waiting") {
-      nextReadAt = now + (now - line.pushedAt < READ_MS ? READ_PUSHED_MS : READ_MS);
+      nextReadAt = now + (socketLive ? READ_CONNECTED_MS : READ_MS);
     } else if (place.state === "admitted" && place.admittedUntil) {
       nextReadAt = place.admittedUntil + 500;  // to hear that the turn ran out
     } else {
@@ -653,7 +661,6 @@
   function onQueueAdvanced(message) {
     if (!sale || sale.saleId !== message.saleId) { return; }
     line.waitingRoom = true;
-    line.pushedAt = Date.now();
     advanceLine(message);
     renderLine();
   }
