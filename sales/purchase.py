@@ -238,7 +238,8 @@ def _explain(*, sale_id: int, quantity: int, moment: datetime, generation: int |
 def _over_buyer_limit(*, limit: int, held: int, quantity: int) -> UserLimitReached:
     more = max(limit - held, 0)
     return UserLimitReached(
-        f"Each buyer may hold at most {limit} units of this sale: you have {held}, so you can buy {more} more.",
+        f"Each buyer may hold at most {limit} {'unit' if limit == 1 else 'units'} of this sale: "
+        f"you have {held}, so you can buy {more} more.",
         # maxUnitsPerUser: the name before limits were per sale, kept for clients that read it.
         details={"maxPerBuyer": limit, "maxUnitsPerUser": limit, "held": held, "requested": quantity},
     )

@@ -102,7 +102,7 @@
         text = limit > details.held ? "You have " + details.held + "; you can buy " + (limit - details.held) + " more."
                                     : "You have " + details.held + ", the most one buyer may hold of this sale.";
       } else if (typeof limit === "number") {
-        text = "Each buyer may hold at most " + limit + " units of this sale.";
+        text = "Each buyer may hold at most " + limit + (limit === 1 ? " unit" : " units") + " of this sale.";
       }
     } else if (error.code === "validation_error") {
       var fields = Object.keys(details).map(function (field) {
