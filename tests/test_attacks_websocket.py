@@ -39,7 +39,19 @@ def close_code_after(sock) -> int | None:
 
 
 def flood(base_url: str, sale_id: int, messages: int) -> tuple[int, int | None]:
-    """Send `messages` pings as fast as possible; how many went out, and the close code received."""
+    """Send `messages` pings as fast as possible; how many went out, and the close code received.
+
+    On a loaded machine the client library can lose the server's close frame (its reader thread
+    fails on data after the end of the stream, "stream ended", and reports no frame): such a socket
+    tells nothing of the server, so the flood is tried again on a new one, up to twice."""
+    for _ in range(3):
+        sent, code = _flood_once(base_url, sale_id, messages)
+        if code is not None:
+            break
+    return sent, code
+
+
+def _flood_once(base_url: str, sale_id: int, messages: int) -> tuple[int, int | None]:
     with connect(ws_url(base_url, f"/ws/sales/{sale_id}/"), open_timeout=10) as sock:
         sock.recv(timeout=10)  # the snapshot
         sent = 0
