@@ -333,7 +333,7 @@ def test_twin_joins_with_one_solution_take_one_place(settings):
 
 
 def test_joins_beyond_the_per_address_rate_are_refused_429_and_take_no_place(settings):
-    settings.RATELIMIT_QUEUE_JOIN_IP = "3/m"
+    settings.RATELIMIT_QUEUE_JOIN_IP = "3/h"
     sale = SaleFactory(waiting_room=True)
     buyers = [UserFactory() for _ in range(4)]
 
@@ -350,7 +350,7 @@ def test_joins_beyond_the_per_address_rate_are_refused_429_and_take_no_place(set
 
 
 def test_joins_beyond_the_per_user_rate_are_refused_429(buyer_api, settings):
-    settings.RATELIMIT_PURCHASE = "2/m"
+    settings.RATELIMIT_PURCHASE = "2/h"
     sale = SaleFactory(waiting_room=True)
 
     statuses = [join(buyer_api, sale.pk).status_code for _ in range(3)]

@@ -91,7 +91,7 @@ async def test_the_cap_counts_the_trusted_proxy_header_not_the_proxy(settings):
 
 async def test_opening_sockets_faster_than_the_connect_rate_is_closed_with_1008(settings):
     settings.RATELIMIT_ENABLE = True
-    settings.RATELIMIT_WS_CONNECT = "3/m"
+    settings.RATELIMIT_WS_CONNECT = "3/h"
     sale = await sync_to_async(SaleFactory)()
     path = f"/ws/sales/{sale.pk}/"
     for _ in range(3):
@@ -191,7 +191,7 @@ async def test_a_peer_that_is_not_a_trusted_proxy_is_capped_by_its_own_address_w
 
 async def test_sockets_opened_with_rotating_forwarded_addresses_from_an_untrusted_peer_hit_the_connect_rate(settings):
     settings.RATELIMIT_ENABLE = True
-    settings.RATELIMIT_WS_CONNECT = "3/m"
+    settings.RATELIMIT_WS_CONNECT = "3/h"
     settings.TRUSTED_CLIENT_IP_HEADER = "HTTP_X_FORWARDED_FOR"
     sale = await sync_to_async(SaleFactory)()
     path = f"/ws/sales/{sale.pk}/"
