@@ -103,9 +103,11 @@ MIDDLEWARE = [
     "core.middleware.PageAuthenticationMiddleware",
     "core.middleware.PageMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # A plain purchase is answered here, before DRF, as DRF's view answers it (sales/fastpath.py);
-    # innermost, so every middleware above treats its answer as the view's.
+    # A plain purchase and the liveness probe are answered here, before DRF, as DRF's views answer
+    # them (sales/fastpath.py, core/health.py); innermost, so every middleware above treats their
+    # answers as the views'.
     "sales.fastpath.PlainPurchaseMiddleware",
+    "core.health.LivenessMiddleware",
 ]
 
 ROOT_URLCONF = "flashsale.urls"
