@@ -105,6 +105,8 @@ def _allowed_methods() -> str:
 
 # Accept headers for which DRF's negotiation picks its JSON renderer with no parameters (no indent).
 _PLAIN_ACCEPT = frozenset({"", "*/*", "application/json"})
+# Content types (spaces removed, lower case) whose body DRF's parser decodes as UTF-8.
+_PLAIN_JSON = frozenset({"application/json", "application/json;charset=utf-8"})
 
 
 def _plain_purchase(request) -> tuple[str, int, int] | None:
@@ -162,9 +164,6 @@ def _plan_purchase(request, plan: prefetch.Plan) -> None:
         )
         if counter is not None:
             plan.counters.append(counter)
-
-
-_PLAIN_JSON = frozenset({"application/json", "application/json;charset=utf-8"})
 
 
 def _plain_order(body: bytes) -> tuple[int, int] | None:
