@@ -80,7 +80,7 @@ def parse_args():
         "e.g. PYTHONPATH=<pip install --target dir>)",
     )
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
-    parser.add_argument("--gunicorn-threads", type=int, default=4, help="threads per gunicorn worker (1: sync workers)")
+    parser.add_argument("--gunicorn-threads", type=int, default=8, help="threads per gunicorn worker (1: sync workers)")
     parser.add_argument("--pgbench-clients", type=int, default=20)
     parser.add_argument(
         "--request-log",

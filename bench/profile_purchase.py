@@ -6,13 +6,18 @@ succeeds, the refusal the sale gate knows, and the trivial health check.
     .venv/bin/python bench/profile_purchase.py --profile gated # + a pyinstrument profile of one case
     .venv/bin/python bench/profile_purchase.py --push          # + the bought case per push mode
 
-Each case runs --requests times through Django's full handler and middleware (django.test.Client)
-against PostgreSQL (it recreates its own database, `flashsale_profile` by default) and, with
---redis, a Redis cache (a spare db it flushes). It prints microseconds per request: wall time, and
-the process's CPU time (every thread, so the channel-layer sender's work counts too; queued sends
-are drained before the CPU clock stops) beside the issue's budget. Measured on one thread, so the
-CPU figure is what a request holds the GIL for, the quantity that bounds a gunicorn worker's
-throughput.
+Each case runs --requests times through Django's full handler and middleware, called as a WSGI
+server calls it (`--client test`: through django.test.Client instead, whose own bookkeeping per
+request, signal handlers and response wrapping, no server pays), against PostgreSQL (it recreates
+its own database, `flashsale_profile` by default) and, with --redis, a Redis cache (a spare db it
+flushes). It prints microseconds per request: wall time, and the process's CPU time (every thread,
+so the channel-layer sender's and the refusal tally's work counts too; queued sends are drained
+before the CPU clock stops) beside the issue's budget, and the part of it on the request's own
+thread. Measured on one thread, so the CPU figure is what a request holds the GIL for, the quantity
+that bounds a gunicorn worker's throughput.
+
+--dispatch times the bought and gated cases answered by the fast path (sales.fastpath) and by DRF's
+view, interleaved.
 
 --push times the bought purchase, interleaved, with the after-commit push sent three ways: `wait`
 (the request waits for Redis's answer, as before issue 20), `queue` (handed to the process's sender
@@ -21,6 +26,8 @@ purchases from the database on the WebSocket side, live/db_feed.py, costs the re
 """
 
 import argparse
+import contextlib
+import json
 import os
 import sys
 import time
@@ -35,10 +42,75 @@ def parse_args():
     parser.add_argument("--database", default="flashsale_profile")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/6", help="flushed at the start; '' for no Redis")
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument(
+        "--client",
+        choices=["wsgi", "test", "both"],
+        default="wsgi",
+        help="wsgi: call Django's WSGI handler as a server does (default); test: django.test.Client, "
+        "which adds its own signal handlers and response wrapping to every request",
+    )
     parser.add_argument("--profile", choices=["bought", "gated", "health"], help="profile one case with pyinstrument")
     parser.add_argument("--push", action="store_true", help="time the bought case per push mode, interleaved")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of the --push comparison (best is kept)")
+    parser.add_argument(
+        "--dispatch",
+        action="store_true",
+        help="time the bought and gated cases answered by sales.fastpath and by DRF's view, interleaved",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of each timing (best is kept)")
     return parser.parse_args()
+
+
+class WsgiCaller:
+    """Calls Django's WSGI application the way a WSGI server does: an environ, start_response, the
+    body iterated and closed; nothing of django.test.Client's per-request bookkeeping."""
+
+    def __init__(self, *, authorization: str):
+        from django.core.wsgi import get_wsgi_application
+
+        self.application = get_wsgi_application()
+        self.authorization = authorization
+
+    def call(self, method: str, path: str, body: dict | None = None) -> int:
+        import io
+
+        raw = json.dumps(body).encode() if body is not None else b""
+        environ = {
+            "REQUEST_METHOD": method,
+            "PATH_INFO": path,
+            "QUERY_STRING": "",
+            "SERVER_NAME": "testserver",
+            "SERVER_PORT": "80",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "REMOTE_ADDR": "127.0.0.1",
+            "HTTP_HOST": "testserver",
+            "HTTP_AUTHORIZATION": self.authorization,
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "http",
+            "wsgi.input": io.BytesIO(raw),
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+        }
+        if body is not None:
+            environ.update(CONTENT_TYPE="application/json", CONTENT_LENGTH=str(len(raw)))
+        statuses: list[str] = []
+        result = self.application(environ, lambda status, headers, exc_info=None: statuses.append(status))
+        try:
+            b"".join(result)
+        finally:
+            result.close()
+        return int(statuses[0][:3])
+
+
+class TestClientCaller:
+    def __init__(self, client):
+        self.client = client
+
+    def call(self, method: str, path: str, body: dict | None = None) -> int:
+        if body is None:
+            return self.client.generic(method, path).status_code
+        return self.client.generic(method, path, json.dumps(body), content_type="application/json").status_code
 
 
 def recreate_database(pg: str, name: str) -> None:
@@ -101,44 +173,63 @@ def main() -> None:
         original_stock=1,
         current_stock=0,
     )
-    client = Client(HTTP_AUTHORIZATION=f"Token {token.key}")
+    callers = {}
+    if args.client in {"wsgi", "both"}:
+        callers["wsgi"] = WsgiCaller(authorization=f"Token {token.key}").call
+    if args.client in {"test", "both"}:
+        callers["test"] = TestClientCaller(Client(HTTP_AUTHORIZATION=f"Token {token.key}")).call
 
-    def buy(sale):
-        return client.post(
-            "/api/v1/flashsales/purchase", {"saleId": sale.pk, "quantity": 1}, content_type="application/json"
-        )
+    def cases_for(call):
+        purchase = "/api/v1/flashsales/purchase"
+        return {
+            "bought": (lambda: call("POST", purchase, {"saleId": live.pk, "quantity": 1}), 201),
+            "gated": (lambda: call("POST", purchase, {"saleId": sold_out.pk, "quantity": 1}), 409),
+            "health": (lambda: call("GET", "/api/v1/health"), 200),
+        }
 
-    cases = {
-        "bought": (lambda: buy(live), 201),
-        "gated": (lambda: buy(sold_out), 409),
-        "health": (lambda: client.get("/api/v1/health"), 200),
-    }
     from live import layer_sender
+    from sales import refusals
 
     def drain():
         layer_sender.wait_until_sent(30)
+        refusals.flush(30)
 
-    def timed(request, count: int) -> tuple[float, float]:
-        """(wall, CPU) microseconds per request."""
-        wall, cpu = time.perf_counter(), time.process_time()
+    def timed(request, count: int) -> tuple[float, float, float]:
+        """(wall, process CPU, request thread CPU) microseconds per request."""
+        wall, cpu, own = time.perf_counter(), time.process_time(), time.thread_time()
         for _ in range(count):
             request()
         wall = time.perf_counter() - wall
+        own = time.thread_time() - own
         drain()
         cpu = time.process_time() - cpu
-        return wall / count * 1e6, cpu / count * 1e6
+        return wall / count * 1e6, cpu / count * 1e6, own / count * 1e6
 
     budgets = {"bought": 1500, "gated": 400, "health": 150}  # issue 20's CPU budgets, us
-    for name, (request, expected) in cases.items():
-        for _ in range(50):  # warm: token cached, gate primed, pools open
-            assert request().status_code == expected, name
-        wall, cpu = timed(request, args.requests)
+    best: dict[tuple[str, str], tuple[float, float, float]] = {}
+    for _ in range(args.rounds):  # interleaved, best of each: the machine is shared
+        for caller, call in callers.items():
+            for name, (request, expected) in cases_for(call).items():
+                for _ in range(50):  # warm: token cached, gate primed, pools open
+                    assert request() == expected, name
+                figures = timed(request, args.requests)
+                previous = best.get((caller, name), figures)
+                best[(caller, name)] = (
+                    min(previous[0], figures[0]),
+                    min(previous[1], figures[1]),
+                    min(previous[2], figures[2]),
+                )
+    print(f"best of {args.rounds} interleaved rounds of {args.requests} requests, microseconds per request:")
+    for (caller, name), (wall, cpu, own) in best.items():
         print(
-            f"{name:>7}: {wall:8.0f} us/request wall, {cpu:8.0f} us CPU (budget {budgets[name]}: "
-            f"{'met' if cpu <= budgets[name] else 'NOT met'}) ({args.requests} requests)"
+            f"{caller:>5} {name:>7}: {wall:7.0f} wall, {cpu:7.0f} CPU (budget {budgets[name]}: "
+            f"{'met' if cpu <= budgets[name] else 'NOT met'}), {own:7.0f} of it on the request's thread"
         )
+    cases = cases_for(next(iter(callers.values())))
     if args.push:
         compare_push_modes(cases["bought"][0], timed, args)
+    if args.dispatch:
+        compare_dispatch(cases, timed, args)
     if args.profile:
         from pyinstrument import Profiler
 
@@ -166,13 +257,46 @@ def compare_push_modes(request, timed, args) -> None:
         for mode, how in modes.items():
             layer_sender.send_soon = how["send"]
             with override_settings(REALTIME_POLL_MS=how["poll_ms"]):
-                wall, cpu = timed(request, args.requests)
+                wall, cpu, _ = timed(request, args.requests)
             layer_sender.send_soon = queued
             previous = best.get(mode)
             best[mode] = (wall, cpu) if previous is None else (min(previous[0], wall), min(previous[1], cpu))
     print(f"push modes, bought purchase, best of {args.rounds} interleaved rounds of {args.requests}:")
     for mode, (wall, cpu) in best.items():
         print(f"  {mode:>5}: {wall:8.0f} us/request wall, {cpu:8.0f} us CPU")
+
+
+def compare_dispatch(cases, timed, args) -> None:
+    """Each case answered by the layer that answers it before DRF (sales.fastpath, core.health's
+    LivenessMiddleware) and, with that layer stepping aside, by DRF's view; interleaved over
+    rounds, best of each."""
+    from unittest import mock
+
+    from core.health import LivenessMiddleware
+    from sales.fastpath import PlainPurchaseMiddleware
+
+    def step_aside(case: str):
+        if case == "health":
+            return mock.patch.object(LivenessMiddleware, "__call__", lambda self, request: self.get_response(request))
+        return mock.patch.object(PlainPurchaseMiddleware, "_answer", return_value=None)
+
+    best: dict[tuple[str, str], tuple[float, float, float]] = {}
+    for _ in range(args.rounds):
+        for case in ("bought", "gated", "health"):
+            for dispatch in ("before DRF", "DRF"):
+                with step_aside(case) if dispatch == "DRF" else contextlib.nullcontext():
+                    figures = timed(cases[case][0], args.requests)
+                previous = best.get((case, dispatch), figures)
+                best[(case, dispatch)] = (
+                    min(previous[0], figures[0]),
+                    min(previous[1], figures[1]),
+                    min(previous[2], figures[2]),
+                )
+    print(f"dispatch, best of {args.rounds} interleaved rounds of {args.requests}:")
+    for (case, dispatch), (wall, cpu, own) in best.items():
+        print(
+            f"  {case:>7} {dispatch:>10}: {wall:8.0f} us/request wall, {cpu:8.0f} us CPU, {own:8.0f} us on its thread"
+        )
 
 
 if __name__ == "__main__":

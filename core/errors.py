@@ -91,6 +91,19 @@ def json_error_for(error: ServiceError) -> HttpResponse:
     return json_error(error.code, error.message, error.details, retry_after=error.retry_after)
 
 
+def json_error_for_failure(failure: Exception) -> HttpResponse:
+    """What `api_exception_handler` answers for `failure` raised by a service (a ServiceError, a
+    database outage, a bug, logged the same way), for middleware that calls the service outside DRF.
+    Anything DRF would answer otherwise (its own exceptions, Http404) is raised again."""
+    if isinstance(failure, ServiceError):
+        return json_error_for(failure)
+    converted = _for_drf(failure)
+    if not isinstance(converted, ApiError):
+        raise failure
+    code = _REGISTERED[str(converted.get_codes())]  # an ApiError's code is a registered one
+    return json_error(code, str(converted.detail), converted.details, retry_after=converted.wait)
+
+
 class ApiError(drf.APIException):
     """A registered error in the form DRF's handler renders: the code's status, `Retry-After` from `wait`."""
 

@@ -8,13 +8,14 @@ import struct
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8001")
 # gunicorn serves plain Django HTTP an order of magnitude faster than Daphne on this 2-core machine
-# (docs/performance.md "Performance"). gthread workers (4 processes x 4 threads) overlap the PostgreSQL round
-# trips of purchases and keep connections alive for HAProxy: in bench/herd.py they committed more
-# purchases than 4 sync workers and served more health checks too (docs/performance.md "Measured
-# reasons behind the code").
+# (docs/performance.md "Performance"). gthread workers overlap the PostgreSQL round trips of
+# purchases and keep connections alive for HAProxy: in bench/herd.py they committed more purchases
+# than 4 sync workers and served more health checks too, and of the splits measured on 2 cores
+# (2x8, 4x4, 4x8, 8x2) 4 processes x 8 threads served every phase best (docs/performance.md
+# "Measured reasons behind the code").
 # GUNICORN_THREADS=1 gives plain sync workers. Each thread may hold one pooled DB connection.
 workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 # flashsale's gthread worker receives each request in full (headers and body) in its poller before a
 # thread takes it, so slow clients hold no thread (core/gunicorn_worker.py).
 worker_class = "core.gunicorn_worker.BufferingThreadWorker" if threads > 1 else "sync"

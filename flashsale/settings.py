@@ -94,8 +94,6 @@ MIDDLEWARE = [
     # Counts refused purchases per sale and code for the drop dashboard, whichever layer below
     # answers them (sales/refusals.py); outside the gate's fast path so it sees its refusals too.
     "sales.refusals.RefusalTallyMiddleware",
-    # A refusal the sale gate knows is answered here, before sessions and DRF (sales/fastpath.py).
-    "sales.fastpath.GatedPurchaseRefusalMiddleware",
     # Sessions, request.user and messages serve the HTML pages only; /api/ skips them.
     "core.middleware.PageSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -105,6 +103,11 @@ MIDDLEWARE = [
     "core.middleware.PageAuthenticationMiddleware",
     "core.middleware.PageMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A plain purchase and the liveness probe are answered here, before DRF, as DRF's views answer
+    # them (sales/fastpath.py, core/health.py); innermost, so every middleware above treats their
+    # answers as the views'.
+    "sales.fastpath.PlainPurchaseMiddleware",
+    "core.health.LivenessMiddleware",
 ]
 
 ROOT_URLCONF = "flashsale.urls"

@@ -1,22 +1,29 @@
-"""Refusals the sale gate already knows, answered before Django's sessions and DRF's dispatch.
+"""Plain purchases answered before DRF's dispatch, with the answer DRF's view gives.
 
-After a sale sells out (or before it starts) nearly every request of the herd is a refusal the
-gate can give from the cache. Through the full stack each one pays for DRF's request wrapping,
-content negotiation, authentication, the serializer and three cache round trips (token, rate
-limit, gate). Here a plain keyless purchase whose token is cached is answered from one cache read
-of the token and the gate together, plus the purchase rate limit's counter, with the same status
-and body as the full path.
+The herd is nearly all plain purchases: a known token, `{"saleId": n, "quantity": 1}` as JSON, no
+Idempotency-Key. Through DRF each pays for request wrapping, content negotiation, authentication
+classes, permission checks and two serializers (docs/performance.md "DRF's share of a purchase").
+Here such a purchase is answered from the request's one cache read of its token and the sale gate
+(core.prefetch): the gate's refusal if it knows one, else the purchase limit's count and the
+purchase itself (sales.purchase, the same seam the view calls), rendered as the view renders it
+(`sales.api.purchase_created`, the error shape of core.errors, DRF's JSON renderer, DRF's `Allow`).
+The middleware sits innermost, so every other middleware treats its answer as DRF's.
 
 Anything this middleware is not sure of goes down the full path unchanged: another method or
-path, an Idempotency-Key (its answer must be stored), a body or token that is not plainly valid
-(the full path names the error), a token not in the cache, the cache unreachable, or no refusal.
+path, an Idempotency-Key (its answer must be stored), a query string, an Accept header other than
+none, `*/*` or `application/json` (DRF negotiates those), a body or token that is not plainly valid
+as DRF's parser and serializer read it (the full path names the error), a token not in the cache,
+or the cache unreachable.
 """
 
-import json
+import functools
 
 from django.core.cache import cache
 from django.http import HttpResponse
 from django.utils import timezone
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+from rest_framework.utils import json as drf_json
 
 from accounts.authentication import (
     plausible_token,
@@ -26,25 +33,25 @@ from accounts.authentication import (
     user_id_of,
 )
 from core import prefetch
-from core.errors import json_error_for
-from core.ratelimit import RateLimited, check_rate, planned_counter
-from sales import gate, metrics, purchase
+from core.errors import json_error_for_failure
+from core.ratelimit import check_rate, planned_counter
+from sales import api, gate, metrics, purchase
 
 MAX_PLAIN_BODY = 1024
 
 
-class GatedPurchaseRefusalMiddleware:
+class PlainPurchaseMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
         if request.method == "POST" and request.path_info in purchase.purchase_paths():
-            answer = self._refusal_from_the_gate(request)
+            answer = self._answer(request)
             if answer is not None:
                 return answer
         return self.get_response(request)
 
-    def _refusal_from_the_gate(self, request) -> HttpResponse | None:
+    def _answer(self, request) -> HttpResponse | None:
         if "HTTP_IDEMPOTENCY_KEY" in request.META:
             return None
         plain = _plain_purchase(request)
@@ -63,23 +70,43 @@ class GatedPurchaseRefusalMiddleware:
         if user is None or not user.is_active:
             return None
         remember_user_id(key, user.pk)
-        refusal = purchase.gated_refusal(found, sale_id=sale_id, moment=timezone.now())
-        if refusal is None:
-            return None
-        # The same limit the full path counts (sales.api.PurchaseView), keyed by this user.
+        # What DRF's authentication sets, for the layers outside (the request log, the refusal tally).
         request.user = user
+        refusal = purchase.gated_refusal(found, sale_id=sale_id, moment=timezone.now())
         try:
+            # The view's order: the purchase limit (keyed by this user) first, then the rule.
             check_rate(request, group="purchase", key="user", rate_setting="RATELIMIT_PURCHASE")
-        except RateLimited as limited:
-            return self._answered(request, json_error_for(limited))
-        return self._answered(request, json_error_for(refusal))
+            if refusal is not None:
+                raise refusal
+            result = purchase.purchase(user=user, sale_id=sale_id, quantity=quantity)
+        except Exception as failure:
+            return self._answered(request, json_error_for_failure(failure))
+        return self._answered(request, _rendered(api.purchase_created(result)))
 
     @staticmethod
     def _answered(request, response: HttpResponse) -> HttpResponse:
+        # DRF adds Allow to every answer of the view.
+        response["Allow"] = _allowed_methods()
         # Before URL resolution: the route is named for core.metrics, the outcome counted here.
         request.route_label = metrics.purchase_route()
         metrics.count_purchase(response)
         return response
+
+
+def _rendered(answer: Response) -> HttpResponse:
+    """`answer` as DRF renders it for a request that accepts JSON without parameters."""
+    return HttpResponse(JSONRenderer().render(answer.data), status=answer.status_code, content_type="application/json")
+
+
+@functools.cache
+def _allowed_methods() -> str:
+    return ", ".join(api.PurchaseView().allowed_methods)
+
+
+# Accept headers for which DRF's negotiation picks its JSON renderer with no parameters (no indent).
+_PLAIN_ACCEPT = frozenset({"", "*/*", "application/json"})
+# Content types (spaces removed, lower case) whose body DRF's parser decodes as UTF-8.
+_PLAIN_JSON = frozenset({"application/json", "application/json;charset=utf-8"})
 
 
 def _plain_purchase(request) -> tuple[str, int, int] | None:
@@ -99,8 +126,11 @@ def _read_plain_purchase(request) -> tuple[str, int, int] | None:
     # (which answers 413) without it.
     if not (meta.get("CONTENT_LENGTH") or "").isdigit() or int(meta["CONTENT_LENGTH"]) > MAX_PLAIN_BODY:
         return None
-    if meta.get("CONTENT_TYPE", "").split(";")[0].strip() != "application/json":
+    # DRF decodes the body with the declared charset (UTF-8 when none is declared).
+    if meta.get("CONTENT_TYPE", "").replace(" ", "").lower() not in _PLAIN_JSON:
         return None
+    if meta.get("QUERY_STRING") or meta.get("HTTP_ACCEPT", "").strip() not in _PLAIN_ACCEPT:
+        return None  # ?format= and Accept are DRF's negotiation
     key = plausible_token(meta.get("HTTP_AUTHORIZATION", ""))
     if key is None:
         return None
@@ -137,10 +167,11 @@ def _plan_purchase(request, plan: prefetch.Plan) -> None:
 
 
 def _plain_order(body: bytes) -> tuple[int, int] | None:
-    """(saleId, quantity) when the body is exactly what the API's serializer would accept, else None
-    (the full path names the error)."""
+    """(saleId, quantity) when the body is exactly what the API's parser and serializer would
+    accept, else None (the full path names the error)."""
     try:
-        order = purchase.parse_order(json.loads(body))
-    except ValueError:  # not JSON, or purchase.InvalidOrder
+        # As DRF's JSONParser reads it: UTF-8, strictly, and no NaN or Infinity.
+        order = purchase.parse_order(drf_json.loads(body.decode("utf-8")))
+    except ValueError:  # not UTF-8, not JSON, or purchase.InvalidOrder
         return None
     return order.sale_id, order.quantity

@@ -9,18 +9,21 @@ their purchases, so "buyers who tried" is the union of both (`read`).
 The tally is a statistic, never a rule: a cache that is down or evicts the keys makes the dashboard
 undercount, and never fails or slows a purchase. On Redis a refusal is handed to one thread per
 process that sends it after the answer, so the request keeps its one cache round trip
-(core/prefetch.py); a backlog past `BACKLOG` is dropped rather than held in memory.
+(core/prefetch.py), with every other refusal waiting by then in one call per sale; a backlog past
+`BACKLOG` is dropped rather than held in memory.
 
 The hook is one middleware (`RefusalTallyMiddleware`), outside every layer that answers a purchase
 (the gate's fast path, DRF, the idempotency layer), so the purchase code carries no line of it.
 """
 
+import itertools
 import json
 import logging
 import os
 import queue
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,12 +55,17 @@ TALLIED_CODES = frozenset(
     }
 )
 
-# One EVALSHA per refusal: the code's counter and the refused buyer, both kept alive together.
+# One EVALSHA per sale for the refusals the tally thread found waiting: each code's counter grows by
+# its count and the refused buyers join the set, both kept alive together. ARGV: the lifetime, the
+# number of codes, (code, count) pairs, then the buyers.
 _RECORD_SCRIPT = """
-redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
-redis.call('SADD', KEYS[2], ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('EXPIRE', KEYS[2], ARGV[3])
+local codes = tonumber(ARGV[2])
+for i = 0, codes - 1 do
+  redis.call('HINCRBY', KEYS[1], ARGV[3 + 2 * i], ARGV[4 + 2 * i])
+end
+redis.call('SADD', KEYS[2], unpack(ARGV, 3 + 2 * codes))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[1])
 return 1
 """
 
@@ -125,13 +133,24 @@ def _start_sender() -> None:
             _sender_pid = os.getpid()
 
 
+# Refusals sent in one round trip at most; a herd queues them faster than one call per refusal
+# could send them (docs/performance.md "Python a purchase runs"). Far below Lua's argument limit.
+BATCH = 500
+
+
 def _send_forever() -> None:
     while True:
-        sale_id, user_id, code = _backlog.get()
+        batch = [_backlog.get()]
+        while len(batch) < BATCH:
+            try:
+                batch.append(_backlog.get_nowait())
+            except queue.Empty:
+                break
         try:
-            _send(sale_id=sale_id, user_id=user_id, code=code)
+            _send_batch(batch)
         finally:
-            _backlog.task_done()
+            for _ in batch:
+                _backlog.task_done()
 
 
 def flush(timeout: float) -> None:
@@ -142,21 +161,33 @@ def flush(timeout: float) -> None:
 
 
 def _send(*, sale_id: int, user_id: int, code: str) -> None:
-    try:
-        backend = caches["default"]
-        if isinstance(backend, RedisCache):
-            client = backend.client.get_client(write=True)
-            # EVALSHA through the client's execute_command, so behind the cache's breaker.
-            _RECORD.script(client)(
-                keys=[backend.client.make_key(_codes_key(sale_id)), backend.client.make_key(_buyers_key(sale_id))],
-                args=[code, user_id, TALLY_SECONDS],
-                client=client,
-            )
-        else:
-            _record_in_django_cache(backend, sale_id=sale_id, user_id=user_id, code=code)
-    except Exception:
-        # The breaker (core/cache.py) logs the outage once; a lost count is not worth more.
-        logger.debug("refusal not tallied", exc_info=True)
+    _send_batch([(sale_id, user_id, code)])
+
+
+def _send_batch(batch: list[tuple[int, int, str]]) -> None:
+    by_sale: dict[int, tuple[Counter[str], set[int]]] = {}
+    for sale_id, user_id, code in batch:
+        codes, buyers = by_sale.setdefault(sale_id, (Counter(), set()))
+        codes[code] += 1
+        buyers.add(user_id)
+    backend = caches["default"]
+    for sale_id, (codes, buyers) in by_sale.items():
+        try:
+            if isinstance(backend, RedisCache):
+                client = backend.client.get_client(write=True)
+                # EVALSHA through the client's execute_command, so behind the cache's breaker.
+                _RECORD.script(client)(
+                    keys=[backend.client.make_key(_codes_key(sale_id)), backend.client.make_key(_buyers_key(sale_id))],
+                    args=[TALLY_SECONDS, len(codes), *itertools.chain.from_iterable(codes.items()), *buyers],
+                    client=client,
+                )
+            else:
+                for sale, user_id, code in batch:
+                    if sale == sale_id:
+                        _record_in_django_cache(backend, sale_id=sale_id, user_id=user_id, code=code)
+        except Exception:
+            # The breaker (core/cache.py) logs the outage once; a lost count is not worth more.
+            logger.debug("refusal not tallied", exc_info=True)
 
 
 def read(*, sale_id: int, buyer_ids: list[int]) -> RefusalTally:

@@ -206,6 +206,25 @@ def test_a_refusal_is_answered_as_usual_when_the_tally_cannot_be_written(monkeyp
     assert not Purchase.objects.filter(sale=sale).exists()
 
 
+def test_refusals_waiting_together_for_the_tally_thread_are_counted_as_one_at_a_time():
+    sale, other = SaleFactory(), SaleFactory()
+    first, second, third = UserFactory(), UserFactory(), UserFactory()
+    waiting = [(sale.pk, first.pk, "sold_out")] * 5 + [
+        (sale.pk, second.pk, "sold_out"),
+        (other.pk, third.pk, "sold_out"),
+        (sale.pk, third.pk, "user_limit_reached"),
+    ]
+
+    refusals._send_batch(waiting)  # what the thread sends when it finds them queued at once
+
+    assert refusals.read(sale_id=sale.pk, buyer_ids=[first.pk]) == refusals.RefusalTally(
+        by_code={"sold_out": 6, "user_limit_reached": 1}, refused_only=2
+    )
+    assert refusals.read(sale_id=other.pk, buyer_ids=[]) == refusals.RefusalTally(
+        by_code={"sold_out": 1}, refused_only=1
+    )
+
+
 def test_an_unreachable_redis_opens_the_cache_breaker_and_the_tally_goes_on_without_it(monkeypatch):
     unreachable = ResilientRedisCache(
         f"redis://127.0.0.1:{free_port()}/0",
