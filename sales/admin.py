@@ -246,38 +246,13 @@ class FlashSaleAdmin(StaffRunsSales, admin.ModelAdmin):
             },
         ),
         ("Limits", {"fields": ("max_per_buyer", "max_per_purchase", "hold_seconds")}),
-        (
-            "Waiting room",
-            {
-                "fields": (
-                    "waiting_room",
-                    "admit_per_second",
-                    "admission_seconds",
-                    "queue_opens_at",
-                    "admission_paused",
-                    "join_difficulty",
-                )
-            },
-        ),
+        ("Waiting room", {"fields": services.WAITING_ROOM_FIELDS}),
     )
     change_fieldsets = (
         (None, {"fields": ("name", "start_time", "end_time", "expected_version", "start_now")}),
         ("Stock", {"fields": ("original_stock", "stock_summary", "purchases_link")}),
         ("Limits", {"fields": ("max_per_buyer", "max_per_purchase", "hold_seconds")}),
-        (
-            "Waiting room",
-            {
-                "fields": (
-                    "waiting_room_summary",
-                    "waiting_room",
-                    "admit_per_second",
-                    "admission_seconds",
-                    "queue_opens_at",
-                    "admission_paused",
-                    "join_difficulty",
-                )
-            },
-        ),
+        ("Waiting room", {"fields": ("waiting_room_summary", *services.WAITING_ROOM_FIELDS)}),
         ("State", {"fields": ("status_badge", "paused", "version", "created_at")}),
     )
 

@@ -19,6 +19,15 @@ from sales.exceptions import (
 from sales.models import FlashSale
 from sales.selectors import get_sale
 
+# The waiting room's settings (sales.queue): editable while the sale runs, the rate included.
+WAITING_ROOM_FIELDS = (
+    "waiting_room",
+    "admit_per_second",
+    "admission_seconds",
+    "queue_opens_at",
+    "admission_paused",
+    "join_difficulty",
+)
 EDITABLE_FIELDS = (
     "name",
     "start_time",
@@ -27,12 +36,7 @@ EDITABLE_FIELDS = (
     "max_per_buyer",
     "max_per_purchase",
     "hold_seconds",
-    "waiting_room",
-    "admit_per_second",
-    "admission_seconds",
-    "queue_opens_at",
-    "admission_paused",
-    "join_difficulty",
+    *WAITING_ROOM_FIELDS,
 )
 # The most units a sale may ever hold (create, edit and restock): far below the 32-bit
 # original_stock/current_stock columns, so no total can overflow them.
@@ -178,24 +182,17 @@ def check_sale_update(
         )
     updates: dict[str, Any] = {
         field: changes[field]
-        for field in ("name", "start_time", "end_time", "max_per_buyer", "max_per_purchase", "hold_seconds")
+        for field in (
+            "name",
+            "start_time",
+            "end_time",
+            "max_per_buyer",
+            "max_per_purchase",
+            "hold_seconds",
+            *WAITING_ROOM_FIELDS,
+        )
         if field in changes
     }
-    # The waiting room's settings (sales.queue): the rate may change while the sale runs.
-    updates.update(
-        {
-            field: changes[field]
-            for field in (
-                "waiting_room",
-                "admit_per_second",
-                "admission_seconds",
-                "queue_opens_at",
-                "admission_paused",
-                "join_difficulty",
-            )
-            if field in changes
-        }
-    )
     if start_now:
         updates["start_time"] = _database_clock()
     if "original_stock" in changes:
