@@ -252,8 +252,8 @@ def main() -> int:
         env = herd.server_env(env_args, database_url)
         env["DJANGO_SETTINGS_MODULE"] = LAYER_SETTINGS[layer]
         env["PYTHONPATH"] = str(herd.PROJECT_DIR)
-        herd_args = argparse.Namespace(topology="haproxy")
-        process, base_url = herd.start_servers(herd_args, env)
+        herd_args = argparse.Namespace(server="gunicorn", workers=args.workers, gunicorn_threads=4)
+        process, base_url = herd.start_servers(herd_args, env, "haproxy")
         try:
             for clients in (1, args.clients):
                 sale = new_sale()
