@@ -234,7 +234,12 @@ async def waiting_room(args, sale, tokens):
             deadline = time.monotonic() + RETRY_DEADLINE
             seen = None
             while time.monotonic() < deadline:
-                _, body = await call("GET", f"{lb}{queue_path}", token)
+                status, body = await call("GET", f"{lb}{queue_path}", token)
+                if status != 200:
+                    # Kept for check(): a read that failed says nothing of the place; read again.
+                    outcome.setdefault("failed_reads", []).append((status, code_of(body)))
+                    await asyncio.sleep(0.25)
+                    continue
                 seen = body["data"]["status"]
                 if seen != "waiting":
                     break
@@ -341,6 +346,7 @@ def queue_main(args):
         statuses=dict(Counter(str(r["status"]) for r in results)),
         codes=dict(Counter(code_of(r["body"]) for r in results if r["status"] != 201)),
         seen=dict(Counter(str(r["seen"]) for r in results)),
+        failed_reads=dict(Counter(f"{status} {code}" for r in results for status, code in r.get("failed_reads", []))),
         # Each buyer's first try, right after joining, by the buyer's position in the line.
         first_tries={str(position_of[tokens[r["token"]]]): [r["first_try"], r["first_code"]] for r in results},
         **admission_summary(sale),
