@@ -219,9 +219,23 @@ async def waiting_room(args, sale, tokens):
 
         queue_path = f"/api/v1/flashsales/{sale.pk}/queue"
         purchase = {"saleId": sale.pk, "quantity": 1}
-        joins = await asyncio.gather(
-            *(call("POST", f"{hosts[n % len(hosts)]}{queue_path}", token) for n, token in enumerate(tokens))
-        )
+        failed_joins: list[str] = []
+
+        async def join(host, token):
+            # As a client would: a join that failed without a refusal (a 5xx, a lost answer) is sent
+            # again; a repeat answers the place already taken (200), never a second one.
+            deadline = time.monotonic() + RETRY_DEADLINE
+            while True:
+                try:
+                    status, body = await call("POST", f"{host}{queue_path}", token)
+                except httpx.HTTPError as error:
+                    status, body = None, {"success": False, "error": {"code": type(error).__name__}}
+                if status in (200, 201) or (status is not None and status < 500) or time.monotonic() > deadline:
+                    return status, body
+                failed_joins.append(f"{status} {code_of(body)}")
+                await asyncio.sleep(0.25)
+
+        joins = await asyncio.gather(*(join(hosts[n % len(hosts)], token) for n, token in enumerate(tokens)))
         first_tries = await asyncio.gather(
             *(call("POST", f"{lb}/api/v1/flashsales/purchase", token, json=purchase) for token in tokens)
         )
@@ -248,7 +262,7 @@ async def waiting_room(args, sale, tokens):
             return {**outcome, "status": status, "body": body, "seen": seen}
 
         results = await asyncio.gather(*(wait_and_buy(t, first) for t, first in zip(tokens, first_tries, strict=True)))
-    return joins, results
+    return joins, results, failed_joins
 
 
 def code_of(body: dict) -> str | None:
@@ -333,7 +347,7 @@ def queue_main(args):
     from django.db import connection
 
     sale, tokens = setup(args.stock, args.users, waiting_room=True, admit_per_second=args.rate)
-    joins, results = asyncio.run(waiting_room(args, sale, list(tokens)))
+    joins, results, failed_joins = asyncio.run(waiting_room(args, sale, list(tokens)))
     connection.close()
     summary = check(sale, tokens, results)
     from sales.models import QueuePlace
@@ -342,7 +356,9 @@ def queue_main(args):
     summary.update(
         sale=sale.pk,
         joins=dict(Counter(str(status) for status, _ in joins)),
-        join_positions=sorted(body["data"]["position"] or 0 for status, body in joins),
+        join_positions=sorted(body["data"]["position"] or 0 for status, body in joins if status in (200, 201)),
+        join_refusals=dict(Counter(f"{status} {code_of(body)}" for status, body in joins if status not in (200, 201))),
+        failed_joins=dict(Counter(failed_joins)),
         statuses=dict(Counter(str(r["status"]) for r in results)),
         codes=dict(Counter(code_of(r["body"]) for r in results if r["status"] != 201)),
         seen=dict(Counter(str(r["seen"]) for r in results)),

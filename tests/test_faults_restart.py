@@ -93,7 +93,9 @@ def test_the_sale_clock_keeps_announcing_across_a_database_restart():
                         )
                     wait_for(
                         lambda: not announced.empty() or clock.process.poll() is not None,
-                        15,
+                        # A clock that noticed the outage in its tick may still be in its back-off
+                        # (up to 5 s) when the database is back.
+                        30,
                         "the sale's start to be announced",
                     )
                     assert clock.process.poll() is None, "\n".join(clock.lines)
