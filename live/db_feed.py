@@ -114,14 +114,7 @@ class DatabaseFeed:
                 sale_id=sale_id, after_id=before.last_purchase_id, limit=realtime.PURCHASE_BURST
             )
             # Oldest first, as they were committed; the hub keeps the newest few of a burst anyway.
-            for purchase in reversed(purchases):
-                message = realtime.purchase_message(
-                    sale_id=sale_id,
-                    user_name=purchase.user.name,
-                    quantity=purchase.quantity,
-                    timestamp=purchase.created_at,
-                )
-                messages.append((group, realtime.SALE_EVENT, {"purchase": message}))
+            messages.extend(_purchase_messages(group, sale_id, reversed(purchases)))
             if purchases:
                 before.last_purchase_id = purchases[0].pk
             if sale.stock_version != before.stock_version or window != before.window:
@@ -189,14 +182,7 @@ class DatabaseFeed:
                     up_to_id=ids_announced[sale_id],
                     limit=realtime.PURCHASE_BURST,
                 )
-                for purchase in reversed(confirmed):
-                    message = realtime.purchase_message(
-                        sale_id=sale_id,
-                        user_name=purchase.user.name,
-                        quantity=purchase.quantity,
-                        timestamp=purchase.created_at,
-                    )
-                    messages.append((group, realtime.SALE_EVENT, {"purchase": message}))
+                messages.extend(_purchase_messages(group, sale_id, reversed(confirmed)))
                 before.confirmed_at = newest_confirm
             if held != before.held:
                 held_message = realtime.held_message(sale_id=sale_id, held_stock=held)
@@ -219,3 +205,22 @@ class DatabaseFeed:
         return realtime.stock_message(
             sale_id=sale.pk, current_stock=sale.current_stock, stock_version=sale.stock_version
         )
+
+
+def _purchase_messages(group: str, sale_id: int, purchases) -> list[tuple[str, str, dict]]:
+    """The leaderboard's `purchase` message of each purchase, in the order given."""
+    return [
+        (
+            group,
+            realtime.SALE_EVENT,
+            {
+                "purchase": realtime.purchase_message(
+                    sale_id=sale_id,
+                    user_name=purchase.user.name,
+                    quantity=purchase.quantity,
+                    timestamp=purchase.created_at,
+                )
+            },
+        )
+        for purchase in purchases
+    ]
