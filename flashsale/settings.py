@@ -103,10 +103,12 @@ MIDDLEWARE = [
     "core.middleware.PageAuthenticationMiddleware",
     "core.middleware.PageMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # A plain purchase and the liveness probe are answered here, before DRF, as DRF's views answer
-    # them (sales/fastpath.py, core/health.py); innermost, so every middleware above treats their
+    # A plain purchase, a waiting room's join and place read, and the liveness probe are answered
+    # here, before DRF, as DRF's views answer them (sales/fastpath.py, sales/queue_fastpath.py,
+    # core/health.py); innermost, so every middleware above treats their
     # answers as the views'.
     "sales.fastpath.PlainPurchaseMiddleware",
+    "sales.queue_fastpath.QueueFastPathMiddleware",
     "core.health.LivenessMiddleware",
 ]
 

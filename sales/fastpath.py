@@ -81,7 +81,7 @@ class PlainPurchaseMiddleware:
             result = purchase.purchase(user=user, sale_id=sale_id, quantity=quantity)
         except Exception as failure:
             return self._answered(request, json_error_for_failure(failure))
-        return self._answered(request, _rendered(api.purchase_created(result)))
+        return self._answered(request, rendered(api.purchase_created(result)))
 
     @staticmethod
     def _answered(request, response: HttpResponse) -> HttpResponse:
@@ -93,7 +93,7 @@ class PlainPurchaseMiddleware:
         return response
 
 
-def _rendered(answer: Response) -> HttpResponse:
+def rendered(answer: Response) -> HttpResponse:
     """`answer` as DRF renders it for a request that accepts JSON without parameters."""
     return HttpResponse(JSONRenderer().render(answer.data), status=answer.status_code, content_type="application/json")
 
@@ -129,9 +129,7 @@ def _read_plain_purchase(request) -> tuple[str, int, int] | None:
     # DRF decodes the body with the declared charset (UTF-8 when none is declared).
     if meta.get("CONTENT_TYPE", "").replace(" ", "").lower() not in _PLAIN_JSON:
         return None
-    if meta.get("QUERY_STRING") or meta.get("HTTP_ACCEPT", "").strip() not in _PLAIN_ACCEPT:
-        return None  # ?format= and Accept are DRF's negotiation
-    key = plausible_token(meta.get("HTTP_AUTHORIZATION", ""))
+    key = plain_token(request)
     if key is None:
         return None
     try:
@@ -164,6 +162,16 @@ def _plan_purchase(request, plan: prefetch.Plan) -> None:
         )
         if counter is not None:
             plan.counters.append(counter)
+
+
+def plain_token(request) -> str | None:
+    """The token key of an API request whose answer DRF would render as plain JSON (no query string:
+    `?format=` is DRF's negotiation, as is an Accept header other than none, `*/*` or JSON) and whose
+    `Authorization` plainly holds a token, else None."""
+    meta = request.META
+    if meta.get("QUERY_STRING") or meta.get("HTTP_ACCEPT", "").strip() not in _PLAIN_ACCEPT:
+        return None
+    return plausible_token(meta.get("HTTP_AUTHORIZATION", ""))
 
 
 def _plain_order(body: bytes) -> tuple[int, int] | None:
