@@ -30,10 +30,8 @@ from core import prefetch
 from core.errors import json_error_for_failure
 from core.ids import MAX_ID
 from core.ratelimit import check_rate, planned_counter
-from core.responses import success
-from sales import queue
+from sales import api, queue
 from sales.fastpath import plain_token, rendered
-from sales.serializers import QueuePlaceSerializer
 
 # The view's rate limits on a join, in the order its decorators check them.
 JOIN_LIMITS = (
@@ -76,13 +74,7 @@ class QueueFastPathMiddleware:
                 place = queue.place_of(user=user, sale_id=sale_id)
         except Exception as failure:
             return _answered(request, json_error_for_failure(failure))
-        if request.method == "GET":
-            answer = success(QueuePlaceSerializer(place).data, "Your place")
-        elif place.created:
-            answer = success(QueuePlaceSerializer(place).data, "You joined the line", status=201)
-        else:
-            answer = success(QueuePlaceSerializer(place).data, "You are in the line")
-        return _answered(request, rendered(answer))
+        return _answered(request, rendered(api.queue_place_answer(place, joining=request.method == "POST")))
 
 
 def _answered(request, response: HttpResponse) -> HttpResponse:
