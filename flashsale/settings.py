@@ -309,6 +309,11 @@ AUTH_TOKEN_CACHE_SECONDS = env.int("AUTH_TOKEN_CACHE_SECONDS", default=60)
 # How long a sold-out / not-live refusal is replayed from the cache (sales.gate) at most; restocks
 # and edits invalidate it at once.
 SALE_GATE_SECONDS = env.int("SALE_GATE_SECONDS", default=10)
+# A waiting room's line state, written by the sale clock every tick (sales.line_cache): gone this
+# long after the clock stops writing it. A numbered place's position, which never changes, is cached
+# for LINE_CACHE_PLACE_SECONDS.
+LINE_CACHE_SECONDS = env.int("LINE_CACHE_SECONDS", default=2)
+LINE_CACHE_PLACE_SECONDS = env.int("LINE_CACHE_PLACE_SECONDS", default=900)
 
 # Idempotency-Key on purchases (idempotency app): results are replayed for this long, and a key
 # whose request died without finishing can be retried after IDEMPOTENCY_LOCK_SECONDS.

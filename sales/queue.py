@@ -135,7 +135,7 @@ def _join_at_once(*, user: User, sale_id: int, moment: datetime) -> PlaceView | 
     if row is None:
         return None
     position, current_stock, end_time, admitted_through, rate = row
-    return _place_view(
+    return place_view(
         sale_id=sale_id,
         current_stock=current_stock,
         end_time=end_time,
@@ -231,7 +231,7 @@ def place_of(*, user: User, sale_id: int) -> PlaceView:
     if not waiting_room:
         raise NoWaitingRoom(details={"saleId": sale_id})
     field = QueuePlace._meta.get_field("admitted_until")
-    return _place_view(
+    return place_view(
         sale_id=sale_id,
         current_stock=current_stock,
         end_time=_from_db(end_time, FlashSale._meta.get_field("end_time")),
@@ -260,7 +260,7 @@ def _from_db(value: Any, field: Any) -> Any:
 
 
 def view(*, sale: FlashSale, place: QueuePlace, created: bool = False) -> PlaceView:
-    return _place_view(
+    return place_view(
         sale_id=sale.pk,
         current_stock=sale.current_stock,
         end_time=sale.end_time,
@@ -273,7 +273,7 @@ def view(*, sale: FlashSale, place: QueuePlace, created: bool = False) -> PlaceV
     )
 
 
-def _place_view(
+def place_view(
     *,
     sale_id: int,
     current_stock: int,

@@ -22,6 +22,7 @@ from typing import Any
 
 from django.http import HttpResponse
 from django.urls import resolve, reverse
+from django.utils import timezone
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.utils import json as drf_json
 
@@ -30,7 +31,7 @@ from core import prefetch
 from core.errors import json_error_for_failure
 from core.ids import MAX_ID
 from core.ratelimit import check_rate, planned_counter
-from sales import api, queue
+from sales import api, line_cache, queue
 from sales.fastpath import plain_token, rendered
 
 # The view's rate limits on a join, in the order its decorators check them.
@@ -71,10 +72,26 @@ class QueueFastPathMiddleware:
                     check_rate(request, **limit)
                 place = queue.join(user=user, sale_id=sale_id)
             else:
-                place = queue.place_of(user=user, sale_id=sale_id)
+                place = _place_read(user_id=user.pk, sale_id=sale_id) or _place_from_database(user, sale_id)
         except Exception as failure:
             return _answered(request, json_error_for_failure(failure))
         return _answered(request, rendered(api.queue_place_answer(place, joining=request.method == "POST")))
+
+
+def _place_read(*, user_id: int, sale_id: int) -> queue.PlaceView | None:
+    """A waiting place from what the request's one round trip read (sales.line_cache), else None."""
+    found = prefetch.cached_many(line_cache.cache_keys(sale_id, user_id))
+    if found is None:
+        return None  # not planned (a token this process has not seen) or the cache unreachable
+    return line_cache.cached_place(found, sale_id=sale_id, user_id=user_id, moment=timezone.now())
+
+
+def _place_from_database(user, sale_id: int) -> queue.PlaceView:
+    place = queue.place_of(user=user, sale_id=sale_id)
+    if place.status == queue.QueueStatus.WAITING:
+        # The next reads of a place the line has not reached come from the cache.
+        line_cache.remember_place(sale_id=sale_id, user_id=user.pk, position=place.position)
+    return place
 
 
 def _answered(request, response: HttpResponse) -> HttpResponse:
@@ -161,16 +178,21 @@ def _empty_join_body(request) -> bool:
 
 @prefetch.planner
 def _plan_queue(request, plan: prefetch.Plan) -> None:
-    """A plain join counts the view's rate limits with the token's read, only while the token is
+    """A place read reads its cached place and line (sales.line_cache) for a token this process has
+    seen (its user). A plain join counts the view's rate limits with the token's read, only while the token is
     cached (a request DRF will authenticate; an unknown token counts nothing, as with the view), the
     per-user one only for a token this process has seen (its user). Counted together, a join the
     per-user limit refuses also counts against its address, where the view's decorators stop at the
     first: an attempt from that address all the same."""
     plain = _plain_queue_request(request)
-    if plain is None or request.method != "POST":
+    if plain is None:
         return
-    key, _ = plain
+    key, sale_id = plain
     user_id = user_id_of(key)
+    if request.method == "GET":
+        if user_id is not None:
+            plan.reads.extend(line_cache.cache_keys(sale_id, user_id))
+        return
     for limit in JOIN_LIMITS:
         if limit["key"] == "user" and user_id is None:
             continue

@@ -10,13 +10,13 @@ from datetime import timedelta
 from unittest import mock
 
 import pytest
-from django.core.cache import cache
+from django.core.cache import cache, caches
 from django.db import OperationalError, connection
 from django.test import override_settings
 from django.utils import timezone
 
 from accounts.authentication import token_cache_key
-from sales import queue
+from sales import gate, line_cache, queue, selectors
 from sales.api import FlashSaleViewSet
 from sales.models import FlashSale, QueuePlace
 from sales.queue_fastpath import QueueFastPathMiddleware
@@ -352,3 +352,118 @@ def test_a_first_join_is_one_statement_and_a_repeat_takes_no_position(known_buye
     positions = [QueuePlace.objects.get(sale=sale, user=user).position for user in (others[0], buyer, others[1])]
     # The repeats took no number: the next buyer is right behind.
     assert positions == [1, 2, 3]
+
+
+# --- a waiting place read from the cache (sales.line_cache) -------------------------------------
+
+
+@pytest.fixture
+def redis_only():
+    if not hasattr(cache, "read_and_count"):
+        pytest.skip("a place is read from the cache in the request's one Redis round trip (REDIS_URL)")
+
+
+def statements_for(request):
+    sent = []
+
+    def recorded(execute, sql, params, many, context):
+        sent.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(recorded):
+        answer = request()
+    return answer, sent
+
+
+def published(sale):
+    sale.refresh_from_db()
+    line_cache.publish(selectors.open_waiting_rooms(timezone.now()))
+    return sale
+
+
+@pytest.fixture
+def waiting_place(redis_only, known_buyer, buyer):
+    """The buyer's place, third in a drawn line admitted through 1, the line published by the clock
+    and the place read once (from the database, which caches its position)."""
+    sale = drawn()
+    for user in (UserFactory(), UserFactory(), buyer):
+        queue.join(user=user, sale_id=sale.pk)
+    FlashSale.objects.filter(pk=sale.pk).update(admitted_through=1)
+    published(sale)
+    first, statements = statements_for(lambda: known_buyer.get(path(sale.pk)))
+    assert first.status_code == 200 and statements  # the database answered, and the position is cached
+    return sale
+
+
+def test_a_waiting_place_is_read_from_the_cache_without_the_database_and_is_drfs(waiting_place, known_buyer):
+    sale = waiting_place
+    with never_reaching_drf():
+        fast, statements = statements_for(lambda: known_buyer.get(path(sale.pk)))
+    with through_drf():
+        drf = known_buyer.get(path(sale.pk))
+
+    assert statements == []
+    assert received(fast) == received(drf)
+    assert fast.json()["data"] | {"admittedUntil": None} == {
+        "saleId": sale.pk,
+        "status": "waiting",
+        "position": 3,
+        "aheadOfYou": 1,
+        "estimatedWaitSeconds": 1,
+        "admittedUntil": None,
+    }
+
+
+def _admitted_through_the_place(sale):
+    FlashSale.objects.filter(pk=sale.pk).update(admitted_through=3)
+    QueuePlace.objects.filter(sale=sale, position__lte=3).update(admitted_until=timezone.now() + timedelta(minutes=2))
+    published(sale)
+
+
+def _edited_by_staff(sale):
+    FlashSale.objects.filter(pk=sale.pk).update(admit_per_second=7)
+    gate.forget(sale.pk)  # what every staff change does after it commits
+
+
+def _sold_out(sale):
+    FlashSale.objects.filter(pk=sale.pk).update(current_stock=0)
+    published(sale)  # a closed line leaves the published ones: its entry goes
+
+
+def _clock_stopped(sale):
+    FlashSale.objects.filter(pk=sale.pk).update(admitted_through=2)
+    cache.delete(f"sales:line:{sale.pk}")  # what LINE_CACHE_SECONDS does when the clock stops writing
+
+
+@pytest.mark.parametrize(
+    "change, status",
+    [
+        (_admitted_through_the_place, "admitted"),
+        (_edited_by_staff, "waiting"),
+        (_sold_out, "closed"),
+        (_clock_stopped, "waiting"),
+    ],
+)
+def test_the_database_answers_what_the_cache_cannot_know(waiting_place, known_buyer, change, status):
+    sale = waiting_place
+    change(sale)
+    with never_reaching_drf():
+        fast, statements = statements_for(lambda: known_buyer.get(path(sale.pk)))
+    with through_drf():
+        drf = known_buyer.get(path(sale.pk))
+
+    assert statements, "answered from the cache"
+    assert received(fast) == received(drf)
+    sale.refresh_from_db()
+    data = fast.json()["data"]
+    assert data["status"] == status
+    assert data["aheadOfYou"] == max(0, 3 - sale.admitted_through - 1)
+    assert data["estimatedWaitSeconds"] * sale.admit_per_second >= data["aheadOfYou"]
+
+
+def test_a_failed_round_trip_leaves_the_read_to_the_database(waiting_place, known_buyer):
+    sale = waiting_place
+    with mock.patch.object(caches["default"], "read_and_count", side_effect=ConnectionError("Redis is gone")):
+        answer, statements = statements_for(lambda: known_buyer.get(path(sale.pk)))
+    assert answer.status_code == 200 and statements
+    assert answer.json()["data"]["position"] == 3
