@@ -9,7 +9,8 @@ the sale is still open), which changes only with the sale clock's admission step
   drops the entries of lines that closed since its last tick; entries expire after LINE_CACHE_SECONDS,
   so a stopped clock leaves nothing to read. An entry records the sale gate's generation, which every
   staff change bumps after commit (sales.gate.forget): an entry from before an edit is not used.
-- A place's position is cached by the reads and joins that learn it from the database (`remember_place`).
+- A place's position is cached by the reads that learn it from the database (`remember_place`),
+  keyed by the reading request's token.
 - A read answers from the cache (`cached_place`) only for a place the line has not reached
   (position > admittedThrough): waiting, or closed. A place admission reached is the database's to
   answer (its admission's end is recorded there), and so is anything missing or out of date.
@@ -40,13 +41,15 @@ def _line_key(sale_id: int) -> str:
     return f"sales:line:{sale_id}"
 
 
-def _place_key(sale_id: int, user_id: int) -> str:
-    return f"sales:line-place:{sale_id}:{user_id}"
+def _place_key(sale_id: int, token: str) -> str:
+    # By the request's token, not its user: a request names its token before anything is read, so
+    # the place is read in the same round trip as the token (a token belongs to one user for good).
+    return f"sales:line-place:{sale_id}:{token}"
 
 
-def cache_keys(sale_id: int, user_id: int) -> list[str]:
+def cache_keys(sale_id: int, token: str) -> list[str]:
     """What `cached_place` needs from the cache, so a request can read it with its other keys."""
-    return [_line_key(sale_id), _place_key(sale_id, user_id), *gate.cache_keys(sale_id)]
+    return [_line_key(sale_id), _place_key(sale_id, token), *gate.cache_keys(sale_id)]
 
 
 def publish(rooms: Iterable[FlashSale]) -> None:
@@ -79,21 +82,22 @@ def publish(rooms: Iterable[FlashSale]) -> None:
     _published.update(sale_ids)
 
 
-def remember_place(*, sale_id: int, user_id: int, position: int | None) -> None:
-    """Cache a numbered place's position (it never changes); a place in the pre-queue has none yet."""
+def remember_place(*, sale_id: int, token: str, position: int | None) -> None:
+    """Cache a numbered place's position (it never changes) for reads with `token`, its buyer's; a
+    place in the pre-queue has none yet."""
     if position is None:
         return
     try:
-        cache.set(_place_key(sale_id, user_id), position, timeout=settings.LINE_CACHE_PLACE_SECONDS)
+        cache.set(_place_key(sale_id, token), position, timeout=settings.LINE_CACHE_PLACE_SECONDS)
     except Exception:
         logger.warning("waiting room: could not cache a place", exc_info=True)
 
 
-def cached_place(found: dict[str, Any], *, sale_id: int, user_id: int, moment: datetime) -> queue.PlaceView | None:
+def cached_place(found: dict[str, Any], *, sale_id: int, token: str, moment: datetime) -> queue.PlaceView | None:
     """The place a get_many of `cache_keys` answers for, when the line has not reached it; else None
     (the database answers)."""
     line = found.get(_line_key(sale_id))
-    position = found.get(_place_key(sale_id, user_id))
+    position = found.get(_place_key(sale_id, token))
     if line is None or position is None or line["generation"] != found.get(gate.cache_keys(sale_id)[1], 0):
         return None
     if position <= line["admitted_through"]:

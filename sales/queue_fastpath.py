@@ -72,25 +72,25 @@ class QueueFastPathMiddleware:
                     check_rate(request, **limit)
                 place = queue.join(user=user, sale_id=sale_id)
             else:
-                place = _place_read(user_id=user.pk, sale_id=sale_id) or _place_from_database(user, sale_id)
+                place = _place_read(token=key, sale_id=sale_id) or _place_from_database(user, key, sale_id)
         except Exception as failure:
             return _answered(request, json_error_for_failure(failure))
         return _answered(request, rendered(api.queue_place_answer(place, joining=request.method == "POST")))
 
 
-def _place_read(*, user_id: int, sale_id: int) -> queue.PlaceView | None:
+def _place_read(*, token: str, sale_id: int) -> queue.PlaceView | None:
     """A waiting place from what the request's one round trip read (sales.line_cache), else None."""
-    found = prefetch.cached_many(line_cache.cache_keys(sale_id, user_id))
+    found = prefetch.cached_many(line_cache.cache_keys(sale_id, token))
     if found is None:
-        return None  # not planned (a token this process has not seen) or the cache unreachable
-    return line_cache.cached_place(found, sale_id=sale_id, user_id=user_id, moment=timezone.now())
+        return None  # not read (the cache unreachable, or without Redis)
+    return line_cache.cached_place(found, sale_id=sale_id, token=token, moment=timezone.now())
 
 
-def _place_from_database(user, sale_id: int) -> queue.PlaceView:
+def _place_from_database(user, token: str, sale_id: int) -> queue.PlaceView:
     place = queue.place_of(user=user, sale_id=sale_id)
     if place.status == queue.QueueStatus.WAITING:
         # The next reads of a place the line has not reached come from the cache.
-        line_cache.remember_place(sale_id=sale_id, user_id=user.pk, position=place.position)
+        line_cache.remember_place(sale_id=sale_id, token=token, position=place.position)
     return place
 
 
@@ -178,9 +178,9 @@ def _empty_join_body(request) -> bool:
 
 @prefetch.planner
 def _plan_queue(request, plan: prefetch.Plan) -> None:
-    """A place read reads its cached place and line (sales.line_cache) for a token this process has
-    seen (its user). A plain join counts the view's rate limits with the token's read, only while the token is
-    cached (a request DRF will authenticate; an unknown token counts nothing, as with the view), the
+    """A place read reads its cached place and line (sales.line_cache) with the token's entry. A
+    plain join counts the view's rate limits with the token's read, only while the token is cached
+    (a request DRF will authenticate; an unknown token counts nothing, as with the view), the
     per-user one only for a token this process has seen (its user). Counted together, a join the
     per-user limit refuses also counts against its address, where the view's decorators stop at the
     first: an attempt from that address all the same."""
@@ -188,11 +188,10 @@ def _plan_queue(request, plan: prefetch.Plan) -> None:
     if plain is None:
         return
     key, sale_id = plain
-    user_id = user_id_of(key)
     if request.method == "GET":
-        if user_id is not None:
-            plan.reads.extend(line_cache.cache_keys(sale_id, user_id))
+        plan.reads.extend(line_cache.cache_keys(sale_id, key))
         return
+    user_id = user_id_of(key)
     for limit in JOIN_LIMITS:
         if limit["key"] == "user" and user_id is None:
             continue
