@@ -437,6 +437,7 @@ class FlashSaleViewSet(
             **ok(200, "QueuePlaceResponse", QueuePlaceSerializer),
             **errors(
                 TOKEN,
+                ErrorCode.VALIDATION_ERROR,
                 ChallengeFailed,
                 SaleNotFound,
                 NoWaitingRoom,
