@@ -81,7 +81,7 @@ def statuses(into: queue.Queue) -> list[str]:
 def test_one_of_two_clocks_announces_and_a_killed_leader_hands_over_without_missing_a_start():
     now = timezone.now()
     # Starts while both clocks run; the second starts after the leader is killed.
-    first = SaleFactory(start_time=now + timedelta(seconds=6), end_time=now + timedelta(hours=1))
+    first = SaleFactory(start_time=now + timedelta(minutes=30), end_time=now + timedelta(hours=1))
     second = SaleFactory(start_time=now + timedelta(hours=1), end_time=now + timedelta(hours=2))
     first_statuses, second_statuses = queue.Queue(), queue.Queue()
     stop = threading.Event()
@@ -102,7 +102,10 @@ def test_one_of_two_clocks_announces_and_a_killed_leader_hands_over_without_miss
             )
             leader, follower = clocks
 
-            # Both clocks tick across the first sale's start: it is announced exactly once.
+            # Both clocks tick across the first sale's start: it is announced exactly once. It is set
+            # once both run (starting them can take longer than any fixed lead on a loaded machine).
+            first.start_time = timezone.now() + timedelta(seconds=2)
+            first.save(update_fields=["start_time"])
             wait_for(lambda: not first_statuses.empty(), 15, "the first sale's start")
             time.sleep(1)  # a second announcement, if any, would arrive within a couple of ticks
             assert statuses(first_statuses) == ["active"]
