@@ -21,7 +21,10 @@ that is rolled back so each repeat starts from the same state:
     pre-queue of 100 and of 100,000 places (the first numbering step after the start);
   - GET /api/v1/flashsales/<id>/queue and GET /api/v1/health through Django's handler in-process
     (django.test.Client, Redis cache, no server): wall and CPU microseconds per request.
-Then, unless --no-http, it starts the service as bench/herd.py does (deploy/run: HAProxy -> gunicorn) and
+During the reads a thread of its own publishes the open lines every 0.5 s as the sale clock does
+(sales.line_cache.publish), without admitting anyone, so the lines stay as seeded. Then, unless
+--no-http, it starts the service as bench/herd.py does (deploy/run: HAProxy -> gunicorn), lets every
+reader read their place once (their token and a waiting place cached, as in a line whose pages poll),
 drives GET /api/v1/health and GET .../queue of the big and small sales with wrk (bench/herd.lua, each
 request with the next buyer's token), and prints every figure beside its target:
   step on the big (and late) sale / step on the small one: <= 1.5 (the same cost, within the noise of a
@@ -36,7 +39,9 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -288,6 +293,40 @@ def in_process_reads(sales: dict[str, int], tokens: dict[str, str], requests: in
     return {case: {kind: min(values) for kind, values in kinds.items()} for case, kinds in figures.items()}
 
 
+class LinePublisher(threading.Thread):
+    """The sale clock's publishing step (sales.line_cache.publish, every 0.5 s as the clock ticks),
+    without its admission step: the servers run no clock in a bench, and admitting would change the
+    lines between phases. A waiting buyer's read is answered from what it publishes."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        from django.db import connection
+        from django.utils import timezone
+
+        from sales import line_cache, selectors
+
+        try:
+            while not self.stopped.is_set():
+                line_cache.publish(selectors.open_waiting_rooms(timezone.now()))
+                self.stopped.wait(0.5)
+        finally:
+            connection.close()
+
+
+def read_every_place(url: str, tokens_file: Path) -> None:
+    """One read of their place by every buyer in `tokens_file`, 16 at a time."""
+    import httpx
+
+    tokens = tokens_file.read_text().split()
+    with httpx.Client(timeout=30) as client, ThreadPoolExecutor(16) as pool:
+        answers = pool.map(lambda token: client.get(url, headers={"Authorization": f"Token {token}"}), tokens)
+        statuses = {answer.status_code for answer in answers}
+    assert statuses == {200}, statuses
+
+
 def http_phases(args, database_url: str, sales: dict[str, int], token_files: dict[str, Path]) -> dict:
     process, base_url = herd.start_servers(args, herd.server_env(args, database_url), args.topology)
     phases: dict[str, dict] = {}
@@ -295,14 +334,9 @@ def http_phases(args, database_url: str, sales: dict[str, int], token_files: dic
         print(f"  service at {base_url} ({args.topology}); {args.connections} connections", flush=True)
         herd.wrk(args, base_url + "/api/v1/health", "get", duration=2, connections=50)
         for name in ("big", "small"):
-            # Warm: every token of the phase cached, as in a line where buyers poll their place.
-            herd.wrk(
-                args,
-                f"{base_url}/api/v1/flashsales/{sales[name]}/queue",
-                *("queue", str(token_files[name]), str(sales[name]), str(args.threads)),
-                duration=3,
-                connections=50,
-            )
+            # Warm: every buyer of the phase has read their place once (their token and a waiting
+            # place's position cached), as in a line where buyers poll their place.
+            read_every_place(f"{base_url}/api/v1/flashsales/{sales[name]}/queue", token_files[name])
         herd.drain(base_url)
         for phase, (url, script) in {
             "trivial": (base_url + "/api/v1/health", ("get",)),
@@ -365,8 +399,14 @@ def main() -> int:
     print("timing the draw of a pre-queue...", flush=True)
     draws = draw_timings(user_ids, {"small": args.small, "big": args.big})
     print(f"timing reads in-process ({args.requests} requests each)...", flush=True)
-    reads = in_process_reads(sales, tokens, args.requests)
-    phases = {} if args.no_http else http_phases(args, database_url, sales, token_files)
+    publisher = LinePublisher()
+    publisher.start()
+    try:
+        reads = in_process_reads(sales, tokens, args.requests)
+        phases = {} if args.no_http else http_phases(args, database_url, sales, token_files)
+    finally:
+        publisher.stopped.set()
+        publisher.join()
 
     def ratio(a, b):
         return a / b if b else float("nan")
