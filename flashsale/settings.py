@@ -307,6 +307,12 @@ AUTH_TOKEN_CACHE_SECONDS = env.int("AUTH_TOKEN_CACHE_SECONDS", default=60)
 # How long a sold-out / not-live refusal is replayed from the cache (sales.gate) at most; restocks
 # and edits invalidate it at once.
 SALE_GATE_SECONDS = env.int("SALE_GATE_SECONDS", default=10)
+# How long a process answers from its own copy of a token's user or a sale gate's refusal read from
+# Redis (core.near_cache), in milliseconds; 0 asks Redis every time. Other processes' logouts,
+# restocks and edits reach it by pub/sub at once; a lost message is outlived by this much at most.
+LOCAL_CACHE_MS = env.int("LOCAL_CACHE_MS", default=500)
+if LOCAL_CACHE_MS < 0:
+    raise ImproperlyConfigured("LOCAL_CACHE_MS must be 0 or more")
 
 # Idempotency-Key on purchases (idempotency app): results are replayed for this long, and a key
 # whose request died without finishing can be retried after IDEMPOTENCY_LOCK_SECONDS.
