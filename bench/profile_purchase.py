@@ -19,6 +19,10 @@ that bounds a gunicorn worker's throughput.
 --dispatch times the bought and gated cases answered by the fast path (sales.fastpath) and by DRF's
 view, interleaved.
 
+--near times the cases with each process's copies of the token's user and the gate's refusal
+(core.near_cache) kept and not (LOCAL_CACHE_MS=0, every request reads Redis as before), interleaved;
+--no-ratelimit runs everything with rate limits off, as bench/herd.py runs the server.
+
 --push times the bought purchase, interleaved, with the after-commit push sent three ways: `wait`
 (the request waits for Redis's answer, as before issue 20), `queue` (handed to the process's sender
 thread, the default now) and `none` (nothing sent from the request: what reading committed
@@ -56,7 +60,18 @@ def parse_args():
         action="store_true",
         help="time the bought and gated cases answered by sales.fastpath and by DRF's view, interleaved",
     )
+    parser.add_argument(
+        "--near",
+        action="store_true",
+        help="time the bought and gated cases with each process's copies of token and gate (core.near_cache) "
+        "on and off (LOCAL_CACHE_MS=0: Redis every time, as before), interleaved",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of each timing (best is kept)")
+    parser.add_argument(
+        "--no-ratelimit",
+        action="store_true",
+        help="rate limits off, as bench/herd.py runs the server (by default they are on, with limits never reached)",
+    )
     return parser.parse_args()
 
 
@@ -128,7 +143,7 @@ def main() -> None:
         DATABASE_URL=f"{args.pg}/{args.database}",
         DEBUG="false",
         REQUEST_LOG="false",
-        RATELIMIT_ENABLE="true",
+        RATELIMIT_ENABLE="false" if args.no_ratelimit else "true",
         RATELIMIT_PURCHASE="1000000/m",
         RATELIMIT_GLOBAL="1000000/m",
         SECRET_KEY="profile-only-secret-key-" + "x" * 40,
@@ -230,6 +245,8 @@ def main() -> None:
         compare_push_modes(cases["bought"][0], timed, args)
     if args.dispatch:
         compare_dispatch(cases, timed, args)
+    if args.near:
+        compare_near_copies(cases, timed, args)
     if args.profile:
         from pyinstrument import Profiler
 
@@ -264,6 +281,31 @@ def compare_push_modes(request, timed, args) -> None:
     print(f"push modes, bought purchase, best of {args.rounds} interleaved rounds of {args.requests}:")
     for mode, (wall, cpu) in best.items():
         print(f"  {mode:>5}: {wall:8.0f} us/request wall, {cpu:8.0f} us CPU")
+
+
+def compare_near_copies(cases, timed, args) -> None:
+    """The bought and gated cases with core.near_cache's copies kept and not (LOCAL_CACHE_MS=0),
+    interleaved over rounds, best of each."""
+    from django.conf import settings
+    from django.test import override_settings
+
+    kept = settings.LOCAL_CACHE_MS
+    best: dict[tuple[str, str], tuple[float, float, float]] = {}
+    for _ in range(args.rounds):
+        for case in ("gated", "bought", "health"):
+            for copies, local_ms in (("off", 0), (f"{kept} ms", kept)):
+                with override_settings(LOCAL_CACHE_MS=local_ms):
+                    cases[case][0]()  # a copy is made by a request that reads Redis
+                    figures = timed(cases[case][0], args.requests)
+                previous = best.get((case, copies), figures)
+                best[(case, copies)] = (
+                    min(previous[0], figures[0]),
+                    min(previous[1], figures[1]),
+                    min(previous[2], figures[2]),
+                )
+    print(f"copies of token and gate, best of {args.rounds} interleaved rounds of {args.requests}:")
+    for (case, copies), (wall, cpu, own) in best.items():
+        print(f"  {case:>7} {copies:>7}: {wall:8.0f} us/request wall, {cpu:8.0f} us CPU, {own:8.0f} us on its thread")
 
 
 def compare_dispatch(cases, timed, args) -> None:
