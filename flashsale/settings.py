@@ -82,6 +82,9 @@ MIDDLEWARE = [
     "core.middleware.RequestLogMiddleware",
     # Before anything that calls request.get_host(): a bad Host under /api/ gets the JSON error.
     "core.middleware.ApiHostMiddleware",
+    # The liveness probe, answered with what the middleware below make of its answer, replayed
+    # (core/health.py); below the metrics, the request log and the Host check, which count it.
+    "core.health.LivenessMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # django-csp's; under /api/ the configured policy is built once, not per response.
     "core.middleware.ApiAwareCSPMiddleware",
@@ -103,11 +106,9 @@ MIDDLEWARE = [
     "core.middleware.PageAuthenticationMiddleware",
     "core.middleware.PageMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # A plain purchase and the liveness probe are answered here, before DRF, as DRF's views answer
-    # them (sales/fastpath.py, core/health.py); innermost, so every middleware above treats their
-    # answers as the views'.
+    # A plain purchase is answered here, before DRF, as DRF's view answers it (sales/fastpath.py);
+    # innermost, so every middleware above treats its answer as the view's.
     "sales.fastpath.PlainPurchaseMiddleware",
-    "core.health.LivenessMiddleware",
 ]
 
 ROOT_URLCONF = "flashsale.urls"
