@@ -105,6 +105,17 @@ def has_near_copy(key: str) -> bool:
     return _near_entries.get(key) is not None
 
 
+def counted_while_cached(key: str, plan: prefetch.Plan) -> str | None:
+    """The `only_if` of a planned counter that counts only while token `key` is cached: None when
+    this process keeps a copy of its entry (it is cached), else the entry's read, planned if it was not."""
+    if has_near_copy(key):
+        return None
+    read = token_cache_key(key)
+    if read not in plan.reads:
+        plan.reads.append(read)
+    return read
+
+
 def near_user(key: str) -> User | None:
     """The user behind token `key` from this process's copy of its cache entry, if one is kept."""
     return user_from_cache_entry(_near_entries.get(key))

@@ -23,10 +23,18 @@ view, interleaved.
 (core.near_cache) kept and not (LOCAL_CACHE_MS=0, every request reads Redis as before), interleaved;
 --no-ratelimit runs everything with rate limits off, as bench/herd.py runs the server.
 
---push times the bought purchase, interleaved, with the after-commit push sent three ways: `wait`
-(the request waits for Redis's answer, as before issue 20), `queue` (handed to the process's sender
-thread, the default now) and `none` (nothing sent from the request: what reading committed
-purchases from the database on the WebSocket side, live/db_feed.py, costs the request).
+--push times the bought purchase, interleaved, with the after-commit push sent four ways: `wait`
+(the request waits for Redis's answer, as before issue 20), `one by one` (handed to the process's
+sender thread, which sends each message alone: BATCH_LIMIT 1), `batched` (the default now: the
+sender sends what waited for a sale in one group_send) and `none` (nothing sent from the request:
+what reading committed purchases from the database on the WebSocket side, live/db_feed.py, costs
+the request). A channel of the channel layer joins the sale's group first, as a WebSocket process's
+hub does while a page watches, so each send does all its work (without a member, channels_redis
+stops after reading the group).
+
+--threads N sends the requests from N threads at once, as a gunicorn gthread worker's threads do in
+a herd (1 by default); the CPU "on the request's thread" is then the sum over the N threads. With
+one thread each purchase's send is done before the next commits, so batches only form with several.
 """
 
 import argparse
@@ -34,6 +42,7 @@ import contextlib
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -72,6 +81,7 @@ def parse_args():
         action="store_true",
         help="rate limits off, as bench/herd.py runs the server (by default they are on, with limits never reached)",
     )
+    parser.add_argument("--threads", type=int, default=1, help="threads sending the requests at once")
     return parser.parse_args()
 
 
@@ -210,12 +220,24 @@ def main() -> None:
         refusals.flush(30)
 
     def timed(request, count: int) -> tuple[float, float, float]:
-        """(wall, process CPU, request thread CPU) microseconds per request."""
-        wall, cpu, own = time.perf_counter(), time.process_time(), time.thread_time()
-        for _ in range(count):
-            request()
+        """(wall, process CPU, request threads' CPU) microseconds per request."""
+        spent: list[float] = []
+
+        def send(share: int) -> None:
+            started = time.thread_time()
+            for _ in range(share):
+                request()
+            spent.append(time.thread_time() - started)
+
+        senders = [threading.Thread(target=send, args=(count // args.threads,)) for _ in range(args.threads - 1)]
+        wall, cpu = time.perf_counter(), time.process_time()
+        for sender in senders:
+            sender.start()
+        send(count - count // args.threads * (args.threads - 1))
+        for sender in senders:
+            sender.join()
         wall = time.perf_counter() - wall
-        own = time.thread_time() - own
+        own = sum(spent)
         drain()
         cpu = time.process_time() - cpu
         return wall / count * 1e6, cpu / count * 1e6, own / count * 1e6
@@ -242,7 +264,7 @@ def main() -> None:
         )
     cases = cases_for(next(iter(callers.values())))
     if args.push:
-        compare_push_modes(cases["bought"][0], timed, args)
+        compare_push_modes(cases["bought"][0], timed, args, sale_id=live.pk)
     if args.dispatch:
         compare_dispatch(cases, timed, args)
     if args.near:
@@ -257,30 +279,60 @@ def main() -> None:
         print(profiler.output_text(unicode=True, color=False, show_all=False))
 
 
-def compare_push_modes(request, timed, args) -> None:
+def compare_push_modes(request, timed, args, *, sale_id: int) -> None:
     """The bought case with each way of sending its push, interleaved over rounds, best of each."""
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
     from django.test import override_settings
 
-    from live import layer_sender
+    from live import layer_sender, realtime
 
-    queued = layer_sender.send_soon
+    layer = get_channel_layer()
+
+    async def watch() -> None:
+        await layer.group_add(realtime.sale_group(sale_id), await layer.new_channel())
+
+    async_to_sync(watch)()
+
+    # A tree from before batching has no BATCH_LIMIT: it sends one by one whatever this sets.
+    queued, batch_limit, group_send = (
+        layer_sender.send_soon,
+        getattr(layer_sender, "BATCH_LIMIT", 1),
+        layer_sender.group_send,
+    )
+    sends = [0]  # group_sends made, to the sale's group or any other
+
+    def counted_group_send(*arguments) -> None:
+        sends[0] += 1
+        group_send(*arguments)
+
+    layer_sender.group_send = counted_group_send
     modes = {
-        "wait": dict(send=layer_sender.group_send, poll_ms=0),
-        "queue": dict(send=queued, poll_ms=0),
-        "none": dict(send=queued, poll_ms=1000),
+        "wait": dict(send=counted_group_send, poll_ms=0, batch_limit=batch_limit),
+        "one by one": dict(send=queued, poll_ms=0, batch_limit=1),
+        "batched": dict(send=queued, poll_ms=0, batch_limit=batch_limit),
+        "none": dict(send=queued, poll_ms=1000, batch_limit=batch_limit),
     }
     best: dict[str, tuple[float, float]] = {}
+    sent: dict[str, int] = dict.fromkeys(modes, 0)
     for _ in range(args.rounds):
         for mode, how in modes.items():
-            layer_sender.send_soon = how["send"]
+            layer_sender.send_soon, layer_sender.BATCH_LIMIT = how["send"], how["batch_limit"]
+            sends[0] = 0
             with override_settings(REALTIME_POLL_MS=how["poll_ms"]):
                 wall, cpu, _ = timed(request, args.requests)
-            layer_sender.send_soon = queued
+            sent[mode] += sends[0]
+            layer_sender.send_soon, layer_sender.BATCH_LIMIT = queued, batch_limit
             previous = best.get(mode)
             best[mode] = (wall, cpu) if previous is None else (min(previous[0], wall), min(previous[1], cpu))
-    print(f"push modes, bought purchase, best of {args.rounds} interleaved rounds of {args.requests}:")
+    layer_sender.group_send = group_send
+    print(
+        f"push modes, bought purchase, {args.threads} thread(s), "
+        f"best of {args.rounds} interleaved rounds of {args.requests}:"
+    )
     for mode, (wall, cpu) in best.items():
-        print(f"  {mode:>5}: {wall:8.0f} us/request wall, {cpu:8.0f} us CPU")
+        per_send = args.requests * args.rounds / sent[mode] if sent[mode] else 0
+        print(f"  {mode:>10}: {wall:8.0f} us/request wall, {cpu:8.0f} us CPU, {per_send:5.1f} purchases per group_send")
 
 
 def compare_near_copies(cases, timed, args) -> None:

@@ -106,9 +106,11 @@ MIDDLEWARE = [
     "core.middleware.PageAuthenticationMiddleware",
     "core.middleware.PageMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # A plain purchase is answered here, before DRF, as DRF's view answers it (sales/fastpath.py);
-    # innermost, so every middleware above treats its answer as the view's.
+    # A plain purchase, a waiting room's join and place read are answered here, before DRF, as
+    # DRF's views answer them (sales/fastpath.py, sales/queue_fastpath.py); innermost, so every
+    # middleware above treats their answers as the views'.
     "sales.fastpath.PlainPurchaseMiddleware",
+    "sales.queue_fastpath.QueueFastPathMiddleware",
 ]
 
 ROOT_URLCONF = "flashsale.urls"
@@ -314,6 +316,11 @@ SALE_GATE_SECONDS = env.int("SALE_GATE_SECONDS", default=10)
 LOCAL_CACHE_MS = env.int("LOCAL_CACHE_MS", default=500)
 if LOCAL_CACHE_MS < 0:
     raise ImproperlyConfigured("LOCAL_CACHE_MS must be 0 or more")
+# A waiting room's line state, written by the sale clock every tick (sales.line_cache): gone this
+# long after the clock stops writing it. A numbered place's position, which never changes, is cached
+# for LINE_CACHE_PLACE_SECONDS.
+LINE_CACHE_SECONDS = env.int("LINE_CACHE_SECONDS", default=2)
+LINE_CACHE_PLACE_SECONDS = env.int("LINE_CACHE_PLACE_SECONDS", default=900)
 
 # Idempotency-Key on purchases (idempotency app): results are replayed for this long, and a key
 # whose request died without finishing can be retried after IDEMPOTENCY_LOCK_SECONDS.

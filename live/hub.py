@@ -39,7 +39,7 @@ from django.utils import timezone
 
 from live import realtime
 from live.db_feed import DatabaseFeed
-from live.layer_sender import drop_idle_connections
+from live.layer_sender import drop_idle_connections, unbatch
 
 logger = logging.getLogger("flashsale.realtime")
 
@@ -324,12 +324,15 @@ class Hub:
                 async with self.lock:
                     await self._drop_everyone()
                 return
-            try:
-                await self._dispatch(message)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("real-time hub failed to handle %s", message.get("type"))
+            # A batch (the messages one process's sender had waiting for a group) is handled as if
+            # each had come alone, in its order.
+            for event in unbatch(message):
+                try:
+                    await self._dispatch(event)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    logger.exception("real-time hub failed to handle %s", event.get("type"))
 
     async def _drop_everyone(self) -> None:
         """Close every local socket; their pages reconnect and read a fresh snapshot."""

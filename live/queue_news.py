@@ -11,7 +11,6 @@ socket too, whatever the number of sources (live/hub.py).
 
 import time
 from dataclasses import dataclass
-from datetime import datetime
 
 from django.conf import settings
 
@@ -73,11 +72,11 @@ class LineNews:
                 del known[sale_id]
 
 
-def announce_lines(news: LineNews, moment: datetime) -> int:
-    """The sale clock's announcement, after its admission step: every open line that changed and
-    was not read within the interval. Returns how many were announced."""
+def announce_lines(news: LineNews, rooms: list[FlashSale]) -> int:
+    """The sale clock's announcement, after its admission step: every open line (`rooms`, read by
+    selectors.open_waiting_rooms after the step) that changed and was not read within the interval.
+    Returns how many were announced."""
     now = time.monotonic()
-    rooms = selectors.open_waiting_rooms(moment)
     told = 0
     for sale in rooms:
         if not news.due(sale.pk, now):

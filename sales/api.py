@@ -136,6 +136,20 @@ def purchase_created(result: purchase.PurchaseResult) -> SuccessResponse:
     return success(_RESULT.to_representation(result), "Purchase successful", status=201, created_id=result.purchase_id)
 
 
+_PLACE = QueuePlaceSerializer()  # built once, as _RESULT
+
+
+def queue_place_answer(place: queue.PlaceView, *, joining: bool) -> SuccessResponse:
+    """The answer to a join (`joining`) or a read of a place: the view's, and the one the fast path
+    renders (sales.queue_fastpath) from the same place."""
+    data = _PLACE.to_representation(place)
+    if not joining:
+        return success(data, "Your place")
+    if place.created:
+        return success(data, "You joined the line", status=201)
+    return success(data, "You are in the line")
+
+
 _IDEMPOTENCY_KEY = OpenApiParameter(
     "Idempotency-Key",
     str,
@@ -445,9 +459,7 @@ class FlashSaleViewSet(
             challenge=form.validated_data.get("challenge"),
             solution=form.validated_data.get("solution"),
         )
-        if place.created:
-            return success(QueuePlaceSerializer(place).data, "You joined the line", status=201)
-        return success(QueuePlaceSerializer(place).data, "You are in the line")
+        return queue_place_answer(place, joining=True)
 
     @extend_schema(
         summary="A challenge to solve before joining the sale's waiting room",
@@ -480,7 +492,7 @@ class FlashSaleViewSet(
         },
     )
     def queue_place(self, request, pk=None):
-        return success(QueuePlaceSerializer(queue.place_of(user=request.user, sale_id=int(pk))).data, "Your place")
+        return queue_place_answer(queue.place_of(user=request.user, sale_id=int(pk)), joining=False)
 
     @action(detail=True, methods=["post"], url_path="resume")
     def resume(self, request, pk=None):

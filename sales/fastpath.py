@@ -27,7 +27,7 @@ from rest_framework.response import Response
 from rest_framework.utils import json as drf_json
 
 from accounts.authentication import (
-    has_near_copy,
+    counted_while_cached,
     keep_near,
     near_user,
     plausible_token,
@@ -98,7 +98,7 @@ class PlainPurchaseMiddleware:
             result = purchase.purchase(user=user, sale_id=sale_id, quantity=quantity)
         except Exception as failure:
             return self._answered(request, json_error_for_failure(failure))
-        return self._answered(request, _rendered(api.purchase_created(result)))
+        return self._answered(request, rendered(api.purchase_created(result)))
 
     @staticmethod
     def _answered(request, response: HttpResponse) -> HttpResponse:
@@ -110,7 +110,7 @@ class PlainPurchaseMiddleware:
         return response
 
 
-def _rendered(answer: Response) -> HttpResponse:
+def rendered(answer: Response) -> HttpResponse:
     """`answer` as DRF renders it for a request that accepts JSON without parameters."""
     return HttpResponse(JSONRenderer().render(answer.data), status=answer.status_code, content_type="application/json")
 
@@ -146,9 +146,7 @@ def _read_plain_purchase(request) -> tuple[str, int, int] | None:
     # DRF decodes the body with the declared charset (UTF-8 when none is declared).
     if meta.get("CONTENT_TYPE", "").replace(" ", "").lower() not in _PLAIN_JSON:
         return None
-    if meta.get("QUERY_STRING") or meta.get("HTTP_ACCEPT", "").strip() not in _PLAIN_ACCEPT:
-        return None  # ?format= and Accept are DRF's negotiation
-    key = plausible_token(meta.get("HTTP_AUTHORIZATION", ""))
+    key = plain_token(request)
     if key is None:
         return None
     try:
@@ -173,21 +171,26 @@ def _plan_purchase(request, plan: prefetch.Plan) -> None:
         plan.reads.extend(gate.cache_keys(sale_id))
     user_id = user_id_of(key)
     if user_id is not None:
-        # Counted only while the token is cached: this process's copy of its entry says so, else
-        # the round trip's own read of it does.
-        token_read = None if has_near_copy(key) else token_cache_key(key)
-        if token_read is not None and token_read not in plan.reads:
-            plan.reads.append(token_read)
         counter = planned_counter(
             request,
             group="purchase",
             key="user",
             rate_setting="RATELIMIT_PURCHASE",
             value=str(user_id),
-            only_if=token_read,
+            only_if=counted_while_cached(key, plan),
         )
         if counter is not None:
             plan.counters.append(counter)
+
+
+def plain_token(request) -> str | None:
+    """The token key of an API request whose answer DRF would render as plain JSON (no query string:
+    `?format=` is DRF's negotiation, as is an Accept header other than none, `*/*` or JSON) and whose
+    `Authorization` plainly holds a token, else None."""
+    meta = request.META
+    if meta.get("QUERY_STRING") or meta.get("HTTP_ACCEPT", "").strip() not in _PLAIN_ACCEPT:
+        return None
+    return plausible_token(meta.get("HTTP_AUTHORIZATION", ""))
 
 
 def _plain_order(body: bytes) -> tuple[int, int] | None:

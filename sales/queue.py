@@ -35,7 +35,7 @@ from sales.exceptions import (
     SalesError,
     SoldOut,
 )
-from sales.models import TAKING_STATUSES, FlashSale, Purchase, QueuePlace
+from sales.models import QUEUE_OPENS_BEFORE, TAKING_STATUSES, FlashSale, Purchase, QueuePlace
 
 
 class QueueStatus:
@@ -64,6 +64,11 @@ def join(*, user: User, sale_id: int, challenge: Any = None, solution: Any = Non
     """Take `user`'s place in the sale's waiting room, or answer the place they already hold (without
     asking for a new proof of work). A sale with a join difficulty takes a place only for a solved
     challenge of this buyer for this sale (sales.join_challenge), each solution once."""
+    if challenge is None and solution is None and connection.vendor == "postgresql":
+        # The herd's join: a first one, for a sale open to it without a proof of work.
+        placed = _join_at_once(user=user, sale_id=sale_id, moment=timezone.now())
+        if placed is not None:
+            return placed
     sale = _sale(sale_id)
     existing = QueuePlace.objects.filter(sale_id=sale_id, user=user).first()
     if existing is not None:
@@ -82,6 +87,65 @@ def join(*, user: User, sale_id: int, challenge: Any = None, solution: Any = Non
         # A twin request took the place between the read and the insert (the unique constraint).
         return view(sale=sale, place=QueuePlace.objects.get(sale_id=sale_id, user=user))
     return view(sale=sale, place=place, created=True)
+
+
+# A first join in one round trip: the sale's rules read and the place inserted in one statement,
+# which answers nothing when any rule refuses or the buyer already has a place, so that the
+# explaining path below (its own reads, the same order of checks) names the answer. The position's
+# nextval() is reached only for a sale that passed every rule and a buyer without a place: a repeat
+# join takes no number. The `sale` CTE is read twice, so PostgreSQL evaluates it once.
+_JOIN_AT_ONCE_SQL = f"""
+WITH sale AS (
+    SELECT id, start_time, end_time, current_stock, admitted_through, admit_per_second, queue_drawn_at
+      FROM {FlashSale._meta.db_table}
+     WHERE id = %(sale)s AND waiting_room AND join_difficulty = 0
+       AND end_time > %(now)s AND current_stock > 0
+       AND COALESCE(queue_opens_at, start_time - %(opens_before)s * interval '1 second') <= %(now)s
+       AND NOT EXISTS (SELECT 1 FROM {QueuePlace._meta.db_table} WHERE sale_id = %(sale)s AND user_id = %(user)s)
+), placed AS (
+    INSERT INTO {QueuePlace._meta.db_table} (sale_id, user_id, joined_at, pre_queue, position, numbered_at)
+    SELECT sale.id, %(user)s, %(now)s, %(now)s < sale.start_time, numbering.position,
+           CASE WHEN numbering.position IS NULL THEN NULL ELSE %(now)s END
+      FROM sale CROSS JOIN LATERAL (
+           SELECT CASE WHEN sale.queue_drawn_at IS NULL THEN NULL
+                       ELSE nextval(to_regclass(%(sequence)s)) END AS position) AS numbering
+        ON CONFLICT (sale_id, user_id) DO NOTHING
+    RETURNING position
+)
+SELECT placed.position, sale.current_stock, sale.end_time, sale.admitted_through, sale.admit_per_second
+  FROM placed CROSS JOIN sale
+"""
+
+
+def _join_at_once(*, user: User, sale_id: int, moment: datetime) -> PlaceView | None:
+    """The new place of a first join that every rule allows without a proof of work, from one
+    statement (PostgreSQL); None when the explaining path must answer."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _JOIN_AT_ONCE_SQL,
+            {
+                "sale": sale_id,
+                "user": user.pk,
+                "now": moment,
+                "opens_before": QUEUE_OPENS_BEFORE.total_seconds(),
+                "sequence": _position_sequence(sale_id),
+            },
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    position, current_stock, end_time, admitted_through, rate = row
+    return place_view(
+        sale_id=sale_id,
+        current_stock=current_stock,
+        end_time=end_time,
+        admitted_through=admitted_through,
+        rate=rate,
+        position=position,
+        admitted_until=None,
+        moment=moment,
+        created=True,
+    )
 
 
 def _insert_place(*, sale: FlashSale, user: User, moment: datetime) -> QueuePlace | None:
@@ -155,35 +219,88 @@ def challenge_for(*, user: User, sale_id: int) -> join_challenge.IssuedChallenge
 def place_of(*, user: User, sale_id: int) -> PlaceView:
     """The caller's place in the sale's waiting room, or NotInQueue."""
     # Every buyer in a line polls this: the place and its sale in one read of the (sale, user) unique
-    # index; the sale alone is read only to explain a refusal.
-    place = QueuePlace.objects.select_related("sale").filter(sale_id=sale_id, user=user).order_by().first()
-    if place is None:
+    # index, in SQL written once (compiling the ORM's join cost more than running it); the sale alone
+    # is read only to explain a refusal.
+    with connection.cursor() as cursor:
+        cursor.execute(_PLACE_SQL, [sale_id, user.pk])
+        row = cursor.fetchone()
+    if row is None:
         _sale(sale_id)
         raise NotInQueue(details={"saleId": sale_id})
-    if not place.sale.waiting_room:
+    position, admitted_until, waiting_room, current_stock, end_time, admitted_through, rate = row
+    if not waiting_room:
         raise NoWaitingRoom(details={"saleId": sale_id})
-    return view(sale=place.sale, place=place)
+    field = QueuePlace._meta.get_field("admitted_until")
+    return place_view(
+        sale_id=sale_id,
+        current_stock=current_stock,
+        end_time=_from_db(end_time, FlashSale._meta.get_field("end_time")),
+        admitted_through=admitted_through,
+        rate=rate,
+        position=position,
+        admitted_until=_from_db(admitted_until, field),
+        moment=timezone.now(),
+        created=False,
+    )
+
+
+_PLACE_SQL = f"""
+SELECT place.position, place.admitted_until,
+       sale.waiting_room, sale.current_stock, sale.end_time, sale.admitted_through, sale.admit_per_second
+  FROM {QueuePlace._meta.db_table} AS place JOIN {FlashSale._meta.db_table} AS sale ON sale.id = place.sale_id
+ WHERE place.sale_id = %s AND place.user_id = %s
+"""
+
+
+def _from_db(value: Any, field: Any) -> Any:
+    """A raw row's value as the ORM would load it (SQLite hands datetimes back as text)."""
+    for convert in connection.ops.get_db_converters(field.get_col(field.model._meta.db_table)):
+        value = convert(value, field, connection)
+    return value
 
 
 def view(*, sale: FlashSale, place: QueuePlace, created: bool = False) -> PlaceView:
-    now = timezone.now()
-    position = place.position
-    ahead, wait = _wait(position=position, admitted_through=sale.admitted_through, rate=sale.admit_per_second)
-    if sale.current_stock == 0 or sale.end_time <= now:
+    return place_view(
+        sale_id=sale.pk,
+        current_stock=sale.current_stock,
+        end_time=sale.end_time,
+        admitted_through=sale.admitted_through,
+        rate=sale.admit_per_second,
+        position=place.position,
+        admitted_until=place.admitted_until,
+        moment=timezone.now(),
+        created=created,
+    )
+
+
+def place_view(
+    *,
+    sale_id: int,
+    current_stock: int,
+    end_time: datetime,
+    admitted_through: int,
+    rate: int,
+    position: int | None,
+    admitted_until: datetime | None,
+    moment: datetime,
+    created: bool,
+) -> PlaceView:
+    ahead, wait = _wait(position=position, admitted_through=admitted_through, rate=rate)
+    if current_stock == 0 or end_time <= moment:
         status = QueueStatus.CLOSED
-    elif position is None or position > sale.admitted_through:
+    elif position is None or position > admitted_through:
         status = QueueStatus.WAITING
-    elif place.admitted_until is not None and place.admitted_until > now:
+    elif admitted_until is not None and admitted_until > moment:
         status = QueueStatus.ADMITTED
     else:
         status = QueueStatus.EXPIRED
     return PlaceView(
-        sale_id=sale.pk,
+        sale_id=sale_id,
         status=status,
         position=position,
         ahead_of_you=ahead,
         estimated_wait_seconds=wait,
-        admitted_until=place.admitted_until,
+        admitted_until=admitted_until,
         created=created,
     )
 

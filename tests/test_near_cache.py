@@ -223,3 +223,24 @@ def test_what_a_request_read_before_a_restock_is_not_kept_after_it():
 
     assert kept is not None and kept.sold_out
     assert gate.known_here(sale.pk) is None
+
+
+@pytest.mark.django_db
+@override_settings(**LIMITS, RATELIMIT_QUEUE_JOIN_IP="1000/h")
+def test_a_waiting_room_join_with_a_copied_token_counts_its_limits_in_the_one_round_trip():
+    buyer = UserFactory()
+    client = client_for(buyer)
+    sold_out, room = SaleFactory(original_stock=1, current_stock=0), SaleFactory(waiting_room=True)
+    refused_from_copies(client, sold_out)  # this process keeps the token's copy now
+
+    with mock.patch.object(cache, "read_and_count", wraps=cache.read_and_count) as read_and_count:
+        joined, commands = redis_commands(lambda: client.post(f"/api/v1/flashsales/{room.pk}/queue"))
+
+    assert joined.status_code in (200, 201), joined.content
+    assert commands == ["EVALSHA"]  # the limits counted with the global one, no read went wrong
+    reads, counters = read_and_count.call_args_list[0].args
+    assert "queue" in [counter.group for counter in counters]
+    assert all(counter.only_if is None or counter.only_if in reads for counter in counters)
+    request = RequestFactory().post("/")
+    request.user = buyer
+    assert get_usage(request, group="queue", key="user", rate="6/h", increment=False)["count"] == 1

@@ -7,6 +7,7 @@ settings pick (Redis in CI, the in-memory layer on SQLite), like tests/test_real
 import asyncio
 import os
 import random
+import threading
 from urllib.parse import urlsplit
 
 import pytest
@@ -16,7 +17,7 @@ from channels.testing import WebsocketCommunicator
 
 from flashsale.asgi import application
 from live import hub as hub_module
-from live import realtime
+from live import layer_sender, realtime
 from live.hub import hub
 from sales import purchase
 from sales.models import FlashSale
@@ -136,6 +137,99 @@ async def test_a_burst_reaches_a_hundred_sockets_coalesced_to_the_first_and_the_
         # The first purchase, then only the newest few of the burst (the leaderboard has them all).
         purchases = [message for message in messages if message["type"] == "purchase"]
         assert len(purchases) == 1 + hub_module.PURCHASE_BURST
+    for socket in sockets:
+        await socket.disconnect()
+
+
+def purchase_event(sale_id: int, number: int, *, sold_out: bool = False) -> dict:
+    """What live.events sends after the `number`th committed purchase of one unit, of 4 units (stock
+    versions above any a new sale's snapshot shows)."""
+    stock = realtime.stock_message(sale_id=sale_id, current_stock=4 - number, stock_version=100 + number)
+    message = {
+        "stock": stock,
+        "purchase": {"type": "purchase", "saleId": sale_id, "userName": f"B{number}", "quantity": 1, "timestamp": "t"},
+    }
+    if sold_out:
+        message["status"] = realtime.status_message(sale_id=sale_id, status="completed")
+    return {"type": realtime.SALE_EVENT, "message": message}
+
+
+def without_sale(messages: list[dict]) -> list[dict]:
+    return [{key: value for key, value in message.items() if key != "saleId"} for message in messages]
+
+
+async def test_a_batch_of_purchases_reaches_sockets_as_the_same_frames_as_purchases_sent_one_by_one(settings):
+    # A long interval, as above: the first purchase at once, the rest with the sold-out status.
+    settings.STOCK_PUSH_INTERVAL_MS = 60_000
+    apart, together = [await sync_to_async(SaleFactory)(original_stock=4) for _ in range(2)]
+    sockets = {sale.pk: await open_socket(f"/ws/sales/{sale.pk}/") for sale in (apart, together)}
+    for socket in sockets.values():
+        await socket.receive_json_from()
+    events = {
+        sale.pk: [purchase_event(sale.pk, number, sold_out=number == 4) for number in range(1, 5)]
+        for sale in (apart, together)
+    }
+    layer = get_channel_layer()
+
+    for event in events[apart.pk]:
+        await layer.group_send(realtime.sale_group(apart.pk), event)
+    await layer.group_send(
+        realtime.sale_group(together.pk), {"type": layer_sender.BATCH, "messages": events[together.pk]}
+    )
+
+    shown = {sale_id: await receive_until_type(socket, "status") for sale_id, socket in sockets.items()}
+    assert without_sale(shown[together.pk]) == without_sale(shown[apart.pk])
+    assert [message["userName"] for message in shown[together.pk] if message["type"] == "purchase"] == [
+        "B1",
+        "B2",
+        "B3",
+        "B4",
+    ]
+    assert [message["currentStock"] for message in shown[together.pk] if message["type"] == "stock"] == [3, 0]
+    for socket in sockets.values():
+        await socket.disconnect()
+
+
+@pytest.mark.redis
+async def test_purchases_committed_while_the_sender_is_busy_go_out_in_one_send_and_reach_every_socket(
+    settings, monkeypatch
+):
+    settings.STOCK_PUSH_INTERVAL_MS = 60_000
+    sale = await sync_to_async(SaleFactory)(original_stock=4)
+    buyers = [await sync_to_async(UserFactory)(name=f"Buyer {index}") for index in range(4)]
+    sockets = [await open_socket(f"/ws/sales/{sale.pk}/") for _ in range(3)]
+    snapshots = [await socket.receive_json_from() for socket in sockets]
+    sent: list[tuple[str, dict]] = []
+    release = threading.Event()
+    send = layer_sender.group_send
+
+    def held_send(layer, group: str, message: dict) -> None:
+        release.wait(WAIT)  # the first send stalls, as under a herd, so the next purchases wait together
+        sent.append((group, message))
+        send(layer, group, message)
+
+    monkeypatch.setattr(layer_sender, "group_send", held_send)
+    for buyer in buyers:
+        await sync_to_async(purchase.purchase)(user=buyer, sale_id=sale.pk, quantity=1)
+    release.set()
+    assert await sync_to_async(layer_sender.wait_until_sent)(WAIT)
+
+    to_the_sale = [message for group, message in sent if group == realtime.sale_group(sale.pk)]
+    assert [len(layer_sender.unbatch(message)) for message in to_the_sale] == [1, 3]
+    assert to_the_sale[1]["type"] == layer_sender.BATCH
+    version = snapshots[0]["stockVersion"]
+    for socket in sockets:
+        messages = await receive_until_type(socket, "status")
+        assert [message["userName"] for message in messages if message["type"] == "purchase"] == [
+            buyer.name for buyer in buyers
+        ]
+        assert [message for message in messages if message["type"] == "stock"] == [
+            {"type": "stock", "saleId": sale.pk, "currentStock": 3, "stockVersion": version + 1},
+            {"type": "stock", "saleId": sale.pk, "currentStock": 0, "stockVersion": version + 4},
+        ]
+        assert messages[-1] == {"type": "status", "saleId": sale.pk, "status": "completed"}
+    stored = await FlashSale.objects.aget(pk=sale.pk)
+    assert (stored.current_stock, stored.stock_version) == (0, version + 4)
     for socket in sockets:
         await socket.disconnect()
 

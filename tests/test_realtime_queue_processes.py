@@ -48,7 +48,9 @@ def test_sockets_on_two_servers_see_the_clocks_line_once_a_second_then_closed_by
         )
         try:
             lines: list[list[tuple[float, dict]]] = [[] for _ in sockets]
-            deadline = time.monotonic() + 4
+            # Four seconds from the clock's first announcement: a loaded machine can take longer than
+            # that to start a Django process.
+            deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 for socket, seen in zip(sockets, lines, strict=True):
                     try:
@@ -56,6 +58,8 @@ def test_sockets_on_two_servers_see_the_clocks_line_once_a_second_then_closed_by
                     except TimeoutError:
                         continue
                     if message["type"] == "queue_advanced":
+                        if not any(lines):
+                            deadline = time.monotonic() + 4
                         seen.append((time.monotonic(), message))
             ended = httpx.post(
                 f"{server_b}/api/v1/flashsales/{sale.pk}/end",

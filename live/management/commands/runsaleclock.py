@@ -14,7 +14,7 @@ from idempotency.services import purge_expired
 from live import events, realtime
 from live.clock_lease import ClockLease
 from live.queue_news import LineNews, announce_lines
-from sales import holds, queue, selectors
+from sales import holds, line_cache, queue, selectors
 
 logger = logging.getLogger("flashsale.saleclock")
 
@@ -134,8 +134,11 @@ class Command(BaseCommand):
         queue.number_places()
         queue.admit()
         now = timezone.now()
+        rooms = selectors.open_waiting_rooms(now)
+        # What a waiting buyer's place read answers from the cache (sales/line_cache.py).
+        line_cache.publish(rooms)
         # Each open line that moved, at most once a second per sale: not a message per waiting buyer.
-        announce_lines(self.line_news, now)
+        announce_lines(self.line_news, rooms)
         passed = selectors.sales_whose_window_passed(since=since, until=now)
         for sale in passed:
             events.sale_window_passed(sale_id=sale.pk, status=sale.status_at(now))
