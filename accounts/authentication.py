@@ -10,10 +10,13 @@ Invalidation: deleting a token (logout, the admin, a user's deletion cascading t
 entry at once and again after commit; saving a user (deactivation, staff change) removes the
 entries of all their tokens. The expiry bounds the one remaining race: a request that read the
 token from the database just before a logout committed and writes the cache just after it.
+Each process also keeps its copy of an entry for LOCAL_CACHE_MS (core.near_cache); removing the
+entry drops the copies of every process, by a pub/sub message to the others.
 """
 
 import logging
 import re
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -29,6 +32,7 @@ from rest_framework.request import Request
 
 from accounts.models import User
 from core import prefetch
+from core.near_cache import NearCache
 
 logger = logging.getLogger("flashsale.auth")
 
@@ -61,25 +65,67 @@ class CachedTokenAuthentication(TokenAuthentication):
             # Refused before the cache and the database: a NUL byte made PostgreSQL raise (a 500),
             # and garbage of any length should not cost a query or a cache key.
             raise AuthenticationFailed("Invalid token.")
-        cache_key = token_cache_key(key)
-        read, cached = prefetch.cached(cache_key)  # read with the request's other keys, if planned
-        if not read:
-            try:
-                cached = cache.get(cache_key)
-            except Exception:  # the cache is an optimisation: the database still answers
-                logger.warning("token cache unreachable", exc_info=True)
-                cached = None
-        user = user_from_cache_entry(cached)
+        user = cached_user(key)
         if user is not None:
-            remember_user_id(key, user.pk)
             return user, Token(key=key, user=user)
         user, token = super().authenticate_credentials(key)  # raises for unknown keys, inactive users
         remember_user_id(key, user.pk)
         try:
-            cache.set(cache_key, cache_entry_for(user), timeout=settings.AUTH_TOKEN_CACHE_SECONDS)
+            cache.set(token_cache_key(key), cache_entry_for(user), timeout=settings.AUTH_TOKEN_CACHE_SECONDS)
         except Exception:
             logger.warning("token cache unreachable", exc_info=True)
         return user, token
+
+
+def cached_user(key: str) -> User | None:
+    """The user behind token `key` as cached: this process's copy of the entry (core.near_cache),
+    else the entry as this request read it with its other keys (core.prefetch), else as the cache
+    answers now; None when no entry is cached or the cache cannot be read."""
+    entry = _near_entries.get(key)
+    if entry is None:
+        cache_key = token_cache_key(key)
+        read, entry = prefetch.cached(cache_key)
+        read_at = prefetch.read_at()
+        if not read or read_at is None:
+            read_at = time.monotonic()
+            try:
+                entry = cache.get(cache_key)
+            except Exception:  # the cache is an optimisation: the database still answers
+                logger.warning("token cache unreachable", exc_info=True)
+                return None
+        keep_near(key, entry, read_at=read_at)
+    user = user_from_cache_entry(entry)
+    if user is not None:
+        remember_user_id(key, user.pk)
+    return user
+
+
+def has_near_copy(key: str) -> bool:
+    """Whether this process keeps a copy of token `key`'s cache entry (core.near_cache)."""
+    return _near_entries.get(key) is not None
+
+
+def counted_while_cached(key: str, plan: prefetch.Plan) -> str | None:
+    """The `only_if` of a planned counter that counts only while token `key` is cached: None when
+    this process keeps a copy of its entry (it is cached), else the entry's read, planned if it was not."""
+    if has_near_copy(key):
+        return None
+    read = token_cache_key(key)
+    if read not in plan.reads:
+        plan.reads.append(read)
+    return read
+
+
+def near_user(key: str) -> User | None:
+    """The user behind token `key` from this process's copy of its cache entry, if one is kept."""
+    return user_from_cache_entry(_near_entries.get(key))
+
+
+def keep_near(key: str, entry: object, *, read_at: float) -> None:
+    """Keep this process's copy of token `key`'s cache entry, read from the cache at `read_at`
+    (time.monotonic()), if it is one (core.near_cache)."""
+    if user_from_cache_entry(entry) is not None:
+        _near_entries.put(key, entry, read_at=read_at)
 
 
 def cache_entry_for(user: User) -> dict[str, Any]:
@@ -96,6 +142,12 @@ def user_from_cache_entry(entry: object) -> User | None:
     names = [field.attname for field in User._meta.concrete_fields if field.attname in entry]
     return User.from_db("default", names, [entry[name] for name in names])
 
+
+# A token's cache entry as this process last read it from the cache, for LOCAL_CACHE_MS: under a herd
+# the same tokens come back many times a second. Dropped in every process with the cache's entry
+# (`forget_tokens`); a deleted token still answered elsewhere for at most LOCAL_CACHE_MS (a lost
+# message) is the bound docs/design.md states.
+_near_entries = NearCache("token")
 
 # Which user a token key belongs to, per process: a token never changes hands (the key is the row's
 # primary key and its user a fixed foreign key), so this can only be missing, never wrong. It lets
@@ -122,7 +174,7 @@ def _plan_token_read(request: Any, plan: prefetch.Plan) -> None:
     if not request.path_info.startswith("/api/"):
         return
     key = plausible_token(request.META.get("HTTP_AUTHORIZATION", ""))
-    if key is not None:
+    if key is not None and not has_near_copy(key):
         plan.reads.append(token_cache_key(key))
 
 
@@ -135,17 +187,19 @@ def plausible_token(authorization: str) -> str | None:
 
 
 def forget_tokens(keys: Iterable[str]) -> None:
-    keys = [token_cache_key(key) for key in keys]
+    keys = list(keys)
     if not keys:
         return
     try:
-        cache.delete_many(keys)
+        cache.delete_many([token_cache_key(key) for key in keys])
     except Exception:
         logger.error(
             "could not drop cached tokens; they stay valid for at most %ss",
             settings.AUTH_TOKEN_CACHE_SECONDS,
             exc_info=True,
         )
+    # After the cache's entries: a process told to drop its copy must not read the old entry again.
+    _near_entries.drop(keys)
 
 
 @receiver(post_delete, sender=Token, dispatch_uid="accounts.forget_deleted_token")

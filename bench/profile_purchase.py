@@ -19,6 +19,10 @@ that bounds a gunicorn worker's throughput.
 --dispatch times the bought and gated cases answered by the fast path (sales.fastpath) and by DRF's
 view, interleaved.
 
+--near times the cases with each process's copies of the token's user and the gate's refusal
+(core.near_cache) kept and not (LOCAL_CACHE_MS=0, every request reads Redis as before), interleaved;
+--no-ratelimit runs everything with rate limits off, as bench/herd.py runs the server.
+
 --push times the bought purchase, interleaved, with the after-commit push sent four ways: `wait`
 (the request waits for Redis's answer, as before issue 20), `one by one` (handed to the process's
 sender thread, which sends each message alone: BATCH_LIMIT 1), `batched` (the default now: the
@@ -65,7 +69,18 @@ def parse_args():
         action="store_true",
         help="time the bought and gated cases answered by sales.fastpath and by DRF's view, interleaved",
     )
+    parser.add_argument(
+        "--near",
+        action="store_true",
+        help="time the bought and gated cases with each process's copies of token and gate (core.near_cache) "
+        "on and off (LOCAL_CACHE_MS=0: Redis every time, as before), interleaved",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of each timing (best is kept)")
+    parser.add_argument(
+        "--no-ratelimit",
+        action="store_true",
+        help="rate limits off, as bench/herd.py runs the server (by default they are on, with limits never reached)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="threads sending the requests at once")
     return parser.parse_args()
 
@@ -138,7 +153,7 @@ def main() -> None:
         DATABASE_URL=f"{args.pg}/{args.database}",
         DEBUG="false",
         REQUEST_LOG="false",
-        RATELIMIT_ENABLE="true",
+        RATELIMIT_ENABLE="false" if args.no_ratelimit else "true",
         RATELIMIT_PURCHASE="1000000/m",
         RATELIMIT_GLOBAL="1000000/m",
         SECRET_KEY="profile-only-secret-key-" + "x" * 40,
@@ -252,6 +267,8 @@ def main() -> None:
         compare_push_modes(cases["bought"][0], timed, args, sale_id=live.pk)
     if args.dispatch:
         compare_dispatch(cases, timed, args)
+    if args.near:
+        compare_near_copies(cases, timed, args)
     if args.profile:
         from pyinstrument import Profiler
 
@@ -316,6 +333,31 @@ def compare_push_modes(request, timed, args, *, sale_id: int) -> None:
     for mode, (wall, cpu) in best.items():
         per_send = args.requests * args.rounds / sent[mode] if sent[mode] else 0
         print(f"  {mode:>10}: {wall:8.0f} us/request wall, {cpu:8.0f} us CPU, {per_send:5.1f} purchases per group_send")
+
+
+def compare_near_copies(cases, timed, args) -> None:
+    """The bought and gated cases with core.near_cache's copies kept and not (LOCAL_CACHE_MS=0),
+    interleaved over rounds, best of each."""
+    from django.conf import settings
+    from django.test import override_settings
+
+    kept = settings.LOCAL_CACHE_MS
+    best: dict[tuple[str, str], tuple[float, float, float]] = {}
+    for _ in range(args.rounds):
+        for case in ("gated", "bought", "health"):
+            for copies, local_ms in (("off", 0), (f"{kept} ms", kept)):
+                with override_settings(LOCAL_CACHE_MS=local_ms):
+                    cases[case][0]()  # a copy is made by a request that reads Redis
+                    figures = timed(cases[case][0], args.requests)
+                previous = best.get((case, copies), figures)
+                best[(case, copies)] = (
+                    min(previous[0], figures[0]),
+                    min(previous[1], figures[1]),
+                    min(previous[2], figures[2]),
+                )
+    print(f"copies of token and gate, best of {args.rounds} interleaved rounds of {args.requests}:")
+    for (case, copies), (wall, cpu, own) in best.items():
+        print(f"  {case:>7} {copies:>7}: {wall:8.0f} us/request wall, {cpu:8.0f} us CPU, {own:8.0f} us on its thread")
 
 
 def compare_dispatch(cases, timed, args) -> None:

@@ -209,6 +209,11 @@ class ResilientRedisCache(RedisCache):
         counts = [int(count) if count is not None else None for count in answer[len(reads) :]]
         return values, counts
 
+    def publish(self, channel: str, message: str) -> int:
+        """PUBLISH `message` on this cache's channel named `channel` (a key of this cache's, so its
+        prefix applies), behind the breaker; raises when Redis cannot answer."""
+        return self.client.get_client(write=True).publish(self.make_key(channel), message)
+
     def ping(self) -> float:
         """Round-trip time to Redis in seconds, past the breaker; raises if unreachable."""
         started = time.perf_counter()

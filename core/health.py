@@ -8,11 +8,16 @@ one-second socket timeouts.
 
 import functools
 import time
+from collections.abc import Callable
 
+from django.conf import settings
 from django.core.cache import cache
+from django.core.exceptions import MiddlewareNotUsed
+from django.core.handlers.exception import convert_exception_to_response
 from django.db import connection
 from django.http import HttpResponse
 from django.urls import resolve, reverse
+from django.utils.module_loading import import_string
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.negotiation import BaseContentNegotiation
@@ -111,20 +116,66 @@ class Readiness(Probe):
 class LivenessMiddleware:
     """GET and HEAD of the liveness probe answered before URL resolution and DRF's dispatch, with
     the answer `Liveness` gives (tests compare them byte for byte); `Liveness` stays the contract
-    and the schema's source. Innermost in MIDDLEWARE, so every middleware above treats the answer as
-    the view's. Load balancers ask it all the time, and it is the trivial endpoint bench/herd.py
-    measures the server by."""
+    and the schema's source. Load balancers ask it all the time, and it is the trivial endpoint
+    bench/herd.py measures the server by.
+
+    It sits right under the Host check, so the metrics and the request log count the probe as
+    before, and answers with what the middleware below it would make of its answer: it runs them
+    (a chain of its own, ending in the answer, never the view) once per method, scheme and host, and
+    replays the result. A request with an `Origin` (CORS answers it per origin) or a `Cookie` (CSRF
+    may answer a malformed one with a new cookie) goes through that chain every time.
+    """
+
+    MAX_RECORDED = 16
 
     def __init__(self, get_response):
         self.get_response = get_response
+        self._below = _chain_below(type(self), _liveness_answer)
+        self._recorded: dict[tuple[str, bool, str], tuple[int, dict[str, str], bytes]] = {}
 
     def __call__(self, request):
-        if request.method in ("GET", "HEAD") and request.path_info == _liveness_path():
-            request.route_label = _liveness_route()  # named for core.metrics, as URL resolution would
-            response = HttpResponse(_liveness_body(), content_type="application/json")
-            response["Allow"] = _liveness_allow()
+        if request.method not in ("GET", "HEAD") or request.path_info != _liveness_path():
+            return self.get_response(request)
+        request.route_label = _liveness_route()  # named for core.metrics, as URL resolution would
+        meta = request.META
+        if "HTTP_ORIGIN" in meta or "HTTP_COOKIE" in meta:
+            return self._below(request)
+        key = (request.method, request.is_secure(), request.get_host())
+        recorded = self._recorded.get(key)
+        if recorded is None:
+            response = self._below(request)
+            if len(self._recorded) < self.MAX_RECORDED and _replayable(response):
+                self._recorded[key] = (response.status_code, dict(response.items()), response.content)
             return response
-        return self.get_response(request)
+        status, headers, body = recorded
+        return HttpResponse(body, status=status, headers=headers)
+
+
+def _liveness_answer(request) -> HttpResponse:
+    response = HttpResponse(_liveness_body(), content_type="application/json")
+    response["Allow"] = _liveness_allow()
+    return response
+
+
+def _replayable(response) -> bool:
+    # Only a plain answer; a redirect (SECURE_SSL_REDIRECT), a cookie or a streamed body is not replayed.
+    return response.status_code == 200 and not response.cookies and not response.streaming
+
+
+def _chain_below(middleware: type, answer) -> Callable:
+    """The middleware after `middleware` in settings.MIDDLEWARE around `answer`, built as Django's
+    handler builds its chain (each wrapped to turn an exception into a response; one that is not
+    used for this configuration left out)."""
+    names = list(settings.MIDDLEWARE)
+    below = names[names.index(f"{middleware.__module__}.{middleware.__qualname__}") + 1 :]
+    handler = convert_exception_to_response(answer)
+    for name in reversed(below):
+        try:
+            instance = import_string(name)(handler)
+        except MiddlewareNotUsed:
+            continue
+        handler = convert_exception_to_response(instance)
+    return handler
 
 
 @functools.cache

@@ -14,6 +14,7 @@ before: the outage behaviour stays the one tests/test_faults_cache.py and friend
 """
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -49,6 +50,7 @@ class Fetched:
     values: dict[str, Any]  # planned reads that found a value
     reads: frozenset[str]  # every planned read, found or not
     counts: dict[tuple[str, str], int]  # (group, value) -> the count after this request
+    read_at: float  # time.monotonic() when the round trip began (core.near_cache keeps copies by it)
 
 
 _fetched: ContextVar[Fetched | None] = ContextVar("flashsale_prefetched", default=None)
@@ -79,6 +81,7 @@ def _fetch(plan: Plan) -> Fetched | None:
     read_and_count = getattr(cache, "read_and_count", None)
     if read_and_count is None:
         return None
+    read_at = time.monotonic()
     try:
         values, counts = read_and_count(plan.reads, plan.counters)
     except Exception:  # the readers ask the cache themselves, which logs and degrades as before
@@ -92,6 +95,7 @@ def _fetch(plan: Plan) -> Fetched | None:
             for counter, count in zip(plan.counters, counts, strict=True)
             if count is not None
         },
+        read_at=read_at,
     )
 
 
@@ -109,6 +113,12 @@ def cached_many(keys: list[str]) -> dict[str, Any] | None:
     if fetched is None or not fetched.reads.issuperset(keys):
         return None
     return {key: fetched.values[key] for key in keys if key in fetched.values}
+
+
+def read_at() -> float | None:
+    """When this request's round trip began (time.monotonic()), if it made one."""
+    fetched = _fetched.get()
+    return fetched.read_at if fetched is not None else None
 
 
 def has_counts() -> bool:

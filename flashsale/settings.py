@@ -82,6 +82,9 @@ MIDDLEWARE = [
     "core.middleware.RequestLogMiddleware",
     # Before anything that calls request.get_host(): a bad Host under /api/ gets the JSON error.
     "core.middleware.ApiHostMiddleware",
+    # The liveness probe, answered with what the middleware below make of its answer, replayed
+    # (core/health.py); below the metrics, the request log and the Host check, which count it.
+    "core.health.LivenessMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # django-csp's; under /api/ the configured policy is built once, not per response.
     "core.middleware.ApiAwareCSPMiddleware",
@@ -103,13 +106,11 @@ MIDDLEWARE = [
     "core.middleware.PageAuthenticationMiddleware",
     "core.middleware.PageMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # A plain purchase, a waiting room's join and place read, and the liveness probe are answered
-    # here, before DRF, as DRF's views answer them (sales/fastpath.py, sales/queue_fastpath.py,
-    # core/health.py); innermost, so every middleware above treats their
-    # answers as the views'.
+    # A plain purchase, a waiting room's join and place read are answered here, before DRF, as
+    # DRF's views answer them (sales/fastpath.py, sales/queue_fastpath.py); innermost, so every
+    # middleware above treats their answers as the views'.
     "sales.fastpath.PlainPurchaseMiddleware",
     "sales.queue_fastpath.QueueFastPathMiddleware",
-    "core.health.LivenessMiddleware",
 ]
 
 ROOT_URLCONF = "flashsale.urls"
@@ -309,6 +310,12 @@ AUTH_TOKEN_CACHE_SECONDS = env.int("AUTH_TOKEN_CACHE_SECONDS", default=60)
 # How long a sold-out / not-live refusal is replayed from the cache (sales.gate) at most; restocks
 # and edits invalidate it at once.
 SALE_GATE_SECONDS = env.int("SALE_GATE_SECONDS", default=10)
+# How long a process answers from its own copy of a token's user or a sale gate's refusal read from
+# Redis (core.near_cache), in milliseconds; 0 asks Redis every time. Other processes' logouts,
+# restocks and edits reach it by pub/sub at once; a lost message is outlived by this much at most.
+LOCAL_CACHE_MS = env.int("LOCAL_CACHE_MS", default=500)
+if LOCAL_CACHE_MS < 0:
+    raise ImproperlyConfigured("LOCAL_CACHE_MS must be 0 or more")
 # A waiting room's line state, written by the sale clock every tick (sales.line_cache): gone this
 # long after the clock stops writing it. A numbered place's position, which never changes, is cached
 # for LINE_CACHE_PLACE_SECONDS.

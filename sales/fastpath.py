@@ -17,6 +17,7 @@ or the cache unreachable.
 """
 
 import functools
+import time
 
 from django.core.cache import cache
 from django.http import HttpResponse
@@ -26,6 +27,9 @@ from rest_framework.response import Response
 from rest_framework.utils import json as drf_json
 
 from accounts.authentication import (
+    counted_while_cached,
+    keep_near,
+    near_user,
     plausible_token,
     remember_user_id,
     token_cache_key,
@@ -58,21 +62,34 @@ class PlainPurchaseMiddleware:
         if plain is None:
             return None
         key, sale_id, quantity = plain
+        moment = timezone.now()
+        # What this process already knows (core.near_cache), then the rest as the cache holds it:
+        # read with the request's other keys at its start (core.prefetch), or here.
+        user = near_user(key)
+        known = gate.known_here(sale_id)
+        refusal = purchase.gated_refusal(known, sale_id=sale_id, moment=moment) if known is not None else None
         token_key = token_cache_key(key)
-        # Read with the request's other keys at its start (core.prefetch), or here.
-        found = prefetch.cached_many([token_key, *gate.cache_keys(sale_id)])
-        if found is None:
-            try:
-                found = cache.get_many([token_key, *gate.cache_keys(sale_id)])
-            except Exception:
-                return None  # the full path logs the outage and asks the database
-        user = user_from_cache_entry(found.get(token_key))
+        keys = ([] if user is not None else [token_key]) + ([] if refusal is not None else gate.cache_keys(sale_id))
+        if keys:
+            found = prefetch.cached_many(keys)
+            read_at = prefetch.read_at()
+            if found is None or read_at is None:
+                read_at = time.monotonic()
+                try:
+                    found = cache.get_many(keys)
+                except Exception:
+                    return None  # the full path logs the outage and asks the database
+            if user is None:
+                keep_near(key, found.get(token_key), read_at=read_at)
+                user = user_from_cache_entry(found.get(token_key))
+            if refusal is None:
+                known = gate.known_in(found, sale_id=sale_id, read_at=read_at)
+                refusal = purchase.gated_refusal(known, sale_id=sale_id, moment=moment)
         if user is None or not user.is_active:
             return None
         remember_user_id(key, user.pk)
         # What DRF's authentication sets, for the layers outside (the request log, the refusal tally).
         request.user = user
-        refusal = purchase.gated_refusal(found, sale_id=sale_id, moment=timezone.now())
         try:
             # The view's order: the purchase limit (keyed by this user) first, then the rule.
             check_rate(request, group="purchase", key="user", rate_setting="RATELIMIT_PURCHASE")
@@ -149,7 +166,9 @@ def _plan_purchase(request, plan: prefetch.Plan) -> None:
     if plain is None:
         return
     key, sale_id, _ = plain
-    plan.reads.extend(gate.cache_keys(sale_id))
+    # A refusal this process's copy of the gate names needs no read (core.near_cache).
+    if purchase.refused_by(gate.known_here(sale_id), sale_id=sale_id, moment=timezone.now()) is None:
+        plan.reads.extend(gate.cache_keys(sale_id))
     user_id = user_id_of(key)
     if user_id is not None:
         counter = planned_counter(
@@ -158,7 +177,7 @@ def _plan_purchase(request, plan: prefetch.Plan) -> None:
             key="user",
             rate_setting="RATELIMIT_PURCHASE",
             value=str(user_id),
-            only_if=token_cache_key(key),
+            only_if=counted_while_cached(key, plan),
         )
         if counter is not None:
             plan.counters.append(counter)

@@ -15,9 +15,15 @@ ending, pausing or resuming a sale) bumps the sale's generation after commit (`f
 generation that was current *before* the refusing read, so a refusal read from the database just
 before a restock commits can never be replayed after it. Entries also expire after
 `SALE_GATE_SECONDS` as a safety net for writes that bypass sales.services.
+
+Each process keeps what it last read here for LOCAL_CACHE_MS (`known_here`, core.near_cache), so
+the herd's refusals ask Redis nothing; `forget` drops that copy in this process at once and in the
+others by a pub/sub message. A lost message can refuse a buyer for at most LOCAL_CACHE_MS after a
+restock: never a sale of a unit that does not exist, since the copy too can only say "no".
 """
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,8 +32,10 @@ from django.conf import settings
 from django.core.cache import cache
 
 from core import prefetch
+from core.near_cache import NearCache
 
 logger = logging.getLogger("flashsale.gate")
+_near = NearCache("gate")
 
 
 @dataclass(frozen=True)
@@ -60,23 +68,34 @@ def check(*, sale_id: int) -> tuple[Known | None, int | None]:
     # Read at the start of the request with its other keys (core.prefetch), if it was planned:
     # still before the database's refusing read, which is all `remember` needs.
     found = prefetch.cached_many(cache_keys(sale_id))
-    if found is None:
+    read_at = prefetch.read_at()
+    if found is None or read_at is None:
+        read_at = time.monotonic()
         try:
             found = cache.get_many(cache_keys(sale_id))
         except Exception:  # the cache is an optimisation: when it is down, the database answers
             logger.warning("sale gate: cache unreachable, asking the database", exc_info=True)
             return None, None
     generation: int = found.get(_generation_key(sale_id), 0)  # forget() stores ints
-    return known_in(found, sale_id=sale_id), generation
+    return known_in(found, sale_id=sale_id, read_at=read_at), generation
 
 
-def known_in(found: dict[str, Any], *, sale_id: int) -> Known | None:
-    """What `found` (a get_many of `cache_keys`) records for this sale, if it is still current."""
+def known_in(found: dict[str, Any], *, sale_id: int, read_at: float) -> Known | None:
+    """What `found` (a get_many of `cache_keys` that began at `read_at`, time.monotonic()) records
+    for this sale, if it is still current; this process keeps a copy of it (`known_here`)."""
     entry = found.get(_entry_key(sale_id))
     if entry is None or entry["generation"] != found.get(_generation_key(sale_id), 0):
         return None
     # Entries written before pauses existed have no "paused".
-    return Known(entry["start_time"], entry["end_time"], entry["sold_out"], entry.get("paused", False))
+    known = Known(entry["start_time"], entry["end_time"], entry["sold_out"], entry.get("paused", False))
+    _near.put(str(sale_id), known, read_at=read_at)
+    return known
+
+
+def known_here(sale_id: int) -> Known | None:
+    """This process's copy of what the gate knew about the sale when the cache was last asked, if
+    that was less than LOCAL_CACHE_MS ago and nothing invalidated it since (core.near_cache)."""
+    return _near.get(str(sale_id))
 
 
 def remember(*, sale_id: int, generation: int | None, known: Known) -> None:
@@ -112,3 +131,5 @@ def forget(sale_id: int) -> None:
             settings.SALE_GATE_SECONDS,
             exc_info=True,
         )
+    # After the bump: a process told to drop its copy must not read the old entry again.
+    _near.drop([str(sale_id)])

@@ -194,21 +194,26 @@ def refuse_from_gate(*, sale_id: int, moment: datetime) -> int | None:
     """Raise the refusal the gate remembers for this sale at `moment`, if it still holds. Returns the
     gate's generation to remember a refusal under (None when the cache cannot be read)."""
     known, generation = gate.check(sale_id=sale_id)
-    refused = _named_from(known, sale_id=sale_id, moment=moment)
+    refused = gated_refusal(known, sale_id=sale_id, moment=moment)
     if refused is not None:
         raise refused
     return generation
 
 
-def gated_refusal(found: dict[str, Any], *, sale_id: int, moment: datetime) -> SalesError | None:
-    """The refusal that `found` (a cache get_many of gate.cache_keys) holds for this sale, if any."""
-    return _named_from(gate.known_in(found, sale_id=sale_id), sale_id=sale_id, moment=moment)
+def gated_refusal(known: gate.Known | None, *, sale_id: int, moment: datetime) -> SalesError | None:
+    """The refusal of a purchase at `moment` that what the gate knows of this sale holds, if any,
+    counted as the gate's."""
+    refused = refused_by(known, sale_id=sale_id, moment=moment)
+    if refused is not None:
+        metrics.SALE_GATE_HITS.labels(code=refused.code).inc()
+    return refused
 
 
-def _named_from(known: gate.Known | None, *, sale_id: int, moment: datetime) -> SalesError | None:
+def refused_by(known: gate.Known | None, *, sale_id: int, moment: datetime) -> SalesError | None:
+    """As `gated_refusal`, without counting it: whether the gate would refuse."""
     if known is None:
         return None
-    refused = refusal(
+    return refusal(
         sale_id=sale_id,
         moment=moment,
         start_time=known.start_time,
@@ -216,9 +221,6 @@ def _named_from(known: gate.Known | None, *, sale_id: int, moment: datetime) -> 
         paused=known.paused,
         current_stock=0 if known.sold_out else None,
     )
-    if refused is not None:
-        metrics.SALE_GATE_HITS.labels(code=refused.code).inc()
-    return refused
 
 
 def _explain(*, sale_id: int, quantity: int, moment: datetime, generation: int | None, **sale: Any) -> SalesError:

@@ -26,7 +26,7 @@ from django.utils import timezone
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.utils import json as drf_json
 
-from accounts.authentication import CachedTokenAuthentication, token_cache_key, user_id_of
+from accounts.authentication import CachedTokenAuthentication, counted_while_cached, user_id_of
 from core import prefetch
 from core.errors import json_error_for_failure
 from core.ids import MAX_ID
@@ -196,6 +196,6 @@ def _plan_queue(request, plan: prefetch.Plan) -> None:
         if limit["key"] == "user" and user_id is None:
             continue
         value = str(user_id) if limit["key"] == "user" else None
-        counter = planned_counter(request, **limit, value=value, only_if=token_cache_key(key))
+        counter = planned_counter(request, **limit, value=value, only_if=counted_while_cached(key, plan))
         if counter is not None:
             plan.counters.append(counter)

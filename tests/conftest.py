@@ -9,6 +9,7 @@ from django.db import connection
 from django.test import override_settings
 from rest_framework.test import APIClient
 
+from core import near_cache
 from core.logging import RepeatedFailureSummary
 from harness.redis_namespace import CACHE_KEY_PREFIX, CHANNEL_PREFIX, forget_run_keys
 from tests.browsers import CHROMIUM, CHROMIUM_ARGS
@@ -60,6 +61,7 @@ def _redis_namespace():
 
 
 def forget_what_tests_wrote() -> None:
+    near_cache.clear_all_here()  # this process's copies of what is deleted below
     if settings.REDIS_URL:
         forget_run_keys()  # never cache.clear(): that is FLUSHDB on a database others may use
     else:

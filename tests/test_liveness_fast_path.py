@@ -78,3 +78,40 @@ def test_the_readiness_probe_is_not_answered_as_liveness():
     response = Client().get(HEALTH + "/ready")
 
     assert response.json()["data"]["status"] == "ready"
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [{"method": "GET"}, {"method": "HEAD"}, {"method": "GET", "secure": True}, {"method": "GET", "HTTP_COOKIE": "a=b"}],
+    ids=["get", "head", "https", "cookie"],
+)
+def test_a_repeated_probe_is_answered_byte_for_byte_as_drf_answers_it(request_):
+    # The first answer of a kind is made by the middleware below the probe's; later ones replay it.
+    request_ = dict(request_)
+    method = request_.pop("method")
+    client = Client()
+    resolve(HEALTH)
+    with mock.patch.object(Liveness, "dispatch", side_effect=AssertionError("reached DRF")):
+        first, again = client.generic(method, HEALTH, **request_), client.generic(method, HEALTH, **request_)
+    with through_drf():
+        drf = client.generic(method, HEALTH, **request_)
+
+    assert received(first) == received(again) == received(drf)
+
+
+@pytest.mark.parametrize("setting", ["SECURE_HSTS_SECONDS", "X_FRAME_OPTIONS"])
+def test_the_probe_answers_with_the_middleware_below_it_as_configured(settings, setting):
+    # Middleware read their settings when the handler builds them; a new client builds a new one.
+    if setting == "SECURE_HSTS_SECONDS":
+        settings.SECURE_HSTS_SECONDS = 3600
+        header, expected = "Strict-Transport-Security", "max-age=3600"
+    else:
+        settings.X_FRAME_OPTIONS = "SAMEORIGIN"
+        header, expected = "X-Frame-Options", "SAMEORIGIN"
+    client = Client()
+    answers = [client.get(HEALTH, secure=True) for _ in range(2)]
+    with through_drf():
+        drf = client.get(HEALTH, secure=True)
+
+    assert [answer[header] for answer in answers] == [expected, expected]
+    assert received(answers[1]) == received(drf)
