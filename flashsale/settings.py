@@ -313,7 +313,7 @@ SALE_GATE_SECONDS = env.int("SALE_GATE_SECONDS", default=10)
 # How long a process answers from its own copy of a token's user or a sale gate's refusal read from
 # Redis (core.near_cache), in milliseconds; 0 asks Redis every time. Other processes' logouts,
 # restocks and edits reach it by pub/sub at once; a lost message is outlived by this much at most.
-LOCAL_CACHE_MS = env.int("LOCAL_CACHE_MS", default=500)
+LOCAL_CACHE_MS = env.int("LOCAL_CACHE_MS", default=10_000)
 if LOCAL_CACHE_MS < 0:
     raise ImproperlyConfigured("LOCAL_CACHE_MS must be 0 or more")
 # A waiting room's line state, written by the sale clock every tick (sales.line_cache): gone this
