@@ -138,6 +138,11 @@ def purchase(*, user: User, sale_id: int, quantity: int) -> PurchaseResult:
 
 
 def _announce(result: PurchaseResult, *, user_name: str) -> None:
+    if result.remaining_stock == 0:
+        # A sell-out closes a waiting room's line: what the cache says of the line (sales.line_cache,
+        # kept under the gate's generation) is out of date from the commit on.
+        sale_id = result.sale_id
+        transaction.on_commit(lambda: gate.forget(sale_id))
     # A failing push (Redis down) is logged, never turned into an error answer that invites a
     # second purchase: the purchase is committed by then.
     events.purchase_made(

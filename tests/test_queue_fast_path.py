@@ -12,11 +12,11 @@ from unittest import mock
 import pytest
 from django.core.cache import cache, caches
 from django.db import OperationalError, connection
-from django.test import override_settings
+from django.test import TestCase, override_settings
 from django.utils import timezone
 
 from accounts.authentication import token_cache_key
-from sales import gate, line_cache, queue, selectors
+from sales import gate, line_cache, purchase, queue, selectors
 from sales.api import FlashSaleViewSet
 from sales.models import FlashSale, QueuePlace
 from sales.queue_fastpath import QueueFastPathMiddleware
@@ -430,6 +430,15 @@ def _sold_out(sale):
     published(sale)  # a closed line leaves the published ones: its entry goes
 
 
+def _sold_out_by_a_purchase(sale):
+    FlashSale.objects.filter(pk=sale.pk).update(current_stock=1)
+    first = QueuePlace.objects.get(sale=sale, position=1)
+    QueuePlace.objects.filter(pk=first.pk).update(admitted_until=timezone.now() + timedelta(minutes=2))
+    published(sale)  # the line as the clock last saw it: one unit left
+    with TestCase.captureOnCommitCallbacks(execute=True):  # the test's transaction never commits
+        assert purchase.purchase(user=first.user, sale_id=sale.pk, quantity=1).remaining_stock == 0
+
+
 def _clock_stopped(sale):
     FlashSale.objects.filter(pk=sale.pk).update(admitted_through=2)
     cache.delete(f"sales:line:{sale.pk}")  # what LINE_CACHE_SECONDS does when the clock stops writing
@@ -441,6 +450,7 @@ def _clock_stopped(sale):
         (_admitted_through_the_place, "admitted"),
         (_edited_by_staff, "waiting"),
         (_sold_out, "closed"),
+        (_sold_out_by_a_purchase, "closed"),
         (_clock_stopped, "waiting"),
     ],
 )
