@@ -23,7 +23,6 @@ from typing import Any
 from django.http import HttpResponse
 from django.urls import resolve, reverse
 from django.utils import timezone
-from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.utils import json as drf_json
 
 from accounts.authentication import CachedTokenAuthentication, counted_while_cached, user_id_of
@@ -60,8 +59,8 @@ class QueueFastPathMiddleware:
         key, sale_id = plain
         try:
             user, _ = CachedTokenAuthentication().authenticate_credentials(key)
-        except AuthenticationFailed:
-            return None  # the view names the failure
+        except Exception:  # AuthenticationFailed, or the database unreachable: the view names it (401, 503)
+            return None
         if not user.is_active:
             return None
         # What DRF's authentication sets, for the rate limits and the layers outside (the request log).

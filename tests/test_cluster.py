@@ -271,6 +271,16 @@ def test_a_transaction_a_cut_off_host_left_open_stops_blocking_the_sale_within_s
     assert locked.stdout.strip() == "5", locked
 
 
+def server_tracebacks(cluster) -> list[str]:
+    """The tracebacks the app hosts' servers logged, to say what a 500 was."""
+    found = []
+    for host in APP_HOSTS:
+        for server in ("gunicorn", "daphne"):
+            log = cluster.log(host, server)
+            found += [f"{host} {server}: {line[:4000]}" for line in log.splitlines() if "Traceback" in line]
+    return found
+
+
 def test_a_waiting_room_sale_through_lb_admits_in_order_at_the_rate_and_sells_only_to_admitted_buyers(healthy_cluster):
     # 40 buyers join on app1 and app2 alike; the leading clock (one of the two hosts') admits 10 a
     # second, never past the 30 units: the first 30 buy, the last 10 are never admitted.
@@ -283,7 +293,10 @@ def test_a_waiting_room_sale_through_lb_admits_in_order_at_the_rate_and_sells_on
     # Every buyer has a place, taken by a first join (201) or, after a 5xx, by its repeat (201, or
     # 200 when the failed attempt had taken it); no join was refused, none answered 500.
     assert sum(result["joins"].get(status, 0) for status in ("200", "201")) == users, result
-    assert not any(failure.startswith("500") for failure in result["failed_joins"]), result["failed_joins"]
+    assert not any(failure.startswith("500") for failure in result["failed_joins"]), (
+        result["failed_joins"],
+        server_tracebacks(cluster),
+    )
     assert result["positions"] == list(range(1, users + 1)) == result["join_positions"], result
     # Admission reached exactly the stock, in order, and stopped there.
     assert result["admitted_through"] == stock, result

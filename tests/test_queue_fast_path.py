@@ -477,3 +477,14 @@ def test_a_failed_round_trip_leaves_the_read_to_the_database(waiting_place, know
         answer, statements = statements_for(lambda: known_buyer.get(path(sale.pk)))
     assert answer.status_code == 200 and statements
     assert answer.json()["data"]["position"] == 3
+
+
+def test_a_database_outage_while_reading_a_token_answers_as_drf(buyer_api):
+    sale = drawn()
+    outage = OperationalError("server closed the connection")
+    with mock.patch("rest_framework.authentication.TokenAuthentication.authenticate_credentials", side_effect=outage):
+        answer = join(buyer_api, sale.pk)
+        with through_drf():
+            drf = join(buyer_api, sale.pk)
+    assert answer.status_code == 503
+    assert received(answer) == received(drf)
