@@ -6,7 +6,6 @@ others as soon as its pub/sub message arrives; a copy never outlives LOCAL_CACHE
 import subprocess
 import sys
 import textwrap
-import threading
 from unittest import mock
 
 import pytest
@@ -16,15 +15,14 @@ from django_ratelimit.core import get_usage
 from rest_framework.authtoken.models import Token
 
 from core import near_cache
-from core.cache import BreakerRedis
 from harness.faults import wait_for
 from harness.servers import PROJECT_DIR, server_env
 from sales import gate
 from sales.models import FlashSale, Purchase
 from tests.conftest import client_for
 from tests.factories import SaleFactory, UserFactory
+from tests.test_prefetch import PURCHASE, buy, redis_commands
 
-PURCHASE = "/api/v1/flashsales/purchase"
 LIMITS = dict(RATELIMIT_ENABLE=True, RATELIMIT_GLOBAL="1000/h", RATELIMIT_PURCHASE="6/h")
 # Long enough that only a message can take a copy away while a test runs.
 NO_EXPIRY = dict(LOCAL_CACHE_MS=600_000)
@@ -36,26 +34,6 @@ def _listening():
         pytest.skip("copies are kept with the Redis cache only (REDIS_URL)")
     near_cache.start_listener()
     assert near_cache.listening().wait(10), "the near cache's listener did not subscribe"
-
-
-def buy(client, sale):
-    return client.post(PURCHASE, {"saleId": sale.pk, "quantity": 1}, format="json")
-
-
-def redis_commands(request):
-    """Every command the cache's Redis connections send on this thread while `request()` runs."""
-    sent = []
-    original = BreakerRedis.execute_command
-    requesting = threading.current_thread()
-
-    def recording(self, *args, **options):
-        if threading.current_thread() is requesting:
-            sent.append(args[0])
-        return original(self, *args, **options)
-
-    with mock.patch.object(BreakerRedis, "execute_command", recording):
-        response = request()
-    return response, sent
 
 
 def refused_from_copies(client, sale):

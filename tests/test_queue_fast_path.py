@@ -334,14 +334,7 @@ def test_a_first_join_is_one_statement_and_a_repeat_takes_no_position(known_buye
     sale = drawn()
     others = [UserFactory() for _ in range(2)]
     queue.join(user=others[0], sale_id=sale.pk)
-    statements = []
-
-    def recorded(execute, sql, params, many, context):
-        statements.append(sql)
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(recorded):
-        first = join(known_buyer, sale.pk)
+    first, statements = statements_for(lambda: join(known_buyer, sale.pk))
     for _ in range(3):
         assert join(known_buyer, sale.pk).status_code == 200
     queue.join(user=others[1], sale_id=sale.pk)
