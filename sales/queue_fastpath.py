@@ -46,11 +46,8 @@ class QueueFastPathMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        if request.method in ("POST", "GET") and _sale_id_of(request.path_info) is not None:
-            answer = self._answer(request)
-            if answer is not None:
-                return answer
-        return self.get_response(request)
+        answer = self._answer(request)
+        return answer if answer is not None else self.get_response(request)
 
     def _answer(self, request) -> HttpResponse | None:
         plain = _plain_queue_request(request)
