@@ -143,8 +143,7 @@ def _read_plain_purchase(request) -> tuple[str, int, int] | None:
     # (which answers 413) without it.
     if not (meta.get("CONTENT_LENGTH") or "").isdigit() or int(meta["CONTENT_LENGTH"]) > MAX_PLAIN_BODY:
         return None
-    # DRF decodes the body with the declared charset (UTF-8 when none is declared).
-    if meta.get("CONTENT_TYPE", "").replace(" ", "").lower() not in _PLAIN_JSON:
+    if not plain_json(request):
         return None
     key = plain_token(request)
     if key is None:
@@ -191,6 +190,12 @@ def plain_token(request) -> str | None:
     if meta.get("QUERY_STRING") or meta.get("HTTP_ACCEPT", "").strip() not in _PLAIN_ACCEPT:
         return None
     return plausible_token(meta.get("HTTP_AUTHORIZATION", ""))
+
+
+def plain_json(request) -> bool:
+    """Whether the request's body is declared as JSON that DRF's parser decodes as UTF-8 (the
+    declared charset, UTF-8 when none is declared)."""
+    return request.META.get("CONTENT_TYPE", "").replace(" ", "").lower() in _PLAIN_JSON
 
 
 def _plain_order(body: bytes) -> tuple[int, int] | None:

@@ -31,7 +31,7 @@ from core.errors import json_error_for_failure
 from core.ids import MAX_ID
 from core.ratelimit import check_rate, planned_counter
 from sales import api, line_cache, queue
-from sales.fastpath import plain_token, rendered
+from sales.fastpath import plain_json, plain_token, rendered
 
 # The view's rate limits on a join, in the order its decorators check them.
 JOIN_LIMITS = (
@@ -161,10 +161,7 @@ def _empty_join_body(request) -> bool:
         return True  # DRF reads no body as no data, whatever its content type
     if not length.isdigit() or int(length) > 64:
         return False
-    if request.META.get("CONTENT_TYPE", "").replace(" ", "").lower() not in (
-        "application/json",
-        "application/json;charset=utf-8",
-    ):
+    if not plain_json(request):
         return False
     try:
         return drf_json.loads(request.body.decode("utf-8")) == {}
