@@ -52,13 +52,14 @@ def _entry_key(sale_id: int) -> str:
     return f"sales:gate:{sale_id}"
 
 
-def _generation_key(sale_id: int) -> str:
+def generation_key(sale_id: int) -> str:
+    """The sale's generation, which every change that could end a refusal bumps (`forget`)."""
     return f"sales:gate-generation:{sale_id}"
 
 
 def cache_keys(sale_id: int) -> list[str]:
     """What `known_in` needs from the cache, so a caller can fetch it with other keys in one read."""
-    return [_entry_key(sale_id), _generation_key(sale_id)]
+    return [_entry_key(sale_id), generation_key(sale_id)]
 
 
 def check(*, sale_id: int) -> tuple[Known | None, int | None]:
@@ -76,7 +77,7 @@ def check(*, sale_id: int) -> tuple[Known | None, int | None]:
         except Exception:  # the cache is an optimisation: when it is down, the database answers
             logger.warning("sale gate: cache unreachable, asking the database", exc_info=True)
             return None, None
-    generation: int = found.get(_generation_key(sale_id), 0)  # forget() stores ints
+    generation: int = found.get(generation_key(sale_id), 0)  # forget() stores ints
     return known_in(found, sale_id=sale_id, read_at=read_at), generation
 
 
@@ -84,7 +85,7 @@ def known_in(found: dict[str, Any], *, sale_id: int, read_at: float) -> Known | 
     """What `found` (a get_many of `cache_keys` that began at `read_at`, time.monotonic()) records
     for this sale, if it is still current; this process keeps a copy of it (`known_here`)."""
     entry = found.get(_entry_key(sale_id))
-    if entry is None or entry["generation"] != found.get(_generation_key(sale_id), 0):
+    if entry is None or entry["generation"] != found.get(generation_key(sale_id), 0):
         return None
     # Entries written before pauses existed have no "paused".
     known = Known(entry["start_time"], entry["end_time"], entry["sold_out"], entry.get("paused", False))
@@ -118,7 +119,7 @@ def remember(*, sale_id: int, generation: int | None, known: Known) -> None:
 
 def forget(sale_id: int) -> None:
     """Invalidate whatever the gate knows about a sale. Call after the changing write commits."""
-    key = _generation_key(sale_id)
+    key = generation_key(sale_id)
     try:
         # Generations never expire: an entry must not match a generation that was reset.
         cache.add(key, 0, timeout=None)

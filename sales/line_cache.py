@@ -22,6 +22,7 @@ step): a buyer just admitted may read "waiting, 0 ahead of you" for that long. T
 
 import logging
 from collections.abc import Iterable
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -58,15 +59,13 @@ def publish(rooms: Iterable[FlashSale]) -> None:
     rooms = list(rooms)
     sale_ids = {sale.pk for sale in rooms}
     try:
-        generations = cache.get_many([gate.cache_keys(sale_id)[1] for sale_id in sale_ids])
+        generations = cache.get_many([gate.generation_key(sale_id) for sale_id in sale_ids])
         cache.set_many(
             {
                 _line_key(sale.pk): {
-                    "generation": generations.get(gate.cache_keys(sale.pk)[1], 0),
-                    "admitted_through": sale.admitted_through,
-                    "admit_per_second": sale.admit_per_second,
-                    "current_stock": sale.current_stock,
-                    "end_time": sale.end_time,
+                    "generation": generations.get(gate.generation_key(sale.pk), 0),
+                    # Plain fields, as every cache entry here: an entry outlives a deploy of the code.
+                    "line": asdict(queue.LineState.of(sale)),
                 }
                 for sale in rooms
             },
@@ -96,20 +95,14 @@ def remember_place(*, sale_id: int, token: str, position: int | None) -> None:
 def cached_place(found: dict[str, Any], *, sale_id: int, token: str, moment: datetime) -> queue.PlaceView | None:
     """The place a get_many of `cache_keys` answers for, when the line has not reached it; else None
     (the database answers)."""
-    line = found.get(_line_key(sale_id))
+    entry = found.get(_line_key(sale_id))
     position = found.get(_place_key(sale_id, token))
-    if line is None or position is None or line["generation"] != found.get(gate.cache_keys(sale_id)[1], 0):
+    if entry is None or position is None or entry["generation"] != found.get(gate.generation_key(sale_id), 0):
         return None
-    if position <= line["admitted_through"]:
+    try:
+        line = queue.LineState(**entry["line"])
+    except (KeyError, TypeError):  # written by another version of this code: the database answers
         return None
-    return queue.place_view(
-        sale_id=sale_id,
-        current_stock=line["current_stock"],
-        end_time=line["end_time"],
-        admitted_through=line["admitted_through"],
-        rate=line["admit_per_second"],
-        position=position,
-        admitted_until=None,
-        moment=moment,
-        created=False,
-    )
+    if position <= line.admitted_through:
+        return None
+    return queue.place_view(line, position=position, admitted_until=None, moment=moment, created=False)

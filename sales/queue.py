@@ -134,18 +134,8 @@ def _join_at_once(*, user: User, sale_id: int, moment: datetime) -> PlaceView | 
         row = cursor.fetchone()
     if row is None:
         return None
-    position, current_stock, end_time, admitted_through, rate = row
-    return place_view(
-        sale_id=sale_id,
-        current_stock=current_stock,
-        end_time=end_time,
-        admitted_through=admitted_through,
-        rate=rate,
-        position=position,
-        admitted_until=None,
-        moment=moment,
-        created=True,
-    )
+    position, *line = row
+    return place_view(LineState(sale_id, *line), position=position, admitted_until=None, moment=moment, created=True)
 
 
 def _insert_place(*, sale: FlashSale, user: User, moment: datetime) -> QueuePlace | None:
@@ -230,15 +220,11 @@ def place_of(*, user: User, sale_id: int) -> PlaceView:
     position, admitted_until, waiting_room, current_stock, end_time, admitted_through, rate = row
     if not waiting_room:
         raise NoWaitingRoom(details={"saleId": sale_id})
-    field = QueuePlace._meta.get_field("admitted_until")
+    end_time = _from_db(end_time, FlashSale._meta.get_field("end_time"))
     return place_view(
-        sale_id=sale_id,
-        current_stock=current_stock,
-        end_time=_from_db(end_time, FlashSale._meta.get_field("end_time")),
-        admitted_through=admitted_through,
-        rate=rate,
+        LineState(sale_id, current_stock, end_time, admitted_through, rate),
         position=position,
-        admitted_until=_from_db(admitted_until, field),
+        admitted_until=_from_db(admitted_until, QueuePlace._meta.get_field("admitted_until")),
         moment=timezone.now(),
         created=False,
     )
@@ -259,13 +245,24 @@ def _from_db(value: Any, field: Any) -> Any:
     return value
 
 
+@dataclass(frozen=True)
+class LineState:
+    """What a place's answer needs of its sale: whether the line is still open and how far it moved."""
+
+    sale_id: int
+    current_stock: int
+    end_time: datetime
+    admitted_through: int
+    admit_per_second: int
+
+    @classmethod
+    def of(cls, sale: FlashSale) -> "LineState":
+        return cls(sale.pk, sale.current_stock, sale.end_time, sale.admitted_through, sale.admit_per_second)
+
+
 def view(*, sale: FlashSale, place: QueuePlace, created: bool = False) -> PlaceView:
     return place_view(
-        sale_id=sale.pk,
-        current_stock=sale.current_stock,
-        end_time=sale.end_time,
-        admitted_through=sale.admitted_through,
-        rate=sale.admit_per_second,
+        LineState.of(sale),
         position=place.position,
         admitted_until=place.admitted_until,
         moment=timezone.now(),
@@ -274,28 +271,24 @@ def view(*, sale: FlashSale, place: QueuePlace, created: bool = False) -> PlaceV
 
 
 def place_view(
+    line: LineState,
     *,
-    sale_id: int,
-    current_stock: int,
-    end_time: datetime,
-    admitted_through: int,
-    rate: int,
     position: int | None,
     admitted_until: datetime | None,
     moment: datetime,
     created: bool,
 ) -> PlaceView:
-    ahead, wait = _wait(position=position, admitted_through=admitted_through, rate=rate)
-    if current_stock == 0 or end_time <= moment:
+    ahead, wait = _wait(position=position, admitted_through=line.admitted_through, rate=line.admit_per_second)
+    if line.current_stock == 0 or line.end_time <= moment:
         status = QueueStatus.CLOSED
-    elif position is None or position > admitted_through:
+    elif position is None or position > line.admitted_through:
         status = QueueStatus.WAITING
     elif admitted_until is not None and admitted_until > moment:
         status = QueueStatus.ADMITTED
     else:
         status = QueueStatus.EXPIRED
     return PlaceView(
-        sale_id=sale_id,
+        sale_id=line.sale_id,
         status=status,
         position=position,
         ahead_of_you=ahead,
