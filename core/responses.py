@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from django.urls import resolve
 from rest_framework.response import Response
 
 
@@ -20,3 +21,16 @@ def success(
     response = SuccessResponse({"success": True, "message": message, **top_level, "data": data}, status=status)
     response.created_id = created_id
     return response
+
+
+def allowed_methods(path: str) -> str:
+    """The `Allow` header DRF answers with for the view at `path`, for a layer that answers before
+    the view: the view's methods (a viewset's as its route maps them), HEAD wherever there is GET (as
+    Django's View.setup and DRF's ViewSetMixin add it) and OPTIONS."""
+    view: Any = resolve(path).func  # DRF's as_view() records the class, its arguments and any actions
+    handler = view.cls(**view.initkwargs)
+    for method, action in getattr(view, "actions", {}).items():
+        setattr(handler, method, getattr(handler, action))
+    if hasattr(handler, "get") and not hasattr(handler, "head"):
+        handler.head = handler.get
+    return ", ".join(handler.allowed_methods)

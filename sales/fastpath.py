@@ -21,6 +21,7 @@ import time
 
 from django.core.cache import cache
 from django.http import HttpResponse
+from django.urls import reverse
 from django.utils import timezone
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -39,6 +40,7 @@ from accounts.authentication import (
 from core import prefetch
 from core.errors import json_error_for_failure
 from core.ratelimit import check_rate, planned_counter
+from core.responses import allowed_methods
 from sales import api, gate, metrics, purchase
 
 MAX_PLAIN_BODY = 1024
@@ -117,7 +119,7 @@ def rendered(answer: Response) -> HttpResponse:
 
 @functools.cache
 def _allowed_methods() -> str:
-    return ", ".join(api.PurchaseView().allowed_methods)
+    return allowed_methods(reverse("purchase"))
 
 
 # Accept headers for which DRF's negotiation picks its JSON renderer with no parameters (no indent).

@@ -18,7 +18,6 @@ header DRF would negotiate, a token that is not plainly valid, an Idempotency-Ke
 
 import functools
 import re
-from typing import Any
 
 from django.http import HttpResponse
 from django.urls import resolve, reverse
@@ -30,6 +29,7 @@ from core import prefetch
 from core.errors import json_error_for_failure
 from core.ids import MAX_ID
 from core.ratelimit import check_rate, planned_counter
+from core.responses import allowed_methods
 from sales import api, line_cache, queue
 from sales.fastpath import plain_json, plain_token, rendered
 
@@ -120,14 +120,7 @@ def _route() -> str:
 
 @functools.cache
 def _allowed_methods() -> str:
-    """The `Allow` DRF's viewset answers the queue's route with: its mapped actions (HEAD as GET,
-    as DRF's ViewSetMixin maps it) and OPTIONS."""
-    view: Any = resolve(reverse(_QUEUE_ROUTE, kwargs={"pk": 1})).func  # DRF's viewset view
-    handler = view.cls(**view.initkwargs)
-    actions = {"head": view.actions["get"], **view.actions} if "get" in view.actions else view.actions
-    for method, action in actions.items():
-        setattr(handler, method, getattr(handler, action))
-    return ", ".join(handler.allowed_methods)
+    return allowed_methods(reverse(_QUEUE_ROUTE, kwargs={"pk": 1}))
 
 
 def _plain_queue_request(request) -> tuple[str, int] | None:
