@@ -91,13 +91,16 @@ def test_the_sale_clock_keeps_announcing_across_a_database_restart():
                             "UPDATE sales_flashsale SET start_time = %s WHERE id = %s",
                             [datetime.now(UTC) + timedelta(seconds=1), sale_id],
                         )
-                    wait_for(
-                        lambda: not announced.empty() or clock.process.poll() is not None,
-                        # A clock that noticed the outage in its tick may still be in its back-off
-                        # (up to 5 s) when the database is back.
-                        30,
-                        "the sale's start to be announced",
-                    )
+                    try:
+                        wait_for(
+                            lambda: not announced.empty() or clock.process.poll() is not None,
+                            # A clock that noticed the outage in its tick may still be in its back-off
+                            # (up to 5 s) when the database is back.
+                            30,
+                            "the sale's start to be announced",
+                        )
+                    except AssertionError as missing:
+                        raise AssertionError("\n".join([str(missing), "the clock's output:", *clock.lines])) from None
                     assert clock.process.poll() is None, "\n".join(clock.lines)
                     assert statuses(announced) == ["active"]
                 finally:

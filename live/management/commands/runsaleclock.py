@@ -2,7 +2,7 @@ import logging
 import os
 import signal
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
@@ -76,7 +76,7 @@ class Command(BaseCommand):
                         if not leading:
                             # Taking over: resume where the last holder stopped, so nothing that
                             # passed while no clock (or a dying one) held the lease goes unannounced.
-                            leading, since = True, self._resume_point()
+                            leading, since = True, self._resume_point(since)
                             self.stdout.write("sale clock: leading")
                         since = self.tick(since)
                         if time.monotonic() >= next_purge:
@@ -116,9 +116,12 @@ class Command(BaseCommand):
         return min(MAX_BACKOFF_SECONDS, max(0.5, backoff * 2))
 
     @staticmethod
-    def _resume_point():
+    def _resume_point(own: datetime | None) -> datetime:
+        """Where the last holder stopped (SINCE_KEY); failing that, where this clock itself stopped
+        (`own`): a clock whose ticks failed before it ever recorded a moment, or whose record Redis
+        lost, still announces what passed while it waited for the database."""
         now = timezone.now()
-        since = cache.get(SINCE_KEY)
+        since = cache.get(SINCE_KEY) or own
         if since is None or now - since > MAX_CATCH_UP:
             since = now
         return since
