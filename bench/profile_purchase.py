@@ -23,10 +23,12 @@ view, interleaved.
 (core.near_cache) kept and not (LOCAL_CACHE_MS=0, every request reads Redis as before), interleaved;
 --no-ratelimit runs everything with rate limits off, as bench/herd.py runs the server.
 
---push times the bought purchase, interleaved, with the after-commit push sent four ways: `wait`
+--push times the bought purchase, interleaved, with the after-commit push sent five ways: `wait`
 (the request waits for Redis's answer, as before issue 20), `one by one` (handed to the process's
-sender thread, which sends each message alone: BATCH_LIMIT 1), `batched` (the default now: the
-sender sends what waited for a sale in one group_send) and `none` (nothing sent from the request:
+sender thread, which sends each message alone: BATCH_LIMIT 1), `batched` (the sender sends what
+waited for a sale in one group_send, a round as soon as the last one is done), `<N> ms` (the
+default now: the same, with at most one round per CHANNEL_LAYER_SEND_INTERVAL_MS, so a herd's
+pushes gather for it) and `none` (nothing sent from the request:
 what reading committed purchases from the database on the WebSocket side, live/db_feed.py, costs
 the request). A channel of the channel layer joins the sale's group first, as a WebSocket process's
 hub does while a page watches, so each send does all its work (without a member, channels_redis
@@ -283,6 +285,7 @@ def compare_push_modes(request, timed, args, *, sale_id: int) -> None:
     """The bought case with each way of sending its push, interleaved over rounds, best of each."""
     from asgiref.sync import async_to_sync
     from channels.layers import get_channel_layer
+    from django.conf import settings
     from django.test import override_settings
 
     from live import layer_sender, realtime
@@ -307,11 +310,13 @@ def compare_push_modes(request, timed, args, *, sale_id: int) -> None:
         group_send(*arguments)
 
     layer_sender.group_send = counted_group_send
+    interval = settings.CHANNEL_LAYER_SEND_INTERVAL_MS
     modes = {
-        "wait": dict(send=counted_group_send, poll_ms=0, batch_limit=batch_limit),
-        "one by one": dict(send=queued, poll_ms=0, batch_limit=1),
-        "batched": dict(send=queued, poll_ms=0, batch_limit=batch_limit),
-        "none": dict(send=queued, poll_ms=1000, batch_limit=batch_limit),
+        "wait": dict(send=counted_group_send, poll_ms=0, batch_limit=batch_limit, interval_ms=0),
+        "one by one": dict(send=queued, poll_ms=0, batch_limit=1, interval_ms=0),
+        "batched": dict(send=queued, poll_ms=0, batch_limit=batch_limit, interval_ms=0),
+        f"{interval} ms": dict(send=queued, poll_ms=0, batch_limit=batch_limit, interval_ms=interval),
+        "none": dict(send=queued, poll_ms=1000, batch_limit=batch_limit, interval_ms=0),
     }
     best: dict[str, tuple[float, float]] = {}
     sent: dict[str, int] = dict.fromkeys(modes, 0)
@@ -319,7 +324,7 @@ def compare_push_modes(request, timed, args, *, sale_id: int) -> None:
         for mode, how in modes.items():
             layer_sender.send_soon, layer_sender.BATCH_LIMIT = how["send"], how["batch_limit"]
             sends[0] = 0
-            with override_settings(REALTIME_POLL_MS=how["poll_ms"]):
+            with override_settings(REALTIME_POLL_MS=how["poll_ms"], CHANNEL_LAYER_SEND_INTERVAL_MS=how["interval_ms"]):
                 wall, cpu, _ = timed(request, args.requests)
             sent[mode] += sends[0]
             layer_sender.send_soon, layer_sender.BATCH_LIMIT = queued, batch_limit

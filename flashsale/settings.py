@@ -454,6 +454,10 @@ LEADERBOARD_MAX_OFFSET = env.int("LEADERBOARD_MAX_OFFSET", default=10_000)
 
 # Each socket gets at most one stock message per interval, always the newest version (docs/realtime.md "Real-time").
 STOCK_PUSH_INTERVAL_MS = env.int("STOCK_PUSH_INTERVAL_MS", default=75)
+# A process sends what its requests queued for the channel layer at most once per interval, one
+# group_send per sale for all of it (live/layer_sender.py): in a herd the sends' CPU is shared by
+# the purchases that waited together. The first push after a quiet spell goes at once.
+CHANNEL_LAYER_SEND_INTERVAL_MS = env.int("CHANNEL_LAYER_SEND_INTERVAL_MS", default=25)
 # A waiting room's line (queue_advanced) is told at most once per interval per sale, however long
 # the line and however many sources announce it (live/queue_news.py, live/hub.py).
 QUEUE_PUSH_INTERVAL_MS = env.int("QUEUE_PUSH_INTERVAL_MS", default=1000)

@@ -27,9 +27,11 @@ import atexit
 import logging
 import os
 import threading
+import time
 from collections import deque
 from typing import Any
 
+from django.conf import settings
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from core import metrics
@@ -83,6 +85,11 @@ BATCH_LIMIT = 100
 BATCH = "layer.batch"
 
 
+def send_interval() -> float:
+    """Seconds between the sender's rounds, at least (CHANNEL_LAYER_SEND_INTERVAL_MS)."""
+    return getattr(settings, "CHANNEL_LAYER_SEND_INTERVAL_MS", 0) / 1000
+
+
 def send_soon(layer, group: str, message: dict) -> None:
     """Queue `layer.group_send(group, message)` for this process's sender thread and return at once.
 
@@ -126,13 +133,19 @@ class _Sender:
             return self.condition.wait_for(lambda: not self.queue and not self.busy, timeout=timeout)
 
     def _run(self) -> None:
+        next_round = 0.0
         while True:
             with self.condition:
                 self.busy = False
                 self.condition.notify_all()
                 self.condition.wait_for(lambda: bool(self.queue))
+                # The first message after a quiet spell goes at once; in a herd the rounds come at
+                # most once per interval, so what the interval gathers shares one group_send.
+                while len(self.queue) < BATCH_LIMIT and (delay := next_round - time.monotonic()) > 0:
+                    self.condition.wait(delay)
                 waiting = [self.queue.popleft() for _ in range(min(len(self.queue), BATCH_LIMIT))]
                 self.busy = True
+            next_round = time.monotonic() + send_interval()
             for layer, group, message, count in batches(waiting):
                 try:
                     group_send(layer, group, message)

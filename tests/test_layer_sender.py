@@ -3,6 +3,7 @@ together, and coalesce when Redis stalls."""
 
 import asyncio
 import threading
+import time
 from collections import deque
 
 from prometheus_client import REGISTRY
@@ -158,3 +159,30 @@ def test_a_message_alone_goes_out_as_it_is_and_unbatch_gives_back_what_a_batch_c
     assert layer_sender.unbatch(alone) == [first]
     assert both == {"type": layer_sender.BATCH, "messages": [first, second]} and carried == 2
     assert layer_sender.unbatch(both) == [first, second]
+
+
+def test_a_herds_pushes_gather_for_the_send_interval_and_the_first_after_a_quiet_spell_goes_at_once(settings):
+    settings.CHANNEL_LAYER_SEND_INTERVAL_MS = 1000
+
+    class TimedLayer:
+        def __init__(self):
+            self.sent: list[tuple[float, dict]] = []
+
+        async def group_send(self, group: str, message: dict) -> None:
+            self.sent.append((time.monotonic(), message))
+
+    layer = TimedLayer()
+    time.sleep(1.0)  # a quiet spell: the rounds of the tests before are over
+    queued = time.monotonic()
+    layer_sender.send_soon(layer, "sale.1", purchase_event(1, 1))
+    for version in range(2, 7):
+        time.sleep(0.05)  # purchases committing one after another, each queueing its push
+        layer_sender.send_soon(layer, "sale.1", purchase_event(1, version))
+    assert layer_sender.wait_until_sent(10)
+
+    (first_at, first), (batch_at, batch) = layer.sent
+    assert first == purchase_event(1, 1)
+    assert first_at - queued < 0.5  # not held for the interval
+    # The five queued while the interval ran went out together, in their order, once it was over.
+    assert layer_sender.unbatch(batch) == [purchase_event(1, version) for version in range(2, 7)]
+    assert batch_at - first_at >= 0.95
