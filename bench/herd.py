@@ -102,6 +102,14 @@ def parse_args():
     )
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/5", help="flushed at the start: use a spare db")
     parser.add_argument("--label", default="", help="free text stored in the JSON result")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample the servers' Python processes with py-spy during every measured phase (py-spy on PATH, "
+        "or PY_SPY=<path>; e.g. pip install --target /tmp/py-spy-lib py-spy): CPU shares by library per "
+        "phase in the JSON result, collapsed stacks beside it. Sampling costs CPU: take figures from a run "
+        "without it",
+    )
     return parser.parse_args()
 
 
@@ -319,6 +327,87 @@ def cpu_seconds(pids: list[int]) -> float:
         except OSError:
             pass
     return total / ticks
+
+
+# --- where the servers' CPU goes (--profile) -------------------------------------------------
+
+# What a sample's innermost frame from one of these belongs to, the first match in this order
+# (a JSON dump inside DRF's renderer counts as json, a socket write inside gunicorn as gunicorn).
+PROFILE_LIBRARIES = [
+    ("redis-py", ("/redis/", "/channels_redis/", "/msgpack/")),
+    ("psycopg", ("/psycopg/", "/psycopg_pool/")),
+    ("logging", ("/logging/", "/core/logging.py")),
+    ("json", ("/json/",)),
+    ("DRF", ("/rest_framework/",)),
+    ("Django", ("/django/",)),
+    ("gunicorn", ("/gunicorn/",)),
+    (
+        "this project",
+        tuple(
+            f"{PROJECT_DIR}/{package}/"
+            for package in ("core", "sales", "accounts", "live", "idempotency", "flashsale", "leaderboard", "bench")
+        ),
+    ),
+    ("threads, sockets, selectors", ("/threading.py", "/socket.py", "/selectors.py", "/queue.py", "/ssl.py")),
+]
+
+
+def python_pids(pids: list[int]) -> list[int]:
+    """The server processes that run Python (HAProxy does not)."""
+    found = []
+    for pid in pids:
+        try:
+            if b"python" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+        except OSError:
+            pass
+    return found
+
+
+def start_sampling(args, pids: list[int], phase: str, base_url: str) -> list[tuple[subprocess.Popen, Path]]:
+    py_spy = os.environ.get("PY_SPY") or shutil.which("py-spy")
+    if not py_spy:
+        raise SystemExit("--profile needs py-spy on PATH or PY_SPY=<path> (pip install --target DIR py-spy)")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    samplers = []
+    for pid in python_pids(pids):
+        out = RESULTS_DIR / f"stacks-{phase}-{stamp}-{pid}.txt"
+        command = [py_spy, "record", "--pid", str(pid), "--duration", str(args.duration), "--rate", "100"]
+        command += ["--format", "raw", "--nonblocking", "--threads", "--output", str(out)]
+        samplers.append((subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), out))
+    return samplers
+
+
+def finish_sampling(samplers: list[tuple[subprocess.Popen, Path]]) -> dict:
+    """Samples of busy threads by library (the innermost frame that names one), over every process."""
+    shares: dict[str, int] = {}
+    total = 0
+    for process, out in samplers:
+        process.wait(timeout=120)
+        if not out.exists():
+            continue
+        for line in out.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            if not count.isdigit():
+                continue
+            frames = stack.split(";")
+            library = next(
+                (
+                    name
+                    for frame in reversed(frames)
+                    for name, patterns in PROFILE_LIBRARIES
+                    if any(pattern in frame for pattern in patterns)
+                ),
+                "other (C, the interpreter, the standard library)",
+            )
+            shares[library] = shares.get(library, 0) + int(count)
+            total += int(count)
+    return {
+        "samples": total,
+        "shares": {name: round(n / total, 3) for name, n in sorted(shares.items(), key=lambda kv: -kv[1])}
+        if total
+        else {},
+    }
 
 
 # --- Django side: seeding and checks (this process talks to the bench database directly) ----
@@ -586,11 +675,14 @@ def pgbench(args, script: str, seeded: dict, workdir: Path, sale: str) -> dict:
 
 def measure_phase(args, phases: dict, name: str, base_url: str, pids: list[int], url: str, *script_args, **kw):
     """One wrk phase against the server at `base_url`, stored in `phases[name]`."""
+    samplers = start_sampling(args, pids, name, base_url) if args.profile else []
     cpu_before = cpu_seconds(pids)
     window_start = datetime.now(UTC)
     result = wrk(args, url, *script_args, **kw)
     window_end = datetime.now(UTC)
     result["server_cpu_s"] = cpu_seconds(pids) - cpu_before
+    if samplers:
+        result["profile"] = finish_sampling(samplers)
     result["drain_s"] = drain(base_url)
     if script_args[0] in {"purchase", "hold"}:
         # Commits inside the load window, from the database: wrk only counts answers it
@@ -610,6 +702,9 @@ def measure_phase(args, phases: dict, name: str, base_url: str, pids: list[int],
             result["confirmed_per_s"] = confirmed / (window_end - window_start).total_seconds()
     phases[name] = result
     print(f"  {name}: {result['rps']:.0f} req/s, p99 {result['p99_ms']:.1f} ms, {result['counts']}", flush=True)
+    if "profile" in result:
+        shares = ", ".join(f"{library} {share:.0%}" for library, share in result["profile"]["shares"].items())
+        print(f"    busy samples {result['profile']['samples']}: {shares}", flush=True)
     return result
 
 
