@@ -19,7 +19,10 @@ group's messages in ONE `group_send`, as a `{"type": BATCH, "messages": [...]}` 
 (`unbatch` gives them back; the hub, live/hub.py, handles them one by one as if sent apart). A
 `group_send` costs the same Redis round trips and Lua script whatever it carries, so under a herd,
 when purchases commit faster than one send takes, the sender's CPU per purchase is divided by the
-number that waited; one message alone goes out as it is.
+number that waited; one message alone goes out as it is. The rounds come at most once per
+CHANNEL_LAYER_SEND_INTERVAL_MS, so in a herd what that interval gathers shares a send; the first
+message after a quiet spell goes at once. The hub flushes stock to pages every
+STOCK_PUSH_INTERVAL_MS anyway, so a page sees no difference.
 """
 
 import asyncio
