@@ -77,6 +77,18 @@ class CachedTokenAuthentication(TokenAuthentication):
         return user, token
 
 
+def active_user_for(key: str) -> User | None:
+    """The active user behind token `key` as DRF's token authentication (this module's) finds it:
+    from the cache, else from the database, caching what it read. None for a token DRF refuses or a
+    database it cannot reach: a layer answering before DRF then leaves the request to DRF's view,
+    which names the error (401, 503)."""
+    try:
+        user, _ = CachedTokenAuthentication().authenticate_credentials(key)
+    except Exception:
+        return None
+    return user if user.is_active else None
+
+
 def cached_user(key: str) -> User | None:
     """The user behind token `key` as cached: this process's copy of the entry (core.near_cache),
     else the entry as this request read it with its other keys (core.prefetch), else as the cache

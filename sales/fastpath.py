@@ -12,8 +12,9 @@ The middleware sits innermost, so every other middleware treats its answer as DR
 Anything this middleware is not sure of goes down the full path unchanged: another method or
 path, an Idempotency-Key (its answer must be stored), a query string, an Accept header other than
 none, `*/*` or `application/json` (DRF negotiates those), a body or token that is not plainly valid
-as DRF's parser and serializer read it (the full path names the error), a token not in the cache,
-or the cache unreachable.
+as DRF's parser and serializer read it (the full path names the error), a token DRF refuses, or
+the cache unreachable. A token whose cache entry expired is read from the database here, as DRF's
+authentication reads it, so a herd's first request of each buyer stays on this path.
 """
 
 import functools
@@ -28,6 +29,7 @@ from rest_framework.response import Response
 from rest_framework.utils import json as drf_json
 
 from accounts.authentication import (
+    active_user_for,
     counted_while_cached,
     keep_near,
     near_user,
@@ -84,6 +86,10 @@ class PlainPurchaseMiddleware:
             if user is None:
                 keep_near(key, found.get(token_key), read_at=read_at)
                 user = user_from_cache_entry(found.get(token_key))
+                if user is None:
+                    # Not cached (its entry expired: a herd's first request of each buyer): read
+                    # from the database as DRF's authentication would, and cached for the next.
+                    user = active_user_for(key)
             if refusal is None:
                 known = gate.known_in(found, sale_id=sale_id, read_at=read_at)
                 refusal = purchase.gated_refusal(known, sale_id=sale_id, moment=moment)

@@ -16,6 +16,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from accounts.authentication import token_cache_key
+from accounts.models import User
 from core.errors import error_code_of
 from sales import purchase
 from sales.api import PurchaseView
@@ -89,6 +90,33 @@ def test_a_purchase_never_reaches_drf_and_answers_byte_for_byte_as_drf(known_buy
     assert fast.json()["data"]["status"] == ("held" if variant == "held" else "confirmed")
     assert Purchase.objects.filter(user=buyer, sale=sale).count() == 1
     assert FlashSale.objects.get(pk=sale.pk).current_stock == 9
+
+
+def test_a_token_whose_cache_entry_expired_is_read_from_the_database_and_the_purchase_never_reaches_drf(
+    known_buyer, buyer
+):
+    # A herd's first request of each buyer: the entry their last request cached has expired.
+    key = known_buyer._credentials["HTTP_AUTHORIZATION"].split()[1]
+    sale = SaleFactory(original_stock=10)
+    body = {"saleId": sale.pk, "quantity": 1}
+    made = []
+
+    def recorded(**order):
+        made.append(seam(**order))
+        return made[-1]
+
+    seam = purchase.purchase
+    cache.delete(token_cache_key(key))
+    with mock.patch.object(purchase, "purchase", side_effect=recorded), never_reaching_drf():
+        fast = post(known_buyer, body)
+    assert cache.get(token_cache_key(key)) is not None  # cached again, for the buyer's next request
+    cache.delete(token_cache_key(key))
+    with mock.patch.object(purchase, "purchase", return_value=made[0]), through_drf():
+        drf = post(known_buyer, body)
+
+    assert fast.status_code == 201
+    assert received(fast) == received(drf)
+    assert Purchase.objects.filter(user=buyer, sale=sale).count() == 1
 
 
 def _sold_out(buyer):
@@ -214,7 +242,7 @@ def test_a_database_outage_answers_byte_for_byte_as_drf(known_buyer):
         "form-encoded",
         "no-token",
         "unknown-token",
-        "token-not-cached-yet",
+        "inactive-user-not-cached",
         "idempotency-key",
         "accept-with-indent",
         "accept-html",
@@ -255,8 +283,10 @@ def test_requests_the_fast_path_is_not_sure_of_reach_drf(known_buyer, api, varia
     elif variant == "unknown-token":
         api.credentials(HTTP_AUTHORIZATION="Token " + "0" * 40)
         client = api
-    elif variant == "token-not-cached-yet":
-        cache.delete(token_cache_key(known_buyer._credentials["HTTP_AUTHORIZATION"].split()[1]))
+    elif variant == "inactive-user-not-cached":
+        key = known_buyer._credentials["HTTP_AUTHORIZATION"].split()[1]
+        User.objects.filter(auth_token__key=key).update(is_active=False)  # no signal: the entry stays
+        cache.delete(token_cache_key(key))  # ... until it expires
     elif variant == "idempotency-key":
         extra = {"HTTP_IDEMPOTENCY_KEY": "k-1"}
     elif variant == "accept-with-indent":
