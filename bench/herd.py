@@ -106,8 +106,8 @@ def parse_args():
         "--profile",
         action="store_true",
         help="sample the servers' Python processes with py-spy during every measured phase (py-spy on PATH, "
-        "or PY_SPY=<path>; e.g. pip install --target /tmp/py-spy-lib py-spy): CPU shares by library per "
-        "phase in the JSON result, collapsed stacks beside it. Sampling costs CPU: take figures from a run "
+        "or PY_SPY=<path>; e.g. pip install --target /tmp/py-spy-lib py-spy): shares of the GIL's holder by "
+        "library per phase in the JSON result, collapsed stacks beside it. Sampling costs CPU: take figures from a run "
         "without it",
     )
     return parser.parse_args()
@@ -331,25 +331,61 @@ def cpu_seconds(pids: list[int]) -> float:
 
 # --- where the servers' CPU goes (--profile) -------------------------------------------------
 
-# What a sample's innermost frame from one of these belongs to, the first match in this order
-# (a JSON dump inside DRF's renderer counts as json, a socket write inside gunicorn as gunicorn).
+# What a sample's innermost frame from one of these belongs to, the first match in this order (a
+# JSON dump inside DRF's renderer counts as json, a socket write inside gunicorn as gunicorn). py-spy
+# names a frame's file by its path below sys.path: "redis/connection.py", "sales/fastpath.py".
+PROJECT_PACKAGES = ("core/", "sales/", "accounts/", "live/", "idempotency/", "flashsale/", "leaderboard/", "bench/")
 PROFILE_LIBRARIES = [
-    ("redis-py", ("/redis/", "/channels_redis/", "/msgpack/")),
-    ("psycopg", ("/psycopg/", "/psycopg_pool/")),
-    ("logging", ("/logging/", "/core/logging.py")),
-    ("json", ("/json/",)),
-    ("DRF", ("/rest_framework/",)),
-    ("Django", ("/django/",)),
-    ("gunicorn", ("/gunicorn/",)),
-    (
-        "this project",
-        tuple(
-            f"{PROJECT_DIR}/{package}/"
-            for package in ("core", "sales", "accounts", "live", "idempotency", "flashsale", "leaderboard", "bench")
-        ),
-    ),
-    ("threads, sockets, selectors", ("/threading.py", "/socket.py", "/selectors.py", "/queue.py", "/ssl.py")),
+    ("redis-py", ("redis/", "channels_redis/", "msgpack/")),
+    ("psycopg", ("psycopg/", "psycopg_pool/")),
+    ("logging", ("logging/", "core/logging.py")),
+    ("json", ("json/",)),
+    ("DRF", ("rest_framework/",)),
+    ("Django", ("django/",)),
+    ("gunicorn", ("gunicorn/",)),
+    ("Daphne, Twisted", ("daphne/", "twisted/", "autobahn/", "channels/")),
+    ("this project", PROJECT_PACKAGES),
+    ("threads, sockets, selectors", ("threading.py", "socket.py", "selectors.py", "queue.py", "asyncio/")),
 ]
+
+
+def frame_file(frame: str) -> str:
+    """ "Class.method (package/module.py:123)" -> "package/module.py" """
+    inside = frame.rpartition(" (")[2]
+    return inside.rpartition(":")[0] if inside.endswith(")") else ""
+
+
+def stack_shares(files: list[Path]) -> dict:
+    """Samples of the thread holding the GIL (py-spy --gil: the process's Python CPU) by library (the
+    innermost frame that names one) and by the file of the innermost frame, over every process's
+    collapsed stacks."""
+    libraries: dict[str, int] = {}
+    innermost: dict[str, int] = {}
+    total = 0
+    for out in files:
+        if not out.exists():
+            continue
+        for line in out.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            if not count.isdigit():
+                continue
+            paths = [frame_file(frame) for frame in stack.split(";")[1:]]  # [0] names the thread
+            library = next(
+                (name for path in reversed(paths) for name, prefixes in PROFILE_LIBRARIES if path.startswith(prefixes)),
+                "other (C, the interpreter, the standard library)",
+            )
+            libraries[library] = libraries.get(library, 0) + int(count)
+            if paths:
+                innermost[paths[-1]] = innermost.get(paths[-1], 0) + int(count)
+            total += int(count)
+
+    def shares(counts: dict[str, int], top: int) -> dict[str, float]:
+        ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:top]
+        return {name: round(n / total, 3) for name, n in ranked}
+
+    return (
+        {"samples": total, "shares": shares(libraries, 20), "innermost_files": shares(innermost, 15)} if total else {}
+    )
 
 
 def python_pids(pids: list[int]) -> list[int]:
@@ -373,41 +409,15 @@ def start_sampling(args, pids: list[int], phase: str, base_url: str) -> list[tup
     for pid in python_pids(pids):
         out = RESULTS_DIR / f"stacks-{phase}-{stamp}-{pid}.txt"
         command = [py_spy, "record", "--pid", str(pid), "--duration", str(args.duration), "--rate", "100"]
-        command += ["--format", "raw", "--nonblocking", "--threads", "--output", str(out)]
+        command += ["--format", "raw", "--nonblocking", "--gil", "--threads", "--output", str(out)]
         samplers.append((subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), out))
     return samplers
 
 
 def finish_sampling(samplers: list[tuple[subprocess.Popen, Path]]) -> dict:
-    """Samples of busy threads by library (the innermost frame that names one), over every process."""
-    shares: dict[str, int] = {}
-    total = 0
-    for process, out in samplers:
+    for process, _ in samplers:
         process.wait(timeout=120)
-        if not out.exists():
-            continue
-        for line in out.read_text().splitlines():
-            stack, _, count = line.rpartition(" ")
-            if not count.isdigit():
-                continue
-            frames = stack.split(";")
-            library = next(
-                (
-                    name
-                    for frame in reversed(frames)
-                    for name, patterns in PROFILE_LIBRARIES
-                    if any(pattern in frame for pattern in patterns)
-                ),
-                "other (C, the interpreter, the standard library)",
-            )
-            shares[library] = shares.get(library, 0) + int(count)
-            total += int(count)
-    return {
-        "samples": total,
-        "shares": {name: round(n / total, 3) for name, n in sorted(shares.items(), key=lambda kv: -kv[1])}
-        if total
-        else {},
-    }
+    return stack_shares([out for _, out in samplers])
 
 
 # --- Django side: seeding and checks (this process talks to the bench database directly) ----
@@ -704,7 +714,7 @@ def measure_phase(args, phases: dict, name: str, base_url: str, pids: list[int],
     print(f"  {name}: {result['rps']:.0f} req/s, p99 {result['p99_ms']:.1f} ms, {result['counts']}", flush=True)
     if "profile" in result:
         shares = ", ".join(f"{library} {share:.0%}" for library, share in result["profile"]["shares"].items())
-        print(f"    busy samples {result['profile']['samples']}: {shares}", flush=True)
+        print(f"    GIL samples {result['profile']['samples']}: {shares}", flush=True)
     return result
 
 
