@@ -475,7 +475,7 @@ def test_a_failed_round_trip_leaves_the_read_to_the_database(waiting_place, know
 def test_a_database_outage_while_reading_a_token_answers_as_drf(buyer_api):
     sale = drawn()
     outage = OperationalError("server closed the connection")
-    with mock.patch("rest_framework.authentication.TokenAuthentication.authenticate_credentials", side_effect=outage):
+    with mock.patch("accounts.authentication._entry_from_database", side_effect=outage):
         answer = join(buyer_api, sale.pk)
         with through_drf():
             drf = join(buyer_api, sale.pk)
