@@ -10,7 +10,7 @@ Invalidation: deleting a token (logout, the admin, a user's deletion cascading t
 entry at once and again after commit; saving a user (deactivation, staff change) removes the
 entries of all their tokens. The expiry bounds the one remaining race: a request that read the
 token from the database just before a logout committed and writes the cache just after it.
-Each process also keeps its copy of an entry for LOCAL_CACHE_MS (core.near_cache); removing the
+Each process also keeps its copy of an entry for LOCAL_TOKEN_CACHE_MS (core.near_cache); removing the
 entry drops the copies of every process, by a pub/sub message to the others.
 """
 
@@ -187,11 +187,11 @@ def user_from_cache_entry(entry: object) -> User | None:
     return User.from_db("default", names, [entry[name] for name in names])
 
 
-# A token's cache entry as this process last read it from the cache, for LOCAL_CACHE_MS: under a herd
-# the same tokens come back many times a second. Dropped in every process with the cache's entry
-# (`forget_tokens`); a deleted token still answered elsewhere for at most LOCAL_CACHE_MS (a lost
+# A token's cache entry as this process last read it from the cache, for LOCAL_TOKEN_CACHE_MS: under a
+# herd the same tokens come back many times a second. Dropped in every process with the cache's entry
+# (`forget_tokens`); a deleted token still answered elsewhere for at most LOCAL_TOKEN_CACHE_MS (a lost
 # message) is the bound docs/design.md states.
-_near_entries = NearCache("token")
+_near_entries = NearCache("token", lifetime_setting="LOCAL_TOKEN_CACHE_MS")
 
 # Which user a token key belongs to, per process: a token never changes hands (the key is the row's
 # primary key and its user a fixed foreign key), so this can only be missing, never wrong. It lets

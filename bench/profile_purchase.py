@@ -20,7 +20,7 @@ that bounds a gunicorn worker's throughput.
 view, interleaved.
 
 --near times the cases with each process's copies of the token's user and the gate's refusal
-(core.near_cache) kept and not (LOCAL_CACHE_MS=0, every request reads Redis as before), interleaved;
+(core.near_cache) kept and not (both lifetimes 0, every request reads Redis as before), interleaved;
 --no-ratelimit runs everything with rate limits off, as bench/herd.py runs the server.
 
 --push times the bought purchase, interleaved, with the after-commit push sent five ways: `wait`
@@ -351,7 +351,7 @@ def compare_near_copies(cases, timed, args) -> None:
     for _ in range(args.rounds):
         for case in ("gated", "bought", "health"):
             for copies, local_ms in (("off", 0), (f"{kept} ms", kept)):
-                with override_settings(LOCAL_CACHE_MS=local_ms):
+                with override_settings(LOCAL_CACHE_MS=local_ms, LOCAL_TOKEN_CACHE_MS=local_ms):
                     cases[case][0]()  # a copy is made by a request that reads Redis
                     figures = timed(cases[case][0], args.requests)
                 previous = best.get((case, copies), figures)

@@ -2,8 +2,8 @@
 
 Under a herd nearly every request asks Redis the same two things: whose is this token, and does the
 sale gate refuse this sale. A `NearCache` keeps what Redis answered in the process's memory for at
-most LOCAL_CACHE_MS, counted from when Redis was asked, so the next requests skip the round
-trip (docs/performance.md "A gated refusal without Redis").
+most LOCAL_CACHE_MS (token copies: LOCAL_TOKEN_CACHE_MS), counted from when Redis was asked, so the
+next requests skip the round trip (docs/performance.md "A gated refusal without Redis").
 
 Invalidation: whoever changes such an entry in Redis then calls `drop`: this process's copy goes at
 once, and a message on Redis pub/sub tells every other process, whose listener thread drops its copy
@@ -48,9 +48,11 @@ _listener_lock = threading.Lock()
 class NearCache:
     """Copies of Redis entries named by string keys; `name` is what drop messages call it."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, *, lifetime_setting: str = "LOCAL_CACHE_MS"):
         assert " " not in name and name not in _caches
         self.name = name
+        # The setting that says, in milliseconds, how long a copy is served after its read.
+        self.lifetime_setting = lifetime_setting
         # key -> (value, when its read began) or (_DROPPED, when it was dropped); monotonic seconds.
         self._entries: dict[str, tuple[Any, float]] = {}
         self._cleared_at = 0.0
@@ -58,9 +60,11 @@ class NearCache:
         _caches[name] = self
 
     def get(self, key: str) -> Any | None:
-        """The copy of `key`, if one younger than LOCAL_CACHE_MS is kept."""
+        """The copy of `key`, if one younger than the cache's lifetime setting is kept."""
         entry = self._entries.get(key)
-        if entry is None or entry[0] is _DROPPED or (time.monotonic() - entry[1]) * 1000 >= settings.LOCAL_CACHE_MS:
+        if entry is None or entry[0] is _DROPPED:
+            return None
+        if (time.monotonic() - entry[1]) * 1000 >= getattr(settings, self.lifetime_setting):
             return None
         return entry[0]
 

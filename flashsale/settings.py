@@ -316,6 +316,13 @@ SALE_GATE_SECONDS = env.int("SALE_GATE_SECONDS", default=10)
 LOCAL_CACHE_MS = env.int("LOCAL_CACHE_MS", default=10_000)
 if LOCAL_CACHE_MS < 0:
     raise ImproperlyConfigured("LOCAL_CACHE_MS must be 0 or more")
+# The same for a token's user, whose copy may live as long as the Redis entry itself: a lost message
+# then keeps a logged-out token usable elsewhere no longer than the entry's own race already does.
+# A herd's buyers come back to the same worker seldom within 10 s (docs/design.md). LOCAL_CACHE_MS=0
+# turns every copy off.
+LOCAL_TOKEN_CACHE_MS = env.int("LOCAL_TOKEN_CACHE_MS", default=AUTH_TOKEN_CACHE_SECONDS * 1000)
+if LOCAL_TOKEN_CACHE_MS < 0:
+    raise ImproperlyConfigured("LOCAL_TOKEN_CACHE_MS must be 0 or more")
 # A waiting room's line state, written by the sale clock every tick (sales.line_cache): gone this
 # long after the clock stops writing it. A numbered place's position, which never changes, is cached
 # for LINE_CACHE_PLACE_SECONDS.

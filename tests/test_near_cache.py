@@ -1,7 +1,8 @@
 """A process's own copies of the token's user and the sale gate's refusal (core.near_cache): the
 herd's refusals ask Redis nothing while rate limits are off and only count the limits while they
 are on; a restock or a deleted token is seen at once in the process that made it, and by the
-others as soon as its pub/sub message arrives; a copy never outlives LOCAL_CACHE_MS."""
+others as soon as its pub/sub message arrives; a copy never outlives LOCAL_CACHE_MS (a token's,
+LOCAL_TOKEN_CACHE_MS)."""
 
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from django.test import RequestFactory, override_settings
 from django_ratelimit.core import get_usage
 from rest_framework.authtoken.models import Token
 
+from accounts.authentication import near_user
 from core import near_cache
 from harness.faults import wait_for
 from harness.servers import PROJECT_DIR, server_env
@@ -25,7 +27,7 @@ from tests.test_prefetch import PURCHASE, buy, redis_commands
 
 LIMITS = dict(RATELIMIT_ENABLE=True, RATELIMIT_GLOBAL="1000/h", RATELIMIT_PURCHASE="6/h")
 # Long enough that only a message can take a copy away while a test runs.
-NO_EXPIRY = dict(LOCAL_CACHE_MS=600_000)
+NO_EXPIRY = dict(LOCAL_CACHE_MS=600_000, LOCAL_TOKEN_CACHE_MS=600_000)
 
 
 @pytest.fixture(autouse=True)
@@ -186,6 +188,26 @@ def test_a_copy_is_not_served_once_local_cache_ms_passed_since_its_read():
 
     assert gate.known_here(sale.pk) is not None
     assert expired is None and disabled is None
+
+
+@pytest.mark.django_db
+@override_settings(RATELIMIT_ENABLE=False, LOCAL_CACHE_MS=500, LOCAL_TOKEN_CACHE_MS=60_000)
+def test_a_tokens_copy_lives_for_local_token_cache_ms_and_the_gates_for_local_cache_ms():
+    buyer = UserFactory()
+    client = client_for(buyer)
+    key = Token.objects.get(user=buyer).key
+    sale = SaleFactory(original_stock=1, current_stock=0)
+    refused_from_copies(client, sale)
+    after_its_read = near_cache.time.monotonic()
+
+    with mock.patch.object(near_cache.time, "monotonic", return_value=after_its_read + 30):
+        token_after_30_s, gate_after_30_s = near_user(key), gate.known_here(sale.pk)
+    with mock.patch.object(near_cache.time, "monotonic", return_value=after_its_read + 60):
+        token_after_60_s = near_user(key)
+
+    assert token_after_30_s is not None and token_after_30_s.pk == buyer.pk
+    assert gate_after_30_s is None
+    assert token_after_60_s is None
 
 
 @pytest.mark.django_db
