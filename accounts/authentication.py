@@ -96,8 +96,9 @@ def _token_user_sql() -> str:
 
 def _entry_from_database(key: str) -> dict[str, Any] | None:
     """The cache entry of token `key`'s user read from the database, None for no such token. One
-    hand-written statement: DRF's `select_related` lookup cost ~9x its CPU (two model instances, the
-    query compiled each time), and a herd's first request of each buyer makes one."""
+    hand-written statement, where DRF's `select_related` lookup builds two model instances and
+    compiles its query each time: a herd's first request of each buyer makes one
+    (docs/performance.md, the seventh session)."""
     with connection.cursor() as cursor:
         cursor.execute(_token_user_sql(), [key])
         row = cursor.fetchone()
