@@ -69,18 +69,25 @@ class CachedTokenAuthentication(TokenAuthentication):
             raise AuthenticationFailed("Invalid token.")
         user = cached_user(key)
         if user is None:
-            entry = _entry_from_database(key)
-            if entry is None:
-                raise AuthenticationFailed(_("Invalid token."))  # DRF's words, and so its translations
-            user = user_from_cache_entry(entry)
-            if user is None or not user.is_active:
-                raise AuthenticationFailed(_("User inactive or deleted."))
-            remember_user_id(key, user.pk)
-            try:
-                cache.set(token_cache_key(key), entry, timeout=settings.AUTH_TOKEN_CACHE_SECONDS)
-            except Exception:
-                logger.warning("token cache unreachable", exc_info=True)
+            user = user_from_database(key)
         return user, Token(key=key, user=user)
+
+
+def user_from_database(key: str) -> User:
+    """The active user behind token `key`, read from the database and cached for the next request;
+    DRF's AuthenticationFailed, in its words, for an unknown token or an inactive user."""
+    entry = _entry_from_database(key)
+    if entry is None:
+        raise AuthenticationFailed(_("Invalid token."))  # DRF's words, and so its translations
+    user = user_from_cache_entry(entry)
+    if user is None or not user.is_active:
+        raise AuthenticationFailed(_("User inactive or deleted."))
+    remember_user_id(key, user.pk)
+    try:
+        cache.set(token_cache_key(key), entry, timeout=settings.AUTH_TOKEN_CACHE_SECONDS)
+    except Exception:
+        logger.warning("token cache unreachable", exc_info=True)
+    return user
 
 
 @functools.cache
@@ -110,12 +117,15 @@ def _entry_from_database(key: str) -> dict[str, Any] | None:
     return entry
 
 
-def active_user_for(key: str) -> User | None:
+def active_user_for(key: str, *, not_cached: bool = False) -> User | None:
     """The active user behind token `key` as DRF's token authentication (this module's) finds it:
-    from the cache, else from the database, caching what it read. None for a token DRF refuses or a
-    database it cannot reach: a layer answering before DRF then leaves the request to DRF's view,
-    which names the error (401, 503)."""
+    from the cache, else from the database, caching what it read (`not_cached`: the caller read the
+    cache already and found no entry, so only the database is asked). None for a token DRF refuses
+    or a database it cannot reach: a layer answering before DRF then leaves the request to DRF's
+    view, which names the error (401, 503)."""
     try:
+        if not_cached:
+            return user_from_database(key)
         user, _ = CachedTokenAuthentication().authenticate_credentials(key)
     except Exception:
         return None

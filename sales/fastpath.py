@@ -89,7 +89,7 @@ class PlainPurchaseMiddleware:
                 if user is None:
                     # Not cached (its entry expired: a herd's first request of each buyer): read
                     # from the database as DRF's authentication would, and cached for the next.
-                    user = active_user_for(key)
+                    user = active_user_for(key, not_cached=True)
             if refusal is None:
                 known = gate.known_in(found, sale_id=sale_id, read_at=read_at)
                 refusal = purchase.gated_refusal(known, sale_id=sale_id, moment=moment)
